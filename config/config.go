@@ -1,0 +1,224 @@
+// Package config defines mistral-tap's configuration, loads it with koanf
+// (defaults, then the YAML file, then MISTRAL_TAP_* environment variables,
+// then flags), validates it strictly and reloads it.
+package config
+
+import "time"
+
+// Config is the whole configuration. The zero value is not usable; start from
+// Default().
+type Config struct {
+	// Listen is the proxy's address; clients use it instead of Mistral's.
+	// Default "127.0.0.1:8990".
+	Listen string `koanf:"listen" yaml:"listen"`
+	// Upstream is Mistral's API root, the part before /v2.
+	// Default "http://127.0.0.1:8989".
+	Upstream string `koanf:"upstream" yaml:"upstream"`
+	// StateDir is where mistral-tap keeps its durable state (outbox, tracker
+	// state, watcher checkpoint). Default "./mistral-tap-data".
+	StateDir string `koanf:"state_dir" yaml:"state_dir"`
+	// Proxy tunes the reverse proxy.
+	Proxy Proxy `koanf:"proxy" yaml:"proxy"`
+	// Watch configures active polling of the API.
+	Watch Watch `koanf:"watch" yaml:"watch"`
+	// Delivery holds defaults for every callback's delivery.
+	Delivery Delivery `koanf:"delivery" yaml:"delivery"`
+	// Log configures logging.
+	Log Log `koanf:"log" yaml:"log"`
+	// Callbacks are the webhooks events are delivered to.
+	Callbacks []Callback `koanf:"callbacks" yaml:"callbacks"`
+}
+
+// Proxy tunes the reverse proxy in front of Mistral.
+type Proxy struct {
+	// PathPrefix is a path under which Mistral's API is mounted upstream
+	// (e.g. "/workflow" under devstack's uwsgi). Default "" (API at the root).
+	PathPrefix string `koanf:"path_prefix" yaml:"path_prefix"`
+	// MaxTapBody is the largest response body the tap copies for parsing, in
+	// bytes; larger bodies pass through untouched and are counted.
+	// Default 8 MiB.
+	MaxTapBody int64 `koanf:"max_tap_body" yaml:"max_tap_body"`
+	// CAFile is a PEM bundle used to verify an https upstream, in addition
+	// to the system roots. Default "" (system roots only).
+	CAFile string `koanf:"ca_file" yaml:"ca_file"`
+	// DialTimeout bounds connecting to the upstream. Default 5s.
+	DialTimeout time.Duration `koanf:"dial_timeout" yaml:"dial_timeout"`
+	// ResponseHeaderTimeout bounds waiting for Mistral's response headers.
+	// Default 120s (Mistral's start of an execution is a synchronous RPC
+	// whose own timeout is 60s).
+	ResponseHeaderTimeout time.Duration `koanf:"response_header_timeout" yaml:"response_header_timeout"`
+	// MaxIdleConnsPerHost is the upstream connection pool size.
+	// Default 64.
+	MaxIdleConnsPerHost int `koanf:"max_idle_conns_per_host" yaml:"max_idle_conns_per_host"`
+}
+
+// Watch configures the watcher, which polls the API so that events fire
+// even when no client is looking.
+type Watch struct {
+	// Interval between polls; 0 turns the watcher off. Default 1s.
+	Interval time.Duration `koanf:"interval" yaml:"interval"`
+	// Headers are sent with every poll, e.g. X-Auth-Token: ${MISTRAL_TOKEN}.
+	// Values are secrets and never logged. Default none.
+	Headers map[string]string `koanf:"headers" yaml:"headers"`
+	// PageSize is the `limit` of each list request. Default 500.
+	PageSize int `koanf:"page_size" yaml:"page_size"`
+	// Replay, when > 0, makes the first poll start this far in the past
+	// instead of "now", replaying history. Default 0 (no replay).
+	Replay time.Duration `koanf:"replay" yaml:"replay"`
+	// AllProjects adds all_projects=true to execution polls (needs admin).
+	// Default false.
+	AllProjects bool `koanf:"all_projects" yaml:"all_projects"`
+}
+
+// Delivery holds delivery defaults that each callback may override.
+type Delivery struct {
+	// Timeout bounds one HTTP attempt. Default 10s.
+	Timeout time.Duration `koanf:"timeout" yaml:"timeout"`
+	// Retries is the number of in-process retries after the first attempt.
+	// Default 3.
+	Retries int `koanf:"retries" yaml:"retries"`
+	// RetryWaitMin is the shortest wait between in-process retries.
+	// Default 200ms.
+	RetryWaitMin time.Duration `koanf:"retry_wait_min" yaml:"retry_wait_min"`
+	// RetryWaitMax caps the wait between retries, Retry-After included.
+	// Default 5s.
+	RetryWaitMax time.Duration `koanf:"retry_wait_max" yaml:"retry_wait_max"`
+	// AllowNetworks lists CIDRs that callbacks may reach although they are
+	// loopback, link-local or private (refused by default against SSRF),
+	// e.g. ["127.0.0.0/8"] for a receiver on the same host. Default none.
+	AllowNetworks []string `koanf:"allow_networks" yaml:"allow_networks"`
+	// BreakerThreshold is the number of consecutive failed deliveries after
+	// which a callback's circuit opens and it is only probed, with backoff.
+	// Default 5.
+	BreakerThreshold int `koanf:"breaker_threshold" yaml:"breaker_threshold"`
+	// BreakerProbeMax caps the wait between probes of an open circuit.
+	// Default 5m.
+	BreakerProbeMax time.Duration `koanf:"breaker_probe_max" yaml:"breaker_probe_max"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level string `koanf:"level" yaml:"level"`
+	// Format is "text" or "json". Default "text".
+	Format string `koanf:"format" yaml:"format"`
+}
+
+// Callback is one webhook: which events it wants and where they go. All
+// filters must match.
+type Callback struct {
+	// Name identifies the callback in logs, metrics and the store; unique.
+	Name string `koanf:"name" yaml:"name"`
+	// Events selects event types: Mistral's names (WORKFLOW_LAUNCHED, ...,
+	// TASK_SKIPPED), the kinds EXECUTION and TASK, the aliases
+	// on-execution-start, on-execution-complete, on-task-start,
+	// on-task-complete, and "*". Required.
+	Events []string `koanf:"events" yaml:"events"`
+	// Workbook keeps only events of workflows defined in this workbook
+	// (resolved from the engine's workbook definitions). Default "" (any).
+	Workbook string `koanf:"workbook" yaml:"workbook"`
+	// Workflow is a glob (path.Match syntax) on workflow_name.
+	// Default "" (any).
+	Workflow string `koanf:"workflow" yaml:"workflow"`
+	// Namespace keeps only events of this workflow namespace. Default ""
+	// (any namespace; Mistral's default namespace is also "").
+	Namespace *string `koanf:"namespace" yaml:"namespace"`
+	// Task is a glob on the task name; applies to TASK events only.
+	// Default "" (any).
+	Task string `koanf:"task" yaml:"task"`
+	// URL receives the notifications; ${NAME} is expanded from the
+	// environment at load time. Required.
+	URL string `koanf:"url" yaml:"url"`
+	// Method is the HTTP method. Default "POST".
+	Method string `koanf:"method" yaml:"method"`
+	// Headers are added to every request; ${NAME} is expanded from the
+	// environment. Values are secrets and never logged.
+	Headers map[string]string `koanf:"headers" yaml:"headers"`
+	// Format is the payload format: "mistral" (exactly Mistral's own
+	// notifier body), "envelope" (our JSON envelope), "cloudevents" or
+	// "template". Default "mistral".
+	Format string `koanf:"format" yaml:"format"`
+	// Timeout overrides Delivery.Timeout for this callback. Default 0
+	// (inherit).
+	Timeout time.Duration `koanf:"timeout" yaml:"timeout"`
+	// Retries overrides Delivery.Retries for this callback. Default nil
+	// (inherit).
+	Retries *int `koanf:"retries" yaml:"retries"`
+	// Ordering is "root" (events of one root execution are delivered one at
+	// a time, in sequence order) or "none" (in parallel). Default "root".
+	Ordering string `koanf:"ordering" yaml:"ordering"`
+	// Concurrency is how many deliveries of this callback may be in flight
+	// at once (across root executions when Ordering is "root").
+	// Default 4.
+	Concurrency int `koanf:"concurrency" yaml:"concurrency"`
+	// Retry is the long-horizon retry policy applied from the outbox after
+	// the in-process retries fail. Default: see RetryPolicy.
+	Retry RetryPolicy `koanf:"retry" yaml:"retry"`
+	// Secret signs every request with a Standard Webhooks
+	// webhook-signature header. ${NAME} is expanded. Default "" (unsigned).
+	Secret string `koanf:"secret" yaml:"secret"`
+	// SecretFile reads the secret from a file (trailing newline trimmed).
+	SecretFile string `koanf:"secret_file" yaml:"secret_file"`
+	// Secrets are additional secrets; every request is signed with each,
+	// for rotation. Default none.
+	Secrets []string `koanf:"secrets" yaml:"secrets"`
+	// CloudEvents tunes format "cloudevents".
+	CloudEvents CloudEvents `koanf:"cloudevents" yaml:"cloudevents"`
+	// Template is the Go text/template body for format "template".
+	Template string `koanf:"template" yaml:"template"`
+}
+
+// RetryPolicy is how long and how often the outbox keeps retrying a
+// delivery before it becomes a dead letter.
+type RetryPolicy struct {
+	// InitialInterval is the first wait. Default 5s.
+	InitialInterval time.Duration `koanf:"initial_interval" yaml:"initial_interval"`
+	// MaxInterval caps the wait (and any Retry-After). Default 10m.
+	MaxInterval time.Duration `koanf:"max_interval" yaml:"max_interval"`
+	// Multiplier grows the wait after each failure. Default 2.
+	Multiplier float64 `koanf:"multiplier" yaml:"multiplier"`
+	// Jitter is the random fraction (0..1) added to or taken from each
+	// wait. Default 0.2.
+	Jitter float64 `koanf:"jitter" yaml:"jitter"`
+	// MaxAge is how long after the event a delivery may still be tried.
+	// Default 24h.
+	MaxAge time.Duration `koanf:"max_age" yaml:"max_age"`
+	// MaxAttempts bounds outbox attempts (each may include in-process
+	// retries). Default 0 (bounded by MaxAge only).
+	MaxAttempts int `koanf:"max_attempts" yaml:"max_attempts"`
+}
+
+// CloudEvents tunes the "cloudevents" format.
+type CloudEvents struct {
+	// Mode is "structured" or "binary". Default "structured".
+	Mode string `koanf:"mode" yaml:"mode"`
+	// Source is the CloudEvents source attribute.
+	// Default "mistral-tap://<upstream host>".
+	Source string `koanf:"source" yaml:"source"`
+}
+
+// Default returns the configuration used where the file says nothing.
+func Default() Config {
+	return Config{
+		Listen:   "127.0.0.1:8990",
+		Upstream: "http://127.0.0.1:8989",
+		StateDir: "./mistral-tap-data",
+		Proxy: Proxy{
+			MaxTapBody:            8 << 20,
+			DialTimeout:           5 * time.Second,
+			ResponseHeaderTimeout: 120 * time.Second,
+			MaxIdleConnsPerHost:   64,
+		},
+		Watch: Watch{Interval: time.Second, PageSize: 500},
+		Delivery: Delivery{
+			Timeout:      10 * time.Second,
+			Retries:      3,
+			RetryWaitMin: 200 * time.Millisecond,
+			RetryWaitMax: 5 * time.Second,
+
+			BreakerThreshold: 5,
+			BreakerProbeMax:  5 * time.Minute,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
