@@ -25,6 +25,12 @@ type Config struct {
 	Delivery Delivery `koanf:"delivery" yaml:"delivery"`
 	// Log configures logging.
 	Log Log `koanf:"log" yaml:"log"`
+	// Admin configures the admin API (deliveries, replay, explain).
+	// Default off.
+	Admin Admin `koanf:"admin" yaml:"admin"`
+	// Ops configures the operations endpoints (/metrics, /healthz,
+	// /readyz). Default off.
+	Ops Ops `koanf:"ops" yaml:"ops"`
 	// Callbacks are the webhooks events are delivered to.
 	Callbacks []Callback `koanf:"callbacks" yaml:"callbacks"`
 }
@@ -104,6 +110,24 @@ type Log struct {
 	Format string `koanf:"format" yaml:"format"`
 }
 
+// Admin configures the admin API.
+type Admin struct {
+	// Listen is the admin API's address. Default "" (off). Changing it
+	// needs a restart.
+	Listen string `koanf:"listen" yaml:"listen"`
+	// Token is the bearer token every admin request must carry; ${NAME} is
+	// expanded from the environment, e.g. "${ADMIN_TOKEN}". Required when
+	// Listen is set. A secret, never logged. Default "".
+	Token string `koanf:"token" yaml:"token"`
+}
+
+// Ops configures the unauthenticated operations endpoints.
+type Ops struct {
+	// Listen is the address serving /metrics, /healthz and /readyz.
+	// Default "" (off). Changing it needs a restart.
+	Listen string `koanf:"listen" yaml:"listen"`
+}
+
 // Callback is one webhook: which events it wants and where they go. All
 // filters must match.
 type Callback struct {
@@ -115,16 +139,18 @@ type Callback struct {
 	// on-task-complete, and "*". Required.
 	Events []string `koanf:"events" yaml:"events"`
 	// Workbook keeps only events of workflows defined in this workbook
-	// (resolved from the engine's workbook definitions). Default "" (any).
+	// (resolved from the engine's workbook definitions, exact names, never
+	// a prefix guess). Default "" (any).
 	Workbook string `koanf:"workbook" yaml:"workbook"`
 	// Workflow is a glob (path.Match syntax) on workflow_name.
 	// Default "" (any).
 	Workflow string `koanf:"workflow" yaml:"workflow"`
-	// Namespace keeps only events of this workflow namespace. Default ""
-	// (any namespace; Mistral's default namespace is also "").
+	// Namespace keeps only events of this workflow namespace. Default nil
+	// (any namespace). `namespace: ""` selects Mistral's default namespace
+	// only.
 	Namespace *string `koanf:"namespace" yaml:"namespace"`
-	// Task is a glob on the task name; applies to TASK events only.
-	// Default "" (any).
+	// Task is a glob on the task name; applies to TASK events only:
+	// execution events are not filtered by it. Default "" (any).
 	Task string `koanf:"task" yaml:"task"`
 	// URL receives the notifications; ${NAME} is expanded from the
 	// environment at load time. Required.
@@ -139,10 +165,10 @@ type Callback struct {
 	// "template". Default "mistral".
 	Format string `koanf:"format" yaml:"format"`
 	// Timeout overrides Delivery.Timeout for this callback. Default 0
-	// (inherit).
+	// (inherit); Load replaces 0 with Delivery.Timeout.
 	Timeout time.Duration `koanf:"timeout" yaml:"timeout"`
 	// Retries overrides Delivery.Retries for this callback. Default nil
-	// (inherit).
+	// (inherit); Load replaces nil with Delivery.Retries.
 	Retries *int `koanf:"retries" yaml:"retries"`
 	// Ordering is "root" (events of one root execution are delivered one at
 	// a time, in sequence order) or "none" (in parallel). Default "root".
@@ -157,14 +183,17 @@ type Callback struct {
 	// Secret signs every request with a Standard Webhooks
 	// webhook-signature header. ${NAME} is expanded. Default "" (unsigned).
 	Secret string `koanf:"secret" yaml:"secret"`
-	// SecretFile reads the secret from a file (trailing newline trimmed).
+	// SecretFile reads the secret from a file (trailing newline trimmed)
+	// at load time; Load stores the content in Secret. Exclusive with
+	// Secret. Default "".
 	SecretFile string `koanf:"secret_file" yaml:"secret_file"`
 	// Secrets are additional secrets; every request is signed with each,
-	// for rotation. Default none.
+	// for rotation. ${NAME} is expanded. Default none.
 	Secrets []string `koanf:"secrets" yaml:"secrets"`
 	// CloudEvents tunes format "cloudevents".
 	CloudEvents CloudEvents `koanf:"cloudevents" yaml:"cloudevents"`
-	// Template is the Go text/template body for format "template".
+	// Template is the Go text/template body for format "template";
+	// required by that format and refused by the others. Default "".
 	Template string `koanf:"template" yaml:"template"`
 }
 

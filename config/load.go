@@ -1,0 +1,410 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	kyaml "github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// EnvPrefix starts every environment variable Load reads.
+//
+// Mapping: strip the prefix, lower-case, and read "__" (double underscore)
+// as the section separator; a single "_" stays part of the key. So
+// MISTRAL_TAP_LISTEN is `listen`, MISTRAL_TAP_STATE_DIR is `state_dir`,
+// MISTRAL_TAP_WATCH__INTERVAL is `watch.interval` and
+// MISTRAL_TAP_DELIVERY__ALLOW_NETWORKS is `delivery.allow_networks` (a
+// comma-separated list). Only scalar and list keys outside `callbacks` can be
+// set this way; maps (headers) and callbacks cannot, use ${NAME} in the file
+// instead. Any other MISTRAL_TAP_* variable is an error (a typo must not be
+// silently ignored), except MISTRAL_TAP_CONFIG, which is left to the command
+// line to name the file.
+const EnvPrefix = "MISTRAL_TAP_"
+
+// envReserved are MISTRAL_TAP_* variables that are not configuration keys.
+var envReserved = map[string]bool{"MISTRAL_TAP_CONFIG": true}
+
+// Source says where Load reads configuration from. Later layers win:
+// Default(), then the file, then the environment, then explicitly set flags.
+type Source struct {
+	// Path is the YAML file; "" means none (defaults, environment and flags
+	// only).
+	Path string
+	// Flags, when set, overrides keys with the flags the user set
+	// explicitly; a flag named like a key with "." and "_" turned into "-"
+	// (--state-dir, --watch-interval, --log-level) sets that key. Flags
+	// that name no key (e.g. --config) are ignored. See RegisterFlags.
+	Flags *pflag.FlagSet
+	// Environ supplies the environment for MISTRAL_TAP_* keys and ${NAME}
+	// expansion; nil means os.Environ.
+	Environ func() []string
+}
+
+// RegisterFlags defines the usual configuration flags on fs: --listen,
+// --upstream, --state-dir, --watch-interval, --log-level, --log-format,
+// --admin-listen and --ops-listen. Their defaults are shown in help only;
+// a flag overrides the file and the environment only when set.
+func RegisterFlags(fs *pflag.FlagSet) {
+	d := Default()
+	fs.String("listen", d.Listen, "proxy listen address (host:port)")
+	fs.String("upstream", d.Upstream, "Mistral API root URL")
+	fs.String("state-dir", d.StateDir, "directory for durable state")
+	fs.Duration("watch-interval", d.Watch.Interval, "poll interval of the watcher (0 = off)")
+	fs.String("log-level", d.Log.Level, "log level: debug, info, warn, error")
+	fs.String("log-format", d.Log.Format, "log format: text or json")
+	fs.String("admin-listen", d.Admin.Listen, "admin API listen address (empty = off)")
+	fs.String("ops-listen", d.Ops.Listen, "metrics and health listen address (empty = off)")
+}
+
+// Load reads, merges, expands and validates the configuration. It returns
+// either a complete, valid Config (callback defaults applied, ${NAME}
+// expanded, secret files read) or nil and every problem found, joined
+// (see Problems); never a half config.
+func Load(src Source) (*Config, error) {
+	c, _, err := load(src)
+	return c, err
+}
+
+// loaded is what a load read, for the reloader's change detection.
+type loaded struct {
+	fileData    []byte
+	secretFiles []string // resolved paths of secret_file entries
+}
+
+// bytesProvider serves already-read file bytes to koanf, so that koanf and
+// the strict pass see the very same content even while the file is being
+// edited.
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("bytesProvider: Read unsupported")
+}
+
+func load(src Source) (*Config, *loaded, error) {
+	environ := src.Environ
+	if environ == nil {
+		environ = os.Environ
+	}
+	envList := environ()
+	info := &loaded{}
+	var probs problems
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
+		return nil, info, fmt.Errorf("loading defaults: %w", err)
+	}
+
+	var ix *fileIndex
+	strictTypeErr := map[string]bool{}
+	if src.Path != "" {
+		data, err := os.ReadFile(src.Path)
+		if err != nil {
+			return nil, info, &FieldError{File: src.Path, Msg: fmt.Sprintf("cannot read config file: %v", unwrapPathErr(err))}
+		}
+		info.fileData = data
+		var sp problems
+		ix, sp = strictCheck(src.Path, data)
+		if len(sp) == 1 && sp[0].Field == "" && sp[0].Callback == "" && strings.HasPrefix(sp[0].Msg, "invalid YAML") {
+			return nil, info, sp.err()
+		}
+		for _, e := range sp {
+			strictTypeErr[e.path] = true
+		}
+		probs = append(probs, sp...)
+		if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
+			return nil, info, yamlSyntaxError(src.Path, err)
+		}
+	}
+
+	overridden := map[string]bool{}
+	leaves := leafKeys()
+	envErr := problems{}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return envList },
+		TransformFunc: func(name, v string) (string, any) {
+			if envReserved[name] {
+				return "", nil
+			}
+			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
+			t, ok := leaves[key]
+			if !ok {
+				envErr.add("", "", name, "", fmt.Sprintf("unknown environment variable (no settable key %q; e.g. %sWATCH__INTERVAL sets watch.interval)", key, EnvPrefix))
+				return "", nil
+			}
+			val, err := envValue(t, v)
+			if err != nil {
+				envErr.add(key, "", key, redactIfSecret(key, v), fmt.Sprintf("from %s: %v", name, err))
+				return "", nil
+			}
+			overridden[key] = true
+			return key, val
+		},
+	}), nil); err != nil {
+		return nil, info, fmt.Errorf("loading environment: %w", err)
+	}
+	slices.SortFunc(envErr, func(a, b *FieldError) int { return cmp.Compare(a.Field, b.Field) })
+	probs = append(probs, envErr...)
+
+	if src.Flags != nil {
+		byFlag := map[string]string{}
+		for key := range leaves {
+			byFlag[strings.NewReplacer(".", "-", "_", "-").Replace(key)] = key
+		}
+		if err := k.Load(posflag.ProviderWithFlag(src.Flags, ".", k, func(f *pflag.Flag) (string, any) {
+			key, ok := byFlag[f.Name]
+			if !ok || !f.Changed {
+				return "", nil
+			}
+			overridden[key] = true
+			return key, posflag.FlagVal(src.Flags, f)
+		}), nil); err != nil {
+			return nil, info, fmt.Errorf("loading flags: %w", err)
+		}
+	}
+
+	// Pre-populating Callbacks makes the decoder fill each element in place
+	// (mapstructure reuses existing slice elements), so keys absent from a
+	// callback keep the callback defaults.
+	var c Config
+	if raw, ok := k.Get("callbacks").([]any); ok {
+		c.Callbacks = make([]Callback, len(raw))
+		for i := range c.Callbacks {
+			c.Callbacks[i] = defaultCallback()
+		}
+	}
+	if err := k.Unmarshal("", &c); err != nil && len(strictTypeErr) == 0 {
+		probs.add("", "", "", "", fmt.Sprintf("decoding configuration: %v", err))
+	}
+
+	c.inherit()
+	info.secretFiles = c.resolveSecrets(&probs, envLookup(envList), filepath.Dir(src.Path))
+	var vp problems
+	c.validate(&vp)
+	for _, e := range vp {
+		if !strictTypeErr[e.path] {
+			probs = append(probs, e)
+		}
+	}
+	for _, e := range probs {
+		if !overridden[e.path] {
+			ix.locate(e)
+		}
+	}
+	if len(probs) > 0 {
+		slices.SortStableFunc(probs, func(a, b *FieldError) int {
+			// Located problems first, in file order; the rest keep
+			// their discovery order.
+			if (a.Line == 0) != (b.Line == 0) {
+				if a.Line == 0 {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		})
+		return nil, info, probs.err()
+	}
+	return &c, info, nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// defaultCallback holds the defaults a callback starts from.
+func defaultCallback() Callback {
+	return Callback{
+		Method:      "POST",
+		Format:      "mistral",
+		Ordering:    "root",
+		Concurrency: 4,
+		Retry: RetryPolicy{
+			InitialInterval: 5 * time.Second,
+			MaxInterval:     10 * time.Minute,
+			Multiplier:      2,
+			Jitter:          0.2,
+			MaxAge:          24 * time.Hour,
+		},
+		CloudEvents: CloudEvents{Mode: "structured"},
+	}
+}
+
+// ApplyDefaults fills callback fields a configuration built in code left
+// zero, as Load does for keys absent from the file: method, format,
+// ordering, concurrency, retry policy, CloudEvents mode and source, and
+// timeout/retries inherited from Delivery. Zero values that may be
+// deliberate (jitter 0, max_attempts 0) are kept.
+func (c *Config) ApplyDefaults() {
+	d := defaultCallback()
+	for i := range c.Callbacks {
+		cb := &c.Callbacks[i]
+		cb.Method = cmp.Or(cb.Method, d.Method)
+		cb.Format = cmp.Or(cb.Format, d.Format)
+		cb.Ordering = cmp.Or(cb.Ordering, d.Ordering)
+		cb.Concurrency = cmp.Or(cb.Concurrency, d.Concurrency)
+		cb.Retry.InitialInterval = cmp.Or(cb.Retry.InitialInterval, d.Retry.InitialInterval)
+		cb.Retry.MaxInterval = cmp.Or(cb.Retry.MaxInterval, d.Retry.MaxInterval)
+		cb.Retry.Multiplier = cmp.Or(cb.Retry.Multiplier, d.Retry.Multiplier)
+		cb.Retry.MaxAge = cmp.Or(cb.Retry.MaxAge, d.Retry.MaxAge)
+		cb.CloudEvents.Mode = cmp.Or(cb.CloudEvents.Mode, d.CloudEvents.Mode)
+	}
+	c.inherit()
+}
+
+// inherit applies Delivery's timeout and retries to callbacks that do not
+// override them, and the CloudEvents source default.
+func (c *Config) inherit() {
+	source := "mistral-tap://"
+	if u, err := url.Parse(c.Upstream); err == nil && u.Host != "" {
+		source += u.Host
+	}
+	for i := range c.Callbacks {
+		cb := &c.Callbacks[i]
+		if cb.Timeout == 0 {
+			cb.Timeout = c.Delivery.Timeout
+		}
+		if cb.Retries == nil {
+			r := c.Delivery.Retries
+			cb.Retries = &r
+		}
+		if cb.CloudEvents.Source == "" {
+			cb.CloudEvents.Source = source
+		}
+	}
+}
+
+// resolveSecrets expands ${NAME} in the fields that may hold secrets and
+// reads secret files (relative paths are relative to the config file's
+// directory). It returns the secret files read.
+func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool), dir string) []string {
+	exp := func(path, cb, field, what string, s *string) {
+		v, err := expand(*s, lookup)
+		if err != nil {
+			p.add(path, cb, field, redacted, what+err.Error())
+			return
+		}
+		*s = v
+	}
+	expMap := func(path, cb, field string, m map[string]string) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			v := m[name]
+			exp(path+"."+name, cb, field, "header "+name+": ", &v)
+			m[name] = v
+		}
+	}
+	expMap("watch.headers", "", "watch.headers", c.Watch.Headers)
+	exp("admin.token", "", "admin.token", "", &c.Admin.Token)
+
+	var files []string
+	for i := range c.Callbacks {
+		cb := &c.Callbacks[i]
+		label := CallbackLabel(cb, i)
+		base := "callbacks." + strconv.Itoa(i) + "."
+		exp(base+"url", label, "url", "", &cb.URL)
+		expMap(base+"headers", label, "headers", cb.Headers)
+		exp(base+"secret", label, "secret", "", &cb.Secret)
+		for j := range cb.Secrets {
+			exp(base+"secrets."+strconv.Itoa(j), label, "secrets", "", &cb.Secrets[j])
+		}
+		if cb.SecretFile == "" {
+			continue
+		}
+		if cb.Secret != "" {
+			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, "secret and secret_file are exclusive")
+			continue
+		}
+		f := cb.SecretFile
+		if !filepath.IsAbs(f) && dir != "" {
+			f = filepath.Join(dir, f)
+		}
+		files = append(files, f)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, fmt.Sprintf("cannot read %s: %v", f, unwrapPathErr(err)))
+			continue
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, fmt.Sprintf("%s is empty", f))
+			continue
+		}
+		cb.Secret = s
+	}
+	return files
+}
+
+// leafKeys lists the keys the environment and flags may set, with their
+// types: every scalar or list field outside callbacks, not maps.
+func leafKeys() map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for name, f := range structFields(t) {
+			key := join(prefix, name)
+			switch ft := f.Type; {
+			case ft == durationType:
+				out[key] = ft
+			case ft.Kind() == reflect.Struct:
+				walk(ft, key)
+			case ft.Kind() == reflect.Map, key == "callbacks":
+			default:
+				out[key] = ft
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return out
+}
+
+// envValue checks an environment value against the key's type and
+// returns what koanf should decode.
+func envValue(t reflect.Type, v string) (any, error) {
+	switch {
+	case t == durationType:
+		if _, err := parseDuration(v); err != nil {
+			return nil, fmt.Errorf("invalid duration %q (e.g. 500ms, 5s, 7d)", v)
+		}
+		return v, nil
+	case t.Kind() == reflect.Slice:
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
+		if _, err := strconv.ParseInt(v, 0, 64); err != nil {
+			return nil, fmt.Errorf("want an integer, got %q", v)
+		}
+	case t.Kind() == reflect.Float64:
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return nil, fmt.Errorf("want a number, got %q", v)
+		}
+	case t.Kind() == reflect.Bool:
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("want true or false, got %q", v)
+		}
+	}
+	return v, nil
+}

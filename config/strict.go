@@ -1,0 +1,359 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// koanf ignores unknown keys (a typo `urll:` silently gives an empty URL)
+// and its strict mode breaks `7d` durations (libraries-and-style.md §3), so
+// the file is checked a second time here: the raw YAML node tree is walked
+// against Config's `yaml` tags. The walk reports unknown keys and values
+// of the wrong type with their line:column, and records every node's
+// position so that Validate's problems can point into the file too.
+//
+// Top-level keys starting with "x-" are ignored: they are the customary
+// place for YAML anchors shared by several callbacks (`x-defaults: &d`).
+
+// pos is a 1-based line:column in the file.
+type pos struct{ line, col int }
+
+// fileIndex maps absolute key paths ("callbacks.0.events.1") to the
+// position of their value node.
+type fileIndex struct {
+	file  string
+	nodes map[string]pos
+}
+
+// locate fills e's File, Line and Column from the node at e.path or, when
+// that key is absent from the file, its nearest ancestor.
+func (ix *fileIndex) locate(e *FieldError) {
+	if ix == nil || e.File != "" || e.path == "" {
+		return
+	}
+	p := strings.TrimSuffix(e.path, ".")
+	for {
+		if at, ok := ix.nodes[p]; ok {
+			e.File, e.Line, e.Column = ix.file, at.line, at.col
+			return
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			e.File = ix.file
+			return
+		}
+		p = p[:i]
+	}
+}
+
+// has reports whether the file sets the key at path.
+func (ix *fileIndex) has(path string) bool {
+	if ix == nil {
+		return false
+	}
+	_, ok := ix.nodes[path]
+	return ok
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+type strictWalker struct {
+	ix   *fileIndex
+	errs problems
+}
+
+// strictCheck parses data as YAML and walks it against Config. A syntax
+// error is returned as the only problem.
+func strictCheck(file string, data []byte) (*fileIndex, problems) {
+	w := &strictWalker{ix: &fileIndex{file: file, nodes: map[string]pos{}}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return w.ix, problems{yamlSyntaxError(file, err)}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return w.ix, nil // empty file: defaults only
+	}
+	root := deref(doc.Content[0])
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return w.ix, nil
+	}
+	w.walk(root, reflect.TypeOf(Config{}), "", "", "")
+	for _, e := range w.errs {
+		w.ix.locate(e)
+	}
+	return w.ix, w.errs
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
+
+// yamlSyntaxError turns a yaml.v3 error into a FieldError with the line
+// it names.
+func yamlSyntaxError(file string, err error) *FieldError {
+	msg := strings.TrimSpace(err.Error())
+	fe := &FieldError{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		fe.Line, _ = strconv.Atoi(m[1])
+		fe.Column = 1
+		fe.Msg = "invalid YAML: " + m[2]
+	}
+	return fe
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+type pair struct{ key, val *yaml.Node }
+
+// pairs lists a mapping's key/value pairs, with `<<` merge keys expanded
+// (merged pairs first, so that explicit keys win like in the YAML decoder).
+func pairs(n *yaml.Node) []pair {
+	var merged, own []pair
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0 && k.Tag != "!!str") {
+			switch v.Kind {
+			case yaml.MappingNode:
+				merged = append(merged, pairs(v)...)
+			case yaml.SequenceNode:
+				for _, m := range v.Content {
+					if m = deref(m); m.Kind == yaml.MappingNode {
+						merged = append(merged, pairs(m)...)
+					}
+				}
+			}
+			continue
+		}
+		own = append(own, pair{k, v})
+	}
+	return append(merged, own...)
+}
+
+// structFields maps yaml tag names to field indexes, cached per type.
+var fieldCache sync.Map
+
+func structFields(t reflect.Type) map[string]reflect.StructField {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.StructField)
+	}
+	m := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		m[name] = f
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// walk checks node n against type t. path is absolute; cb is the
+// enclosing callback's label and rel the path relative to it.
+func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) {
+	n = deref(n)
+	if path != "" {
+		w.ix.nodes[path] = pos{n.Line, n.Column}
+	}
+	field := rel
+	if cb == "" {
+		field = path
+	}
+	bad := func(want string) {
+		w.errs.add(path, cb, field, redactIfSecret(rel, n.Value), fmt.Sprintf("want %s, got %s", want, describe(n)))
+	}
+	if isNull(n) {
+		return // null leaves the default in place, as in koanf
+	}
+	switch {
+	case t == durationType:
+		if n.Kind != yaml.ScalarNode {
+			bad("a duration (e.g. 5s, 7d)")
+			return
+		}
+		if n.Tag == "!!int" || n.Tag == "!!float" {
+			if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f == 0 {
+				return
+			}
+			w.errs.add(path, cb, field, n.Value, fmt.Sprintf("duration %s needs a unit (e.g. %ss)", n.Value, n.Value))
+			return
+		}
+		if _, err := parseDuration(n.Value); err != nil {
+			w.errs.add(path, cb, field, n.Value, fmt.Sprintf("invalid duration %q (e.g. 500ms, 5s, 10m, 7d)", n.Value))
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		w.walk(n, t.Elem(), path, cb, rel)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			bad("a string")
+		}
+	case reflect.Int, reflect.Int64:
+		if n.Kind != yaml.ScalarNode {
+			bad("an integer")
+		} else if _, err := strconv.ParseInt(n.Value, 0, 64); err != nil {
+			bad("an integer")
+		}
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode {
+			bad("a number")
+		} else if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
+			bad("a number")
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode {
+			bad("true or false")
+		} else if _, err := strconv.ParseBool(n.Value); err != nil {
+			bad("true or false")
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			bad("a list")
+			return
+		}
+		for i, item := range n.Content {
+			p := join(path, strconv.Itoa(i))
+			if path == "callbacks" {
+				w.walk(item, t.Elem(), p, callbackLabelNode(deref(item), i), "")
+				continue
+			}
+			w.walk(item, t.Elem(), p, cb, rel)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			bad("a mapping")
+			return
+		}
+		for _, kv := range pairs(n) {
+			w.walk(kv.val, t.Elem(), join(path, kv.key.Value), cb, rel)
+		}
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			bad("a mapping")
+			return
+		}
+		fields := structFields(t)
+		for _, kv := range pairs(n) {
+			k := kv.key.Value
+			f, ok := fields[k]
+			if !ok {
+				if path == "" && strings.HasPrefix(k, "x-") {
+					continue
+				}
+				kp, kr := join(path, k), join(rel, k)
+				msg := "unknown key"
+				if s := closest(k, fields); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				kf := kr
+				if cb == "" {
+					kf = kp
+				}
+				w.errs = append(w.errs, &FieldError{path: kp, Callback: cb, Field: kf, Value: k, Msg: msg})
+				w.ix.nodes[kp] = pos{kv.key.Line, kv.key.Column}
+				continue
+			}
+			w.walk(kv.val, f.Type, join(path, k), cb, join(rel, k))
+		}
+	}
+}
+
+// callbackLabelNode is CallbackLabel for a raw callback mapping.
+func callbackLabelNode(n *yaml.Node, i int) string {
+	if n.Kind == yaml.MappingNode {
+		for _, kv := range pairs(n) {
+			if kv.key.Value == "name" && kv.val.Kind == yaml.ScalarNode && kv.val.Value != "" && !isNull(kv.val) {
+				return kv.val.Value
+			}
+		}
+	}
+	return "#" + strconv.Itoa(i+1)
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return strings.TrimPrefix(n.Tag, "!!") + " " + strconv.Quote(n.Value)
+}
+
+// redactIfSecret hides values of keys that hold secrets.
+func redactIfSecret(rel, v string) string {
+	switch {
+	case strings.HasPrefix(rel, "headers"), strings.HasPrefix(rel, "secret"),
+		strings.HasPrefix(rel, "watch.headers"), rel == "admin.token", rel == "url":
+		return redacted
+	}
+	return v
+}
+
+// closest suggests a known key within edit distance 2 of k.
+func closest(k string, fields map[string]reflect.StructField) string {
+	best, bestD := "", 3
+	for name := range fields {
+		if d := editDistance(k, name); d < bestD || (d == bestD && name < best) {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var dayDuration = regexp.MustCompile(`(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)d`)
+
+// parseDuration is time.ParseDuration plus koanf's "d" (24h) unit, so that
+// the strict pass accepts exactly what koanf's decode hook accepts.
+func parseDuration(s string) (time.Duration, error) {
+	s = dayDuration.ReplaceAllStringFunc(s, func(day string) string {
+		f, err := strconv.ParseFloat(day[:len(day)-1], 64)
+		if err != nil {
+			return day
+		}
+		return strconv.FormatFloat(f*24, 'f', -1, 64) + "h"
+	})
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,329 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+// Formats are the accepted callback payload formats.
+var Formats = []string{"mistral", "envelope", "cloudevents", "template"}
+
+// Validate checks the whole configuration and returns every problem at once
+// as errors.Join of *FieldError (see Problems). It expects callback defaults
+// to be applied (Load does that; see ApplyDefaults), so that e.g. an empty
+// method is reported rather than silently replaced. It does no I/O.
+func (c *Config) Validate() error {
+	var p problems
+	c.validate(&p)
+	return p.err()
+}
+
+func (c *Config) validate(p *problems) {
+	checkAddr(p, "listen", c.Listen, true)
+	checkUpstream(p, c.Upstream)
+	if strings.TrimSpace(c.StateDir) == "" {
+		p.add("state_dir", "", "state_dir", "", "must not be empty")
+	}
+
+	// proxy
+	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
+		p.add("proxy.path_prefix", "", "proxy.path_prefix", c.Proxy.PathPrefix, fmt.Sprintf("%q must start with /", c.Proxy.PathPrefix))
+	}
+	if c.Proxy.MaxTapBody <= 0 {
+		p.add("proxy.max_tap_body", "", "proxy.max_tap_body", strconv.FormatInt(c.Proxy.MaxTapBody, 10), fmt.Sprintf("must be > 0, got %d", c.Proxy.MaxTapBody))
+	}
+	positive(p, "proxy.dial_timeout", c.Proxy.DialTimeout.String(), c.Proxy.DialTimeout > 0)
+	positive(p, "proxy.response_header_timeout", c.Proxy.ResponseHeaderTimeout.String(), c.Proxy.ResponseHeaderTimeout > 0)
+	atLeast(p, "proxy.max_idle_conns_per_host", "", "proxy.max_idle_conns_per_host", c.Proxy.MaxIdleConnsPerHost, 1)
+
+	// watch
+	if c.Watch.Interval < 0 {
+		p.add("watch.interval", "", "watch.interval", c.Watch.Interval.String(), fmt.Sprintf("must be >= 0 (0 turns the watcher off), got %s", c.Watch.Interval))
+	}
+	atLeast(p, "watch.page_size", "", "watch.page_size", c.Watch.PageSize, 1)
+	if c.Watch.Replay < 0 {
+		p.add("watch.replay", "", "watch.replay", c.Watch.Replay.String(), fmt.Sprintf("must be >= 0, got %s", c.Watch.Replay))
+	}
+	checkHeaders(p, "watch.headers", "", "watch.headers", c.Watch.Headers)
+
+	// delivery
+	positive(p, "delivery.timeout", c.Delivery.Timeout.String(), c.Delivery.Timeout > 0)
+	atLeast(p, "delivery.retries", "", "delivery.retries", c.Delivery.Retries, 0)
+	if c.Delivery.RetryWaitMin < 0 {
+		p.add("delivery.retry_wait_min", "", "delivery.retry_wait_min", c.Delivery.RetryWaitMin.String(), "must be >= 0")
+	}
+	if c.Delivery.RetryWaitMax < c.Delivery.RetryWaitMin {
+		p.add("delivery.retry_wait_max", "", "delivery.retry_wait_max", c.Delivery.RetryWaitMax.String(),
+			fmt.Sprintf("%s is less than retry_wait_min %s", c.Delivery.RetryWaitMax, c.Delivery.RetryWaitMin))
+	}
+	for i, n := range c.Delivery.AllowNetworks {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(n)); err != nil {
+			p.add(fmt.Sprintf("delivery.allow_networks.%d", i), "", "delivery.allow_networks", n, fmt.Sprintf("%q is not a CIDR (e.g. 127.0.0.0/8)", n))
+		}
+	}
+	atLeast(p, "delivery.breaker_threshold", "", "delivery.breaker_threshold", c.Delivery.BreakerThreshold, 1)
+	positive(p, "delivery.breaker_probe_max", c.Delivery.BreakerProbeMax.String(), c.Delivery.BreakerProbeMax > 0)
+
+	// log
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "", "log.level", c.Log.Level, fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		p.add("log.format", "", "log.format", c.Log.Format, fmt.Sprintf("unknown format %q (want text or json)", c.Log.Format))
+	}
+
+	// admin and ops
+	if c.Admin.Listen != "" {
+		checkAddr(p, "admin.listen", c.Admin.Listen, false)
+		if c.Admin.Token == "" {
+			p.add("admin.token", "", "admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
+		}
+	}
+	if c.Ops.Listen != "" {
+		checkAddr(p, "ops.listen", c.Ops.Listen, false)
+	}
+	seen := map[string]string{c.Listen: "listen"}
+	for _, l := range []struct{ key, addr string }{{"admin.listen", c.Admin.Listen}, {"ops.listen", c.Ops.Listen}} {
+		if l.addr == "" {
+			continue
+		}
+		if other, dup := seen[l.addr]; dup && !strings.HasSuffix(l.addr, ":0") {
+			p.add(l.key, "", l.key, l.addr, fmt.Sprintf("%q is already used by %s", l.addr, other))
+		}
+		seen[l.addr] = l.key
+	}
+
+	names := map[string]int{}
+	for i := range c.Callbacks {
+		c.Callbacks[i].validate(p, i, names)
+	}
+}
+
+// CallbackLabel is how problems and logs name the i-th (0-based) callback:
+// its name, or "#<i+1>" when it has none.
+func CallbackLabel(cb *Callback, i int) string {
+	if cb.Name != "" {
+		return cb.Name
+	}
+	return "#" + strconv.Itoa(i+1)
+}
+
+func (cb *Callback) validate(p *problems, i int, names map[string]int) {
+	label := CallbackLabel(cb, i)
+	base := fmt.Sprintf("callbacks.%d.", i)
+	add := func(field, value, msg string) { p.add(base+field, label, field, value, msg) }
+	addAt := func(sub, field, value, msg string) { p.add(base+sub, label, field, value, msg) }
+
+	if strings.TrimSpace(cb.Name) == "" {
+		addAt("", "name", "", "every callback needs a name")
+	} else if first, dup := names[cb.Name]; dup {
+		add("name", cb.Name, fmt.Sprintf("duplicate name %q (also callback #%d)", cb.Name, first+1))
+	} else {
+		names[cb.Name] = i
+	}
+
+	if len(cb.Events) == 0 {
+		add("events", "", "must list at least one event (e.g. [\"*\"])")
+	}
+	for j, e := range cb.Events {
+		if _, err := ExpandEvent(e); err != nil {
+			addAt(fmt.Sprintf("events.%d", j), "events", e, err.Error())
+		}
+	}
+	for _, g := range []struct{ field, pat string }{{"workflow", cb.Workflow}, {"task", cb.Task}} {
+		if _, err := path.Match(g.pat, ""); err != nil {
+			add(g.field, g.pat, fmt.Sprintf("bad glob %q: %v", g.pat, err))
+		}
+	}
+
+	checkCallbackURL(p, base+"url", label, cb.URL)
+	if !isToken(cb.Method) {
+		add("method", cb.Method, fmt.Sprintf("%q is not an HTTP method token", cb.Method))
+	}
+	checkHeaders(p, base+"headers", label, "headers", cb.Headers)
+
+	knownFormat := false
+	for _, f := range Formats {
+		knownFormat = knownFormat || cb.Format == f
+	}
+	switch {
+	case !knownFormat:
+		add("format", cb.Format, fmt.Sprintf("unknown format %q (want %s)", cb.Format, strings.Join(Formats, ", ")))
+	case cb.Format == "template" && strings.TrimSpace(cb.Template) == "":
+		add("template", "", "format template needs a template")
+	case cb.Format != "template" && cb.Template != "":
+		add("template", "", fmt.Sprintf("template is set but format is %q (want format: template)", cb.Format))
+	case cb.Format == "template":
+		if err := compileTemplate(cb); err != nil {
+			add("template", "", fmt.Sprintf("does not compile: %v", err))
+		}
+	}
+	switch cb.CloudEvents.Mode {
+	case "structured", "binary":
+	default:
+		add("cloudevents.mode", cb.CloudEvents.Mode, fmt.Sprintf("unknown mode %q (want structured or binary)", cb.CloudEvents.Mode))
+	}
+
+	switch cb.Ordering {
+	case "root", "none":
+	default:
+		add("ordering", cb.Ordering, fmt.Sprintf("unknown ordering %q (want root or none)", cb.Ordering))
+	}
+	atLeast(p, base+"concurrency", label, "concurrency", cb.Concurrency, 1)
+	if cb.Timeout <= 0 {
+		add("timeout", cb.Timeout.String(), fmt.Sprintf("must be > 0, got %s", cb.Timeout))
+	}
+	if cb.Retries != nil {
+		atLeast(p, base+"retries", label, "retries", *cb.Retries, 0)
+	}
+
+	r := cb.Retry
+	if r.InitialInterval <= 0 {
+		add("retry.initial_interval", r.InitialInterval.String(), fmt.Sprintf("must be > 0, got %s", r.InitialInterval))
+	}
+	if r.MaxInterval < r.InitialInterval {
+		add("retry.max_interval", r.MaxInterval.String(), fmt.Sprintf("%s is less than initial_interval %s", r.MaxInterval, r.InitialInterval))
+	}
+	if r.Multiplier < 1 {
+		add("retry.multiplier", fmtFloat(r.Multiplier), fmt.Sprintf("must be >= 1, got %s", fmtFloat(r.Multiplier)))
+	}
+	if r.Jitter < 0 || r.Jitter > 1 {
+		add("retry.jitter", fmtFloat(r.Jitter), fmt.Sprintf("must be between 0 and 1, got %s", fmtFloat(r.Jitter)))
+	}
+	if r.MaxAge <= 0 {
+		add("retry.max_age", r.MaxAge.String(), fmt.Sprintf("must be > 0, got %s", r.MaxAge))
+	}
+	atLeast(p, base+"retry.max_attempts", label, "retry.max_attempts", r.MaxAttempts, 0)
+
+	for j, s := range cb.Secrets {
+		if s == "" {
+			addAt(fmt.Sprintf("secrets.%d", j), "secrets", "", "must not be empty")
+		}
+	}
+}
+
+// compileTemplate checks a "template" callback's body.
+// TODO(payload): switch to payload.New(payload.Spec{...}) once
+// notifier/payload lands, so that the template sees the same funcs and
+// data checks as at delivery time.
+func compileTemplate(cb *Callback) error {
+	_, err := template.New(cb.Name).Option("missingkey=error").Parse(cb.Template)
+	return err
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+func positive(p *problems, key, value string, ok bool) {
+	if !ok {
+		p.add(key, "", key, value, "must be > 0, got "+value)
+	}
+}
+
+func atLeast(p *problems, path, cb, field string, v, min int) {
+	if v < min {
+		p.add(path, cb, field, strconv.Itoa(v), fmt.Sprintf("must be >= %d, got %d", min, v))
+	}
+}
+
+// checkAddr checks a host:port listen address.
+func checkAddr(p *problems, key, addr string, required bool) {
+	if addr == "" {
+		if required {
+			p.add(key, "", key, "", "must not be empty (host:port)")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.add(key, "", key, addr, fmt.Sprintf("%q is not host:port", addr))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add(key, "", key, addr, fmt.Sprintf("%q has a bad port %q", addr, port))
+	}
+}
+
+func checkUpstream(p *problems, raw string) {
+	const key = "upstream"
+	v := RedactURL(raw)
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		p.add(key, "", key, "", "must not be empty (e.g. http://127.0.0.1:8989)")
+	case err != nil:
+		p.add(key, "", key, v, "not a URL: "+urlErr(err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.add(key, "", key, v, fmt.Sprintf("scheme %q: want http or https", u.Scheme))
+	case u.Host == "":
+		p.add(key, "", key, v, "has no host")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		p.add(key, "", key, v, "must not have a query or fragment (it is Mistral's API root)")
+	}
+}
+
+func checkCallbackURL(p *problems, key, label, raw string) {
+	v := RedactURL(raw)
+	u, err := url.Parse(raw)
+	switch {
+	case strings.TrimSpace(raw) == "":
+		p.add(key, label, "url", "", "required")
+	case err != nil:
+		p.add(key, label, "url", v, "not a URL: "+urlErr(err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.add(key, label, "url", v, fmt.Sprintf("scheme %q: want an absolute http or https URL", u.Scheme))
+	case u.Host == "" || u.Hostname() == "":
+		p.add(key, label, "url", v, "has no host")
+	}
+}
+
+// urlErr strips the URL itself (which may carry credentials) from a
+// url.Parse error.
+func urlErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "invalid"
+}
+
+func checkHeaders(p *problems, path, cb, field string, h map[string]string) {
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		v := h[name]
+		if !isToken(name) {
+			p.add(path+"."+name, cb, field, redacted, fmt.Sprintf("%q is not a valid header name", name))
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			p.add(path+"."+name, cb, field, redacted, fmt.Sprintf("value of %s contains a line break or NUL", name))
+		}
+	}
+}
+
+// isToken reports whether s is an RFC 9110 token (methods, header names).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
