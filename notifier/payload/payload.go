@@ -1,0 +1,330 @@
+// Package payload renders an event into the HTTP request a callback
+// receives: method, headers and body, in one of four formats.
+//
+//   - "mistral" (the default): exactly the body Mistral's own webhook
+//     notifier posts (mistral/notifiers/publishers/webhook.py does
+//     requests.post(url, data=json.dumps(data))), byte for byte: the same
+//     keys in the same order, null for None, Python's separators ", " and
+//     ": " and \uXXXX escapes for every non-ASCII character. A receiver
+//     written for Mistral's notifier works unchanged.
+//   - "envelope": mistral-tap's own JSON, with the event id, sequence,
+//     inferred flag and previous state Mistral does not send (see Envelope).
+//   - "cloudevents": CloudEvents 1.0 over HTTP, structured (default) or
+//     binary mode, with the envelope as data (see CloudEventType).
+//   - "template": a text/template body (see TemplateData and FuncMap).
+//
+// In every format, header values may be templates ("{{ ... }}"), rendered
+// per event with the same data as a body template.
+//
+// This package must not import config: config imports it to validate
+// callbacks at load time.
+package payload
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// Format names.
+const (
+	FormatMistral     = "mistral"
+	FormatEnvelope    = "envelope"
+	FormatCloudEvents = "cloudevents"
+	FormatTemplate    = "template"
+)
+
+// CloudEvents modes.
+const (
+	ModeStructured = "structured"
+	ModeBinary     = "binary"
+)
+
+// Content types.
+const (
+	ContentTypeJSON        = "application/json"
+	ContentTypeCloudEvents = "application/cloudevents+json"
+)
+
+// DefaultSource is the CloudEvents source used when Spec.Source is empty.
+const DefaultSource = "mistral-tap"
+
+// Spec is what a callback says about its requests.
+type Spec struct {
+	// Format is "mistral" (default when ""), "envelope", "cloudevents" or
+	// "template".
+	Format string
+	// Method is the HTTP method, a plain string (not a template); default
+	// "POST". It is upper-cased.
+	Method string
+	// Headers are added to every request and override the format's own
+	// (Content-Type included). Values may be templates. Values are secrets:
+	// errors name the header, never its value.
+	Headers map[string]string
+	// Template is the body template for format "template".
+	Template string
+	// CloudEventsMode is "structured" (default when "") or "binary".
+	CloudEventsMode string
+	// Source is the CloudEvents source attribute, e.g.
+	// "mistral-tap://127.0.0.1:8989"; DefaultSource when "".
+	Source string
+}
+
+// Message is a rendered request, ready for notifier/send.
+type Message struct {
+	Method string
+	Header http.Header
+	Body   []byte
+}
+
+// Formatter renders events for one callback. It is safe for concurrent use.
+type Formatter struct {
+	format  string
+	method  string
+	ceMode  string
+	source  string
+	static  http.Header // format and literal user headers
+	dynamic []headerTemplate
+	body    *template.Template
+}
+
+type headerTemplate struct {
+	name string
+	tmpl *template.Template
+}
+
+// headers the user may not set: send owns them, or net/http computes them.
+var reserved = map[string]bool{
+	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+}
+
+// New checks s and compiles its templates. A template is parsed and then
+// executed against Samples(): it must succeed on at least one sample, and may
+// fail on the other only by reaching into the other kind's data (a nil
+// .Event.Task or a missing .Payload key), since a callback may well be for
+// one kind only. A JSON body template's sample output must be valid JSON.
+// Errors name the field at fault (format, method, headers.<name>, template,
+// cloudevents.mode).
+func New(s Spec) (*Formatter, error) {
+	f := &Formatter{format: s.Format, static: http.Header{}}
+	if f.format == "" {
+		f.format = FormatMistral
+	}
+	switch f.format {
+	case FormatMistral, FormatEnvelope:
+		f.static.Set("Content-Type", ContentTypeJSON)
+	case FormatCloudEvents:
+		f.ceMode = s.CloudEventsMode
+		if f.ceMode == "" {
+			f.ceMode = ModeStructured
+		}
+		switch f.ceMode {
+		case ModeStructured:
+			f.static.Set("Content-Type", ContentTypeCloudEvents)
+		case ModeBinary:
+			f.static.Set("Content-Type", ContentTypeJSON)
+		default:
+			return nil, fmt.Errorf("payload: cloudevents.mode %q: want %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary)
+		}
+		f.source = s.Source
+		if f.source == "" {
+			f.source = DefaultSource
+		}
+	case FormatTemplate:
+		f.static.Set("Content-Type", ContentTypeJSON)
+	default:
+		return nil, fmt.Errorf("payload: format %q: want one of mistral, envelope, cloudevents, template", s.Format)
+	}
+	if s.Format != FormatTemplate && s.Format != "" && s.Template != "" {
+		return nil, fmt.Errorf("payload: template is set but format is %q (want format: template)", s.Format)
+	}
+
+	f.method = strings.ToUpper(strings.TrimSpace(s.Method))
+	if f.method == "" {
+		f.method = http.MethodPost
+	}
+	if !validToken(f.method) {
+		return nil, fmt.Errorf("payload: method %q is not a valid HTTP method", s.Method)
+	}
+
+	names := make([]string, 0, len(s.Headers))
+	for name := range s.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // deterministic error reporting
+	for _, name := range names {
+		value := s.Headers[name]
+		if !validToken(name) {
+			return nil, fmt.Errorf("payload: headers.%s: not a valid header name", name)
+		}
+		canon := http.CanonicalHeaderKey(name)
+		if reserved[canon] {
+			return nil, fmt.Errorf("payload: headers.%s: set by mistral-tap itself, cannot be configured", name)
+		}
+		if !strings.Contains(value, "{{") {
+			if strings.ContainsAny(value, "\r\n\x00") {
+				return nil, fmt.Errorf("payload: headers.%s: value contains a line break or NUL", name)
+			}
+			f.static.Set(canon, value)
+			continue
+		}
+		t, err := parse("headers."+name, value)
+		if err != nil {
+			return nil, err
+		}
+		// A header template replaces any format default of the same name.
+		f.static.Del(canon)
+		f.dynamic = append(f.dynamic, headerTemplate{name: canon, tmpl: t})
+	}
+
+	if f.format == FormatTemplate {
+		if strings.TrimSpace(s.Template) == "" {
+			return nil, errors.New("payload: template: required for format template")
+		}
+		t, err := parse("template", s.Template)
+		if err != nil {
+			return nil, err
+		}
+		f.body = t
+	}
+	if err := f.trial(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func parse(field, text string) (*template.Template, error) {
+	t, err := template.New(field).Funcs(FuncMap()).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("payload: %s: %w", field, redactTemplateErr(err, field))
+	}
+	return t, nil
+}
+
+// redactTemplateErr keeps template errors from quoting header values, which
+// are secrets (text/template errors quote the offending fragment).
+func redactTemplateErr(err error, field string) error {
+	if strings.HasPrefix(field, "headers.") {
+		return errors.New("invalid template (details withheld: header values are secret)")
+	}
+	return err
+}
+
+// trial executes every template against the samples (see New).
+func (f *Formatter) trial() error {
+	samples := Samples()
+	check := func(field string, t *template.Template, wantJSON bool) error {
+		var errs []error
+		for _, ev := range samples {
+			var b bytes.Buffer
+			err := t.Execute(&b, newTemplateData(ev))
+			if err == nil && wantJSON && !json.Valid(b.Bytes()) {
+				return fmt.Errorf("payload: %s: output for a sample %s event is not valid JSON (set a non-JSON Content-Type header if that is intended): %.200s", field, ev.Kind(), b.String())
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) == 0 {
+			return nil
+		}
+		kindOnly := func(err error) bool {
+			m := err.Error()
+			return strings.Contains(m, "nil pointer evaluating") || strings.Contains(m, "map has no entry for key")
+		}
+		if len(errs) < len(samples) && kindOnly(errs[0]) {
+			return nil
+		}
+		return fmt.Errorf("payload: %s: fails on a sample event: %w", field, redactTemplateErr(errs[0], field))
+	}
+	for _, h := range f.dynamic {
+		if err := check("headers."+h.name, h.tmpl, false); err != nil {
+			return err
+		}
+	}
+	if f.body != nil {
+		ct := f.static.Get("Content-Type")
+		wantJSON := ct == "" || strings.Contains(strings.ToLower(ct), "json")
+		if err := check("template", f.body, wantJSON); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Format renders ev. An error (a template that fails on this event, an event
+// with no entity) means the event cannot be delivered to this callback; it
+// is never retried. Errors never include header values.
+func (f *Formatter) Format(ev *event.Event) (Message, error) {
+	if ev == nil || (ev.Execution == nil && ev.Task == nil) {
+		return Message{}, errors.New("payload: event has neither an execution nor a task")
+	}
+	m := Message{Method: f.method, Header: f.static.Clone()}
+	var data *TemplateData
+	if len(f.dynamic) > 0 || f.body != nil {
+		data = newTemplateData(ev)
+	}
+	for _, h := range f.dynamic {
+		var b strings.Builder
+		if err := h.tmpl.Execute(&b, data); err != nil {
+			return Message{}, fmt.Errorf("payload: headers.%s: template failed for event %s (details withheld: header values are secret)", h.name, ev.ID)
+		}
+		v := b.String()
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return Message{}, fmt.Errorf("payload: headers.%s: rendered value contains a line break or NUL", h.name)
+		}
+		m.Header.Set(h.name, v)
+	}
+	switch f.format {
+	case FormatMistral:
+		m.Body = mistralObject(ev).appendJSON(nil, python)
+	case FormatEnvelope:
+		m.Body = envelopeObject(ev).appendJSON(nil, compact)
+	case FormatCloudEvents:
+		if f.ceMode == ModeBinary {
+			for _, a := range f.ceAttributes(ev) {
+				if a.key == "datacontenttype" {
+					continue // carried by Content-Type
+				}
+				m.Header.Set("ce-"+a.key, percentEncode(ceText(a.val)))
+			}
+			m.Body = envelopeObject(ev).appendJSON(nil, compact)
+		} else {
+			o := append(f.ceAttributes(ev), field{"data", envelopeObject(ev)})
+			m.Body = o.appendJSON(nil, compact)
+		}
+	case FormatTemplate:
+		var b bytes.Buffer
+		if err := f.body.Execute(&b, data); err != nil {
+			return Message{}, fmt.Errorf("payload: template failed for event %s: %w", ev.ID, err)
+		}
+		m.Body = b.Bytes()
+	}
+	return m, nil
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// rfc3339 formats t for JSON: UTC, RFC 3339 with as many fractional digits as
+// needed.
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
