@@ -1,0 +1,760 @@
+// Package track derives lifecycle events from observations of Mistral
+// executions and tasks.
+//
+// The Tracker remembers the last known (state, updated_at) of every entity.
+// An observation that is newer than what is known yields the events of
+// Mistral's own from→to map (event.For), including the ones the entity must
+// have gone through unseen (marked inferred); an observation that is not
+// newer yields nothing, so the tap and the watcher seeing the same
+// transition produce one event. Events get a deterministic id and a
+// sequence number per root execution, and are handed to a Sink together with
+// the new states in one call, so that a durable Sink can record both
+// atomically.
+package track
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// Sink receives derived events with the entity states that produced them.
+// Accept must record both durably and atomically before it returns nil; on
+// error the tracker retries the same batch, so nothing is lost.
+type Sink interface {
+	Accept(ctx context.Context, events []event.Event, states []EntityState) error
+}
+
+// Fetcher reads one execution (and, with tasks, its tasks and its
+// sub-executions with theirs) from the engine. The tracker uses it to
+// complete the picture before it emits an execution's terminal event seen by
+// the tap, so that the tasks' events come first, in causal order.
+type Fetcher interface {
+	Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error)
+}
+
+// Options configure a Tracker.
+type Options struct {
+	// Sink receives the events. Required.
+	Sink Sink
+	// Fetcher, when set, completes tap observations (see Fetcher).
+	// Default nil.
+	Fetcher Fetcher
+	// States are the entity states recorded before a restart.
+	States []EntityState
+	// Horizon is the oldest updated_at of an entity the tracker does not
+	// know yet that still counts as new. Older unknown entities are history
+	// (a client listing last month's executions must not fire events).
+	// Default: Now() minus 5s.
+	Horizon time.Time
+	// Retention is how long a completed entity is remembered after its last
+	// update; afterwards it is forgotten and the horizon moves past it.
+	// Default 1h.
+	Retention time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Tracker derives events from observations. Create it with New, feed it with
+// Observe or ObserveSync, and run it with Run.
+type Tracker struct {
+	sink      Sink
+	fetch     Fetcher
+	log       *slog.Logger
+	now       func() time.Time
+	retention time.Duration
+
+	mu      sync.Mutex
+	queue   []pending
+	wake    chan struct{}
+	stopped bool
+
+	// Owned by the Run goroutine only.
+	entities map[string]*entity
+	roots    map[string]*root
+	horizon  int64
+	stats    Stats
+	statsMu  sync.Mutex
+}
+
+type pending struct {
+	obs  []event.Observation
+	done chan error // nil for fire-and-forget observations
+}
+
+// entity is what is remembered per execution or task; kept small because
+// there may be hundreds of thousands.
+type entity struct {
+	kind    event.Kind
+	state   string
+	updated int64 // unix seconds of updated_at (created_at if never updated)
+	reqAt   int64 // unix nanos of the request that revealed the state
+	retry   int
+	root    *root
+}
+
+type root struct {
+	id      string
+	lastSeq uint64
+}
+
+// Stats are counters for metrics and tests.
+type Stats struct {
+	Observations uint64 // observations processed
+	Stale        uint64 // observations not newer than what was known
+	History      uint64 // unknown entities older than the horizon, ignored
+	Events       uint64 // events derived
+	Inferred     uint64 // of which inferred
+	Tracked      int    // entities currently remembered
+	SinkErrors   uint64 // failed Accept calls (retried)
+}
+
+// New returns a Tracker seeded with previously recorded states.
+func New(o Options) (*Tracker, error) {
+	if o.Sink == nil {
+		return nil, errors.New("track: Options.Sink is required")
+	}
+	t := &Tracker{
+		sink:      o.Sink,
+		fetch:     o.Fetcher,
+		log:       o.Logger,
+		now:       o.Now,
+		retention: o.Retention,
+		wake:      make(chan struct{}, 1),
+		entities:  make(map[string]*entity, len(o.States)),
+		roots:     make(map[string]*root),
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if t.retention <= 0 {
+		t.retention = time.Hour
+	}
+	if o.Horizon.IsZero() {
+		t.horizon = t.now().Add(-5 * time.Second).Unix()
+	} else {
+		t.horizon = o.Horizon.Unix()
+	}
+	for _, s := range o.States {
+		r := t.rootFor(s.RootID)
+		if s.LastSeq > r.lastSeq {
+			r.lastSeq = s.LastSeq
+		}
+		if s.State == "" { // a root placeholder that only carries the sequence
+			continue
+		}
+		t.entities[s.ID] = &entity{kind: s.Kind, state: s.State, updated: parseTS(s.UpdatedAt), retry: s.RetryCount, root: r}
+	}
+	return t, nil
+}
+
+// Horizon is the current horizon (see Options.Horizon); the caller persists
+// it so that a restart keeps ignoring the same history.
+func (t *Tracker) Horizon() time.Time {
+	t.statsMu.Lock()
+	defer t.statsMu.Unlock()
+	return time.Unix(t.horizon, 0).UTC()
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Tracker) Stats() Stats {
+	t.statsMu.Lock()
+	defer t.statsMu.Unlock()
+	return t.stats
+}
+
+// Observe queues one observation and returns at once; it never blocks the
+// caller (the proxy), whatever the Sink is doing.
+func (t *Tracker) Observe(o event.Observation) {
+	t.enqueue(pending{obs: []event.Observation{o}})
+}
+
+// ObserveSync queues observations as one batch and waits until the events
+// they produced are accepted by the Sink (or ctx ends). The watcher uses it
+// to advance its checkpoint only after its observations are durable.
+func (t *Tracker) ObserveSync(ctx context.Context, obs []event.Observation) error {
+	done := make(chan error, 1)
+	if !t.enqueue(pending{obs: obs, done: done}) {
+		return errors.New("track: tracker stopped")
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Tracker) enqueue(p pending) bool {
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		return false
+	}
+	t.queue = append(t.queue, p)
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// maxBatch bounds how many queued requests are derived and committed at
+// once: large enough to amortise a durable commit, small enough to keep
+// latency low.
+const maxBatch = 256
+
+// Run processes queued observations until ctx ends, then drains what is
+// queued (bounded by a short grace period) so that a graceful shutdown
+// loses nothing the proxy already saw.
+func (t *Tracker) Run(ctx context.Context) error {
+	forget := time.NewTicker(time.Minute)
+	defer forget.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.mu.Lock()
+			t.stopped = true
+			t.mu.Unlock()
+			drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			for t.processQueued(drain) {
+			}
+			return nil
+		case <-forget.C:
+			t.forget()
+		case <-t.wake:
+			for t.processQueued(ctx) {
+			}
+		}
+	}
+}
+
+// processQueued handles one batch; it reports whether it found any work.
+func (t *Tracker) processQueued(ctx context.Context) bool {
+	t.mu.Lock()
+	n := min(len(t.queue), maxBatch)
+	batch := slices.Clone(t.queue[:n])
+	t.queue = slices.Delete(t.queue, 0, n)
+	t.mu.Unlock()
+	if n == 0 {
+		return false
+	}
+	var obs []event.Observation
+	for _, p := range batch {
+		obs = append(obs, p.obs...)
+	}
+	err := t.process(ctx, obs)
+	for _, p := range batch {
+		if p.done != nil {
+			p.done <- err
+		}
+	}
+	return true
+}
+
+// process derives and commits one batch, retrying the Sink until it
+// accepts or ctx ends.
+func (t *Tracker) process(ctx context.Context, obs []event.Observation) error {
+	obs = t.complete(ctx, obs)
+	c := t.derive(obs)
+	if len(c.events) > 0 || len(c.states) > 0 {
+		backoff := 100 * time.Millisecond
+		for {
+			err := t.sink.Accept(ctx, c.events, c.states)
+			if err == nil {
+				break
+			}
+			t.statsMu.Lock()
+			t.stats.SinkErrors++
+			t.statsMu.Unlock()
+			t.log.Error("recording events failed; retrying", "events", len(c.events), "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("track: events not recorded: %w", err)
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+	t.apply(c)
+	return nil
+}
+
+// complete adds what the Fetcher knows to tap observations that reveal an
+// execution's end, or a task's rerun whose execution is not in the batch, so
+// that derive can order the events causally.
+func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event.Observation {
+	if t.fetch == nil {
+		return obs
+	}
+	inBatch := map[string]bool{}
+	for _, o := range obs {
+		if o.Execution != nil {
+			inBatch[o.Execution.ID] = true
+		}
+	}
+	type req struct {
+		id    string
+		tasks bool
+	}
+	var reqs []req
+	seen := map[string]bool{}
+	for _, o := range obs {
+		if o.Source != event.SourceTap {
+			continue
+		}
+		switch {
+		case o.Execution != nil:
+			x := o.Execution
+			known := t.entities[x.ID]
+			if event.Completed(x.State) && (known == nil || known.state != x.State) && !seen[x.ID] {
+				seen[x.ID] = true
+				reqs = append(reqs, req{x.ID, true})
+			}
+		case o.Task != nil:
+			k := o.Task
+			known := t.entities[k.ID]
+			parent := k.WorkflowExecutionID
+			if known != nil && known.state == event.StateError && k.State != event.StateError &&
+				!inBatch[parent] && !seen[parent] && parent != "" {
+				seen[parent] = true
+				reqs = append(reqs, req{parent, false})
+			}
+		}
+	}
+	for _, r := range reqs {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		more, err := t.fetch.Fetch(fctx, r.id, r.tasks)
+		cancel()
+		if err != nil {
+			t.log.Debug("completing an observation failed; the watcher will catch up", "execution", r.id, "err", err)
+			continue
+		}
+		obs = append(obs, more...)
+	}
+	return obs
+}
+
+// change is the result of deriving a batch: the events, the states to
+// persist, and the in-memory updates to apply once the Sink accepted them.
+type change struct {
+	events  []event.Event
+	states  []EntityState
+	updates map[string]*entity
+	seqs    map[*root]uint64
+	newRoot []*root
+}
+
+// node is one entity of a batch with the steps derived for it.
+type node struct {
+	obs      event.Observation
+	id       string
+	parent   string // execution id for a task, parent task id for a sub-execution
+	steps    []step
+	next     *entity
+	children []*node
+}
+
+func (n *node) kind() event.Kind {
+	if n.obs.Task != nil {
+		return event.KindTask
+	}
+	return event.KindExecution
+}
+
+// derive computes the events of a batch without touching the tracker's
+// memory (apply does that after the Sink accepted them).
+func (t *Tracker) derive(obs []event.Observation) change {
+	c := change{updates: map[string]*entity{}, seqs: map[*root]uint64{}}
+
+	// Keep the newest observation of each entity: the path from the known
+	// state to it includes every transition in between.
+	newest := map[string]event.Observation{}
+	var order []string
+	for _, o := range obs {
+		id, st, up := obsKey(o)
+		if id == "" || st == "" {
+			continue
+		}
+		prev, ok := newest[id]
+		if !ok {
+			order = append(order, id)
+			newest[id] = o
+			continue
+		}
+		_, pst, pup := obsKey(prev)
+		if up > pup || (up == pup && pst != st && o.RequestedAt.After(prev.RequestedAt)) {
+			newest[id] = o
+		}
+	}
+
+	t.statsMu.Lock()
+	t.stats.Observations += uint64(len(obs))
+	t.statsMu.Unlock()
+
+	nodes := map[string]*node{}
+	for _, id := range order {
+		o := newest[id]
+		n := t.deriveOne(o)
+		if n == nil {
+			continue
+		}
+		nodes[id] = n
+	}
+
+	// A task rerun implies its execution was rerun first (Mistral sends
+	// WORKFLOW_RERUN then TASK_RERUN): add that where the execution's own
+	// observation could not show it.
+	for _, n := range nodes {
+		if n.kind() != event.KindTask || !hasType(n.steps, event.TaskRerun) {
+			continue
+		}
+		p := nodes[n.parent]
+		known := t.entities[n.parent]
+		if known == nil || known.state != event.StateError {
+			continue
+		}
+		if p == nil {
+			// The execution is not in this batch: stand in for it with what
+			// the task tells about it, and leave it RUNNING so that its next
+			// ERROR fires WORKFLOW_FAILED again.
+			k := n.obs.Task
+			stand := &event.Execution{ID: n.parent, WorkflowName: k.WorkflowName, WorkflowNamespace: k.WorkflowNamespace,
+				WorkflowID: k.WorkflowID, ProjectID: k.ProjectID, CreatedAt: k.CreatedAt, State: event.StateRunning}
+			p = &node{obs: event.Observation{Source: n.obs.Source, Execution: stand}, id: n.parent,
+				next: &entity{kind: event.KindExecution, state: event.StateRunning, updated: known.updated, reqAt: known.reqAt, root: known.root},
+				steps: []step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}}}
+			nodes[n.parent] = p
+			order = append([]string{n.parent}, order...)
+			continue
+		}
+		if hasType(p.steps, event.WorkflowRerun) {
+			continue
+		}
+		p.steps = append([]step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}},
+			pathFor(event.KindExecution, event.StateRunning, 0, p.next.state, 0)...)
+	}
+
+	// Order: walk the batch as a tree (execution → tasks → sub-executions)
+	// so that an execution's start comes before its tasks' events and its
+	// end after them, whatever order the engine listed them in.
+	var tops []*node
+	for _, id := range order {
+		n := nodes[id]
+		if n == nil {
+			continue
+		}
+		if p := nodes[n.parent]; p != nil && p != n {
+			p.children = append(p.children, n)
+		} else {
+			tops = append(tops, n)
+		}
+	}
+	sortSiblings(tops)
+	now := t.now()
+	var emit func(n *node)
+	emit = func(n *node) {
+		sortSiblings(n.children)
+		cut := len(n.steps)
+		if cut > 0 && (n.steps[cut-1].typ.Terminal() || n.steps[cut-1].typ == event.WorkflowPaused) {
+			cut--
+		}
+		t.emitSteps(&c, n, n.steps[:cut], now)
+		for _, ch := range n.children {
+			emit(ch)
+		}
+		t.emitSteps(&c, n, n.steps[cut:], now)
+	}
+	for _, n := range tops {
+		emit(n)
+	}
+	// The root execution's row carries the sequence counter.
+	for r, seq := range c.seqs {
+		found := false
+		for i := range c.states {
+			if c.states[i].ID == r.id {
+				c.states[i].LastSeq = seq
+				found = true
+			}
+		}
+		if found {
+			continue
+		}
+		st := EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id, LastSeq: seq}
+		if e := t.entities[r.id]; e != nil {
+			st.State, st.UpdatedAt, st.RetryCount = e.state, formatTS(e.updated), e.retry
+		}
+		c.states = append(c.states, st)
+	}
+	return c
+}
+
+func hasType(steps []step, typ event.Type) bool {
+	for _, s := range steps {
+		if s.typ == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// sortSiblings orders entities that share a parent by when they started:
+// created_at, then started_at, then finished_at (a task that finished in the
+// same second another started comes first), then id for determinism.
+func sortSiblings(ns []*node) {
+	slices.SortStableFunc(ns, func(a, b *node) int {
+		ac, as, af := times(a.obs)
+		bc, bs, bf := times(b.obs)
+		return cmp.Or(cmp.Compare(ac, bc), cmp.Compare(as, bs), cmp.Compare(af, bf))
+	})
+}
+
+func times(o event.Observation) (created, started, finished string) {
+	inf := "9999"
+	if x := o.Execution; x != nil {
+		return x.CreatedAt, x.CreatedAt, inf
+	}
+	k := o.Task
+	started, finished = k.CreatedAt, inf
+	if k.StartedAt != nil {
+		started = *k.StartedAt
+	}
+	if k.FinishedAt != nil && *k.FinishedAt != "" {
+		finished = *k.FinishedAt
+	}
+	return k.CreatedAt, started, finished
+}
+
+func obsKey(o event.Observation) (id, state string, updated int64) {
+	if x := o.Execution; x != nil {
+		return x.ID, x.State, effectiveTS(x.UpdatedAt, x.CreatedAt)
+	}
+	if k := o.Task; k != nil {
+		return k.ID, k.State, effectiveTS(k.UpdatedAt, k.CreatedAt)
+	}
+	return "", "", 0
+}
+
+// effectiveTS is updated_at, or created_at for an entity never updated
+// (Mistral leaves updated_at null until the first update).
+func effectiveTS(updated *string, created string) int64 {
+	if updated != nil && *updated != "" {
+		return parseTS(*updated)
+	}
+	return parseTS(created)
+}
+
+// deriveOne compares an observation with what is known and returns its node
+// (nil when the observation is stale or history).
+func (t *Tracker) deriveOne(o event.Observation) *node {
+	id, state, updated := obsKey(o)
+	known := t.entities[id]
+	n := &node{obs: o, id: id}
+	kind := event.KindExecution
+	retry := 0
+	if o.Task != nil {
+		kind = event.KindTask
+		n.parent = o.Task.WorkflowExecutionID
+		retry = retryNo(o.Task.RuntimeContext)
+	} else if o.Execution.TaskExecutionID != nil {
+		n.parent = *o.Execution.TaskExecutionID
+	}
+	reqAt := o.RequestedAt.UnixNano()
+
+	if known == nil {
+		if updated < t.horizon {
+			t.statsMu.Lock()
+			t.stats.History++
+			t.statsMu.Unlock()
+			return nil
+		}
+		n.steps = pathFor(kind, "", 0, state, retry)
+		n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: retry}
+		return n
+	}
+	newer := updated > known.updated ||
+		(updated == known.updated && state != known.state && reqAt > known.reqAt) ||
+		(updated == known.updated && retry > known.retry)
+	if !newer {
+		t.statsMu.Lock()
+		t.stats.Stale++
+		t.statsMu.Unlock()
+		return nil
+	}
+	n.steps = pathFor(kind, known.state, known.retry, state, max(retry, known.retry))
+	n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: max(retry, known.retry), root: known.root}
+	return n
+}
+
+// rootOf finds the root execution of a node's entity.
+func (t *Tracker) rootOf(c *change, n *node) *root {
+	if k := t.entities[n.id]; k != nil && k.root != nil {
+		return k.root
+	}
+	if u := c.updates[n.id]; u != nil && u.root != nil {
+		return u.root
+	}
+	var id string
+	if x := n.obs.Execution; x != nil {
+		id = x.ID
+		if x.RootExecutionID != nil && *x.RootExecutionID != "" {
+			id = *x.RootExecutionID
+		}
+	} else {
+		// A task belongs to its execution's root; if the execution is not
+		// known yet, the execution itself stands in (a top-level one is
+		// its own root, which is by far the common case).
+		id = n.obs.Task.WorkflowExecutionID
+		if p := c.updates[id]; p != nil && p.root != nil {
+			return p.root
+		}
+		if p := t.entities[id]; p != nil && p.root != nil {
+			return p.root
+		}
+	}
+	if r, ok := t.roots[id]; ok {
+		return r
+	}
+	for _, r := range c.newRoot {
+		if r.id == id {
+			return r
+		}
+	}
+	r := &root{id: id}
+	c.newRoot = append(c.newRoot, r)
+	return r
+}
+
+func (t *Tracker) rootFor(id string) *root {
+	r, ok := t.roots[id]
+	if !ok {
+		r = &root{id: id}
+		t.roots[id] = r
+	}
+	return r
+}
+
+// emitSteps turns steps into events with ids and sequence numbers.
+func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
+	r := t.rootOf(c, n)
+	n.next.root = r
+	if _, ok := c.updates[n.id]; !ok {
+		c.updates[n.id] = n.next
+		c.states = append(c.states, EntityState{
+			Kind: n.kind(), ID: n.id, RootID: r.id, State: n.next.state,
+			UpdatedAt: formatTS(n.next.updated), RetryCount: n.next.retry,
+		})
+	}
+	for _, s := range steps {
+		seq, ok := c.seqs[r]
+		if !ok {
+			seq = r.lastSeq
+		}
+		seq++
+		c.seqs[r] = seq
+		ev := event.Event{
+			Type:            s.typ,
+			Sequence:        seq,
+			RootExecutionID: r.id,
+			PreviousState:   s.from,
+			Inferred:        s.inferred,
+			Source:          n.obs.Source,
+			Time:            now,
+		}
+		upd := formatTS(n.next.updated)
+		if x := n.obs.Execution; x != nil {
+			cp := *x
+			cp.State = s.to
+			if s.inferred {
+				cp.UpdatedAt = nil
+				cp.StateInfo = nil
+			}
+			ev.Execution = &cp
+		} else {
+			cp := *n.obs.Task
+			cp.State = s.to
+			cp.RuntimeContext = nil
+			if s.inferred {
+				cp.StateInfo = nil
+				if !event.Completed(s.to) {
+					cp.FinishedAt = nil
+				}
+			}
+			ev.Task = &cp
+		}
+		stamp := upd
+		if s.inferred {
+			stamp = "inferred"
+		}
+		ev.ID = event.NewID(n.kind(), n.id, s.typ, s.to, stamp, s.occurrence)
+		c.events = append(c.events, ev)
+	}
+}
+
+// apply makes a committed change the tracker's memory.
+func (t *Tracker) apply(c change) {
+	for _, r := range c.newRoot {
+		if _, ok := t.roots[r.id]; !ok {
+			t.roots[r.id] = r
+		}
+	}
+	for id, e := range c.updates {
+		if r, ok := t.roots[e.root.id]; ok {
+			e.root = r
+		}
+		t.entities[id] = e
+	}
+	for r, seq := range c.seqs {
+		t.rootFor(r.id).lastSeq = seq
+	}
+	t.statsMu.Lock()
+	t.stats.Events += uint64(len(c.events))
+	for _, e := range c.events {
+		if e.Inferred {
+			t.stats.Inferred++
+		}
+	}
+	t.stats.Tracked = len(t.entities)
+	t.statsMu.Unlock()
+}
+
+// forget drops completed entities not updated for Retention and moves the
+// horizon past them, so memory stays bounded while a client listing them
+// later still fires nothing. Runs on the Run goroutine.
+func (t *Tracker) forget() {
+	cut := t.now().Add(-t.retention).Unix()
+	for id, e := range t.entities {
+		if event.Completed(e.state) && e.updated < cut {
+			delete(t.entities, id)
+		}
+	}
+	live := map[*root]bool{}
+	for _, e := range t.entities {
+		live[e.root] = true
+	}
+	for id, r := range t.roots {
+		if !live[r] {
+			delete(t.roots, id)
+		}
+	}
+	t.statsMu.Lock()
+	if cut > t.horizon {
+		t.horizon = cut
+	}
+	t.stats.Tracked = len(t.entities)
+	t.statsMu.Unlock()
+}

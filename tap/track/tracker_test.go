@@ -1,0 +1,363 @@
+package track
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+type sink struct {
+	mu     sync.Mutex
+	events []event.Event
+	states []EntityState
+	fail   int // fail this many Accept calls first
+}
+
+func (s *sink) Accept(_ context.Context, evs []event.Event, st []EntityState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail > 0 {
+		s.fail--
+		return errors.New("disk full")
+	}
+	s.events = append(s.events, evs...)
+	s.states = append(s.states, st...)
+	return nil
+}
+
+func (s *sink) got() []event.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]event.Event(nil), s.events...)
+}
+
+var base = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func ts(sec int) string { return base.Add(time.Duration(sec) * time.Second).Format(tsLayout) }
+func sp(s string) *string { return &s }
+
+func ex(id, state string, created, updated int) event.Observation {
+	x := &event.Execution{ID: id, WorkflowName: "wf", WorkflowID: "wfid", State: state, ProjectID: "p", CreatedAt: ts(created)}
+	if updated >= 0 {
+		x.UpdatedAt = sp(ts(updated))
+	}
+	return event.Observation{Source: event.SourceWatch, Execution: x, RequestedAt: base.Add(time.Duration(updated) * time.Second)}
+}
+
+func sub(id, state, parentTask, root string, created, updated int) event.Observation {
+	o := ex(id, state, created, updated)
+	o.Execution.TaskExecutionID = sp(parentTask)
+	o.Execution.RootExecutionID = sp(root)
+	return o
+}
+
+func tk(id, name, exec, state string, created, updated int, retry int) event.Observation {
+	k := &event.Task{ID: id, Name: name, WorkflowExecutionID: exec, WorkflowName: "wf", State: state, Type: "ACTION", CreatedAt: ts(created), StartedAt: sp(ts(created))}
+	if updated >= 0 {
+		k.UpdatedAt = sp(ts(updated))
+	}
+	if event.Completed(state) {
+		k.FinishedAt = sp(ts(updated))
+	}
+	if retry > 0 {
+		k.RuntimeContext = sp(fmt.Sprintf(`{"retry_task_policy": {"retry_no": %d}}`, retry))
+	}
+	return event.Observation{Source: event.SourceWatch, Task: k, RequestedAt: base.Add(time.Duration(updated) * time.Second)}
+}
+
+func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
+
+// names renders events as "TYPE entity" (with a * for inferred) for
+// readable comparisons.
+func names(evs []event.Event) string {
+	var b []string
+	for _, e := range evs {
+		s := string(e.Type) + " " + e.EntityID()
+		if e.Inferred {
+			s += "*"
+		}
+		b = append(b, s)
+	}
+	return strings.Join(b, ", ")
+}
+
+func newTracker(t *testing.T, s *sink, states ...EntityState) *Tracker {
+	t.Helper()
+	tr, err := New(Options{Sink: s, States: states, Horizon: base.Add(-time.Minute), Now: func() time.Time { return base.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// feed runs each group of observations as one batch, in order.
+func feed(t *testing.T, tr *Tracker, batches ...[]event.Observation) {
+	t.Helper()
+	for _, b := range batches {
+		if err := tr.process(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func batch(o ...event.Observation) []event.Observation { return o }
+
+func TestTrackerDerivation(t *testing.T) {
+	tests := []struct {
+		name    string
+		batches [][]event.Observation
+		want    string
+	}{
+		{
+			name:    "launch then success seen separately",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "SUCCESS", 0, 3))},
+			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "first seen finished infers the launch",
+			batches: [][]event.Observation{batch(ex("e1", "ERROR", 0, 3))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_FAILED e1",
+		},
+		{
+			name:    "same transition seen twice yields one event",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tap(ex("e1", "RUNNING", 0, 0))), batch(ex("e1", "SUCCESS", 0, 2), ex("e1", "SUCCESS", 0, 2))},
+			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "older observation after a newer one is ignored",
+			batches: [][]event.Observation{batch(ex("e1", "SUCCESS", 0, 5)), batch(ex("e1", "RUNNING", 0, 1))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "pause and resume",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "RUNNING", 0, 2)), batch(ex("e1", "SUCCESS", 0, 3))},
+			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "paused then success implies a resume",
+			batches: [][]event.Observation{batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "SUCCESS", 0, 3))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1*, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "idle and waiting yield nothing",
+			batches: [][]event.Observation{batch(tk("t1", "join", "e1", "WAITING", 0, 0, 0)), batch(tk("t1", "join", "e1", "RUNNING", 0, 1, 0))},
+			want:    "TASK_RESUMED t1",
+		},
+		{
+			name:    "delayed (wait-before) relaunches",
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 1, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 3, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 0))},
+			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "retry cycles between two polls are inferred from retry_no",
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "ERROR", 0, 9, 2))},
+			want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+		},
+		{
+			name:    "retry seen mid-delay",
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 2, 1)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 1))},
+			want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name: "rerun of a failed task implies the workflow rerun",
+			batches: [][]event.Observation{
+				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
+			},
+			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
+		},
+		{
+			name: "rerun observed",
+			batches: [][]event.Observation{
+				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+				batch(tk("t1", "a", "e1", "RUNNING", 0, 5, 0)),
+				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
+			},
+			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1, TASK_FAILED t1, WORKFLOW_FAILED e1",
+		},
+		{
+			name: "whole execution revealed by one poll comes out in causal order",
+			batches: [][]event.Observation{batch(
+				ex("e1", "SUCCESS", 0, 1),
+				tk("t2", "b", "e1", "SUCCESS", 0, 1, 0),
+				tk("t1", "a", "e1", "SUCCESS", 0, 0, 0),
+			)},
+			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name: "sub-workflow nests inside its parent task",
+			batches: [][]event.Observation{batch(
+				sub("e2", "SUCCESS", "t1", "e1", 1, 2),
+				ex("e1", "SUCCESS", 0, 3),
+				tk("t1", "call", "e1", "SUCCESS", 0, 3, 0),
+				tk("t2", "inner", "e2", "SUCCESS", 1, 2, 0),
+			)},
+			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
+		},
+		{
+			name:    "history before the horizon is ignored",
+			batches: [][]event.Observation{batch(ex("old", "SUCCESS", -3600, -3590))},
+			want:    "",
+		},
+		{
+			name:    "never-updated entity uses created_at",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, -1)), batch(ex("e1", "RUNNING", 0, 0))},
+			want:    "WORKFLOW_LAUNCHED e1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sink{}
+			tr := newTracker(t, s)
+			feed(t, tr, tt.batches...)
+			if got := names(s.got()); got != tt.want {
+				t.Errorf("events:\n got  %s\n want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTrackerSequenceAndIDs(t *testing.T) {
+	s := &sink{}
+	tr := newTracker(t, s)
+	feed(t, tr,
+		batch(ex("e1", "RUNNING", 0, 0)),
+		batch(tk("t1", "a", "e1", "SUCCESS", 0, 1, 0), sub("e2", "RUNNING", "t9", "e1", 1, 1)),
+		batch(ex("e3", "RUNNING", 2, 2)),
+	)
+	evs := s.got()
+	seq := map[string]uint64{}
+	ids := map[string]bool{}
+	for _, e := range evs {
+		if e.Sequence != seq[e.RootExecutionID]+1 {
+			t.Errorf("%s %s: sequence %d after %d", e.Type, e.EntityID(), e.Sequence, seq[e.RootExecutionID])
+		}
+		seq[e.RootExecutionID] = e.Sequence
+		if ids[e.ID] || !strings.HasPrefix(e.ID, "evt_") {
+			t.Errorf("bad or duplicate id %q", e.ID)
+		}
+		ids[e.ID] = true
+	}
+	if seq["e1"] != 4 || seq["e3"] != 1 {
+		t.Errorf("sequences per root = %v, want e1:4 e3:1", seq)
+	}
+
+	// The same transitions derived by a fresh tracker (e.g. another replica,
+	// or after losing state) get the same ids.
+	s2 := &sink{}
+	feed(t, newTracker(t, s2), batch(ex("e1", "RUNNING", 0, 0)))
+	if s2.got()[0].ID != evs[0].ID {
+		t.Errorf("ids are not deterministic: %s vs %s", s2.got()[0].ID, evs[0].ID)
+	}
+}
+
+func TestTrackerRestartFromStates(t *testing.T) {
+	s := &sink{}
+	tr := newTracker(t, s)
+	feed(t, tr, batch(ex("e1", "RUNNING", 0, 0), tk("t1", "a", "e1", "RUNNING", 0, 0, 0)))
+
+	// A new tracker seeded with what the sink recorded continues where the
+	// first stopped: no repeats, sequence continues.
+	s2 := &sink{}
+	tr2 := newTracker(t, s2, s.states...)
+	feed(t, tr2,
+		batch(ex("e1", "RUNNING", 0, 0), tk("t1", "a", "e1", "RUNNING", 0, 0, 0)),
+		batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 0), ex("e1", "SUCCESS", 0, 4)),
+	)
+	evs := s2.got()
+	if got := names(evs); got != "TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1" {
+		t.Fatalf("after restart: %s", got)
+	}
+	if evs[0].Sequence != 3 || evs[1].Sequence != 4 {
+		t.Errorf("sequence after restart = %d, %d; want 3, 4", evs[0].Sequence, evs[1].Sequence)
+	}
+}
+
+func TestTrackerTieBreakOnSameSecond(t *testing.T) {
+	s := &sink{}
+	tr := newTracker(t, s)
+	run := tk("t1", "a", "e1", "RUNNING", 0, 0, 0)
+	done := tk("t1", "a", "e1", "SUCCESS", 0, 0, 0)
+	done.RequestedAt = run.RequestedAt.Add(time.Millisecond)
+	stale := tk("t1", "a", "e1", "RUNNING", 0, 0, 0) // a list requested before the SUCCESS was seen
+	feed(t, tr, batch(run), batch(done), batch(stale))
+	if got := names(s.got()); got != "TASK_LAUNCHED t1, TASK_SUCCEEDED t1" {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestTrackerRunRetriesSinkAndDrains(t *testing.T) {
+	s := &sink{fail: 2}
+	tr := newTracker(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+
+	if err := tr.ObserveSync(context.Background(), batch(ex("e1", "RUNNING", 0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.got()); n != 1 {
+		t.Fatalf("after sink recovered: %d events, want 1", n)
+	}
+	tr.Observe(ex("e1", "SUCCESS", 0, 1))
+	cancel() // the queued observation must still be processed
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := names(s.got()); got != "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1" {
+		t.Errorf("got %s", got)
+	}
+	if st := tr.Stats(); st.SinkErrors != 2 || st.Events != 2 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+type fetcher struct{ obs []event.Observation }
+
+func (f fetcher) Fetch(context.Context, string, bool) ([]event.Observation, error) { return f.obs, nil }
+
+func TestTrackerCompletesTappedEnd(t *testing.T) {
+	s := &sink{}
+	tr, _ := New(Options{Sink: s, Horizon: base.Add(-time.Minute), Fetcher: fetcher{obs: batch(tk("t1", "a", "e1", "SUCCESS", 0, 1, 0))}})
+	feed(t, tr, batch(tap(ex("e1", "RUNNING", 0, 0))), batch(tap(ex("e1", "SUCCESS", 0, 2))))
+	if got := names(s.got()); got != "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1" {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestTrackerForget(t *testing.T) {
+	s := &sink{}
+	now := base.Add(10 * time.Second)
+	tr, _ := New(Options{Sink: s, Horizon: base.Add(-time.Minute), Retention: time.Minute, Now: func() time.Time { return now }})
+	feed(t, tr, batch(ex("e1", "SUCCESS", 0, 1), ex("e2", "RUNNING", 0, 1)))
+	now = base.Add(time.Hour)
+	tr.forget()
+	if st := tr.Stats(); st.Tracked != 1 {
+		t.Fatalf("tracked after forget = %d, want 1 (the running one)", st.Tracked)
+	}
+	// Seeing the forgotten one again (a client listing old executions) fires nothing.
+	feed(t, tr, batch(tap(ex("e1", "SUCCESS", 0, 1))))
+	if n := len(s.got()); n != 3 {
+		t.Errorf("events = %d (%s), want 3", n, names(s.got()))
+	}
+}
+
+func BenchmarkTrackerDerive(b *testing.B) {
+	s := &sink{}
+	tr, _ := New(Options{Sink: s, Horizon: base.Add(-time.Minute)})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("e%d", i)
+		_ = tr.process(context.Background(), batch(ex(id, "RUNNING", 0, 0)))
+		_ = tr.process(context.Background(), batch(ex(id, "SUCCESS", 0, 1)))
+		if len(s.events) > 10000 {
+			s.events, s.states = nil, nil
+		}
+	}
+}
