@@ -436,7 +436,7 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			stand := &event.Execution{ID: n.parent, WorkflowName: k.WorkflowName, WorkflowNamespace: k.WorkflowNamespace,
 				WorkflowID: k.WorkflowID, ProjectID: k.ProjectID, CreatedAt: k.CreatedAt, State: event.StateRunning}
 			p = &node{obs: event.Observation{Source: n.obs.Source, Execution: stand}, id: n.parent,
-				next: &entity{kind: event.KindExecution, state: event.StateRunning, updated: known.updated, reqAt: known.reqAt, root: known.root},
+				next:  &entity{kind: event.KindExecution, state: event.StateRunning, updated: known.updated, reqAt: known.reqAt, root: known.root},
 				steps: []step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}}}
 			nodes[n.parent] = p
 			order = append([]string{n.parent}, order...)

@@ -39,7 +39,7 @@ func (s *sink) got() []event.Event {
 
 var base = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 
-func ts(sec int) string { return base.Add(time.Duration(sec) * time.Second).Format(tsLayout) }
+func ts(sec int) string   { return base.Add(time.Duration(sec) * time.Second).Format(tsLayout) }
 func sp(s string) *string { return &s }
 
 func ex(id, state string, created, updated int) event.Observation {
