@@ -1,0 +1,517 @@
+// Package watch polls Mistral's API for executions and tasks that changed
+// since a checkpoint, so that events fire even when no client looks.
+//
+// Each poll costs a constant number of requests when nothing changes: one
+// list of executions and one of tasks, filtered by updated_at >= checkpoint
+// minus a small overlap, sorted by (updated_at, id) and paged with
+// limit/marker. The checkpoint advances only after the tracker has durably
+// recorded what the poll revealed, so a crash repeats a poll rather than
+// skipping one; repeats are harmless because the tracker ignores what it
+// already knows.
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// Observer takes a poll's observations and returns once they are recorded.
+type Observer interface {
+	ObserveSync(ctx context.Context, obs []event.Observation) error
+}
+
+// Checkpoints persist the watcher's position across restarts.
+type Checkpoints interface {
+	Checkpoint(ctx context.Context, key string) (string, error)
+	SetCheckpoint(ctx context.Context, key, value string) error
+}
+
+// TokenSource supplies an auth token (X-Auth-Token) for every request, e.g.
+// from Keystone; it is asked before each request and may cache.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// Options configure a Watcher.
+type Options struct {
+	// Upstream is Mistral's API root (the part before /v2). Required.
+	Upstream *url.URL
+	// Interval between polls; 0 disables polling (Fetch still works).
+	Interval time.Duration
+	// PageSize is the list limit. Default 500.
+	PageSize int
+	// Replay makes the first poll of a fresh state start this far in the
+	// past. Default 0: start from now.
+	Replay time.Duration
+	// AllProjects adds all_projects=true to execution lists (admin only).
+	AllProjects bool
+	// Headers are added to every request (e.g. a static X-Auth-Token).
+	Headers map[string]string
+	// Token, when set, provides X-Auth-Token for every request.
+	Token TokenSource
+	// Client makes the requests. Default: a client with a 30s timeout that
+	// ignores HTTP_PROXY.
+	Client *http.Client
+	// Observer receives each poll's observations. Required for Run.
+	Observer Observer
+	// Checkpoints, when set, persists the position.
+	Checkpoints Checkpoints
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// checkpointKey names the watcher's position in the store.
+const checkpointKey = "watch.updated_at"
+
+// overlap is subtracted from the checkpoint in each query. Mistral stamps
+// updated_at when a transaction starts, with whole seconds, and commits it
+// later, so a row can become visible with a time slightly before the newest
+// one already seen; re-reading a couple of seconds costs little because
+// the tracker drops what it knows.
+const overlap = 2 * time.Second
+
+// maxPages bounds one poll so that a misbehaving engine (a marker that never
+// advances) cannot trap the watcher.
+const maxPages = 10000
+
+const tsLayout = "2006-01-02 15:04:05"
+
+// Execution and task fields the watcher asks for: everything Mistral's
+// notifier payload has (so events are complete), nothing heavy (input,
+// output, params, published).
+var (
+	executionFields = "id,workflow_id,workflow_name,workflow_namespace,state,state_info,project_id,task_execution_id,root_execution_id,created_at,updated_at"
+	taskFields      = "id,name,workflow_execution_id,workflow_name,workflow_namespace,workflow_id,state,state_info,type,project_id,created_at,updated_at,started_at,finished_at,runtime_context"
+)
+
+// Watcher polls the API. Create it with New and start it with Run.
+type Watcher struct {
+	o   Options
+	log *slog.Logger
+
+	mu          sync.Mutex
+	checkpoint  string
+	stats       Stats
+	lastErr     string
+	lastContact time.Time
+}
+
+// Stats are the watcher's counters.
+type Stats struct {
+	Polls     uint64 // completed polls
+	Errors    uint64 // failed polls
+	Requests  uint64 // HTTP requests made
+	Resources uint64 // executions and tasks received
+	// Lag is how far the checkpoint trails the wall clock after the last
+	// successful poll.
+	Lag time.Duration
+}
+
+// New checks the options and returns a Watcher.
+func New(o Options) (*Watcher, error) {
+	if o.Upstream == nil || o.Upstream.Host == "" {
+		return nil, errors.New("watch: Upstream is required")
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				Proxy:               nil, // a sidecar must not loop through HTTP_PROXY
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 4,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	w := &Watcher{o: o, log: o.Logger}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	return w, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (w *Watcher) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// LastContact is when the engine last answered a request successfully.
+func (w *Watcher) LastContact() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastContact
+}
+
+// Run polls every Interval until ctx ends. While the engine is unreachable
+// it backs off (up to 30s), logs the failure once, and logs the recovery.
+func (w *Watcher) Run(ctx context.Context) error {
+	if w.o.Interval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	if w.o.Observer == nil {
+		return errors.New("watch: Observer is required")
+	}
+	if err := w.loadCheckpoint(ctx); err != nil {
+		return err
+	}
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if err := w.Poll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait = w.failed(err, wait)
+			continue
+		}
+		w.recovered()
+		wait = w.o.Interval
+	}
+}
+
+func (w *Watcher) loadCheckpoint(ctx context.Context) error {
+	if w.o.Checkpoints != nil {
+		cp, err := w.o.Checkpoints.Checkpoint(ctx, checkpointKey)
+		if err != nil {
+			return fmt.Errorf("watch: reading checkpoint: %w", err)
+		}
+		if cp != "" {
+			w.setCheckpoint(cp)
+			w.log.Info("watcher resumes", "since", cp)
+			return nil
+		}
+	}
+	start := w.o.Now().Add(-w.o.Replay).UTC().Format(tsLayout)
+	w.setCheckpoint(start)
+	w.log.Info("watcher starts", "since", start)
+	return nil
+}
+
+func (w *Watcher) setCheckpoint(cp string) {
+	w.mu.Lock()
+	w.checkpoint = cp
+	w.mu.Unlock()
+}
+
+func (w *Watcher) failed(err error, wait time.Duration) time.Duration {
+	w.mu.Lock()
+	w.stats.Errors++
+	changed := err.Error() != w.lastErr
+	w.lastErr = err.Error()
+	w.mu.Unlock()
+	if changed {
+		w.log.Warn("watcher cannot poll the engine; backing off", "err", err)
+	}
+	return min(max(2*wait, w.o.Interval, time.Second), 30*time.Second)
+}
+
+func (w *Watcher) recovered() {
+	w.mu.Lock()
+	had := w.lastErr != ""
+	w.lastErr = ""
+	w.mu.Unlock()
+	if had {
+		w.log.Info("watcher reaches the engine again")
+	}
+}
+
+// Poll lists what changed since the checkpoint, hands it to the Observer and
+// advances the checkpoint. Run calls it every Interval.
+func (w *Watcher) Poll(ctx context.Context) error {
+	w.mu.Lock()
+	cp := w.checkpoint
+	w.mu.Unlock()
+	if cp == "" {
+		cp = w.o.Now().UTC().Format(tsLayout)
+	}
+	since := cp
+	if t, err := time.Parse(tsLayout, cp); err == nil {
+		since = t.Add(-overlap).Format(tsLayout)
+	}
+	requested := w.o.Now()
+
+	q := url.Values{}
+	q.Set("updated_at", "gte:"+since)
+	q.Set("sort_keys", "updated_at,id")
+	q.Set("sort_dirs", "asc,asc")
+	q.Set("fields", executionFields)
+	if w.o.AllProjects {
+		q.Set("all_projects", "true")
+	}
+	var execs []event.Execution
+	if err := w.list(ctx, "executions", q, &execs); err != nil {
+		return err
+	}
+	q.Set("fields", taskFields)
+	q.Del("all_projects")
+	var tasks []event.Task
+	if err := w.list(ctx, "tasks", q, &tasks); err != nil {
+		return err
+	}
+
+	obs := make([]event.Observation, 0, len(execs)+len(tasks))
+	newest := cp
+	for i := range execs {
+		obs = append(obs, event.Observation{Source: event.SourceWatch, Execution: &execs[i], RequestedAt: requested})
+		newest = maxTS(newest, execs[i].UpdatedAt)
+	}
+	for i := range tasks {
+		obs = append(obs, event.Observation{Source: event.SourceWatch, Task: &tasks[i], RequestedAt: requested})
+		newest = maxTS(newest, tasks[i].UpdatedAt)
+	}
+	if len(obs) > 0 {
+		if err := w.o.Observer.ObserveSync(ctx, obs); err != nil {
+			return fmt.Errorf("watch: recording a poll: %w", err)
+		}
+	}
+	if newest != cp && w.o.Checkpoints != nil {
+		if err := w.o.Checkpoints.SetCheckpoint(ctx, checkpointKey, newest); err != nil {
+			return fmt.Errorf("watch: saving checkpoint: %w", err)
+		}
+	}
+	w.mu.Lock()
+	w.checkpoint = newest
+	w.stats.Polls++
+	w.stats.Resources += uint64(len(obs))
+	if t, err := time.Parse(tsLayout, newest); err == nil {
+		w.stats.Lag = max(0, w.o.Now().Sub(t))
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+func maxTS(cur string, ts *string) string {
+	if ts == nil || len(*ts) < len(tsLayout) {
+		return cur
+	}
+	s := (*ts)[:len(tsLayout)]
+	if s > cur {
+		return s
+	}
+	return cur
+}
+
+// list reads every page of /v2/<res> matching q into out (a pointer to a
+// slice of event.Execution or event.Task).
+func (w *Watcher) list(ctx context.Context, res string, q url.Values, out any) error {
+	q = cloneValues(q)
+	q.Set("limit", fmt.Sprint(w.o.PageSize))
+	q.Del("marker")
+	for page := 0; page < maxPages; page++ {
+		var env map[string]json.RawMessage
+		if err := w.get(ctx, "/v2/"+res, q, &env); err != nil {
+			return err
+		}
+		n, last, err := appendPage(out, env[res])
+		if err != nil {
+			return fmt.Errorf("watch: malformed %s list from the engine: %w", res, err)
+		}
+		if n < w.o.PageSize || last == "" {
+			return nil
+		}
+		q.Set("marker", last)
+	}
+	return fmt.Errorf("watch: %s list did not end after %d pages", res, maxPages)
+}
+
+// appendPage decodes one page and appends it to out; it returns the page
+// length and the last id (the next marker).
+func appendPage(out any, raw json.RawMessage) (int, string, error) {
+	if len(raw) == 0 {
+		return 0, "", nil
+	}
+	switch out := out.(type) {
+	case *[]event.Execution:
+		var page []event.Execution
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return 0, "", err
+		}
+		*out = append(*out, keepExecutions(page)...)
+		if len(page) == 0 {
+			return 0, "", nil
+		}
+		return len(page), page[len(page)-1].ID, nil
+	case *[]event.Task:
+		var page []event.Task
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return 0, "", err
+		}
+		*out = append(*out, keepTasks(page)...)
+		if len(page) == 0 {
+			return 0, "", nil
+		}
+		return len(page), page[len(page)-1].ID, nil
+	}
+	return 0, "", fmt.Errorf("unsupported type %T", out)
+}
+
+// keepExecutions drops entries without an id or a state: they cannot be
+// tracked, and one bad row must not spoil the rest of the page.
+func keepExecutions(in []event.Execution) []event.Execution {
+	out := in[:0]
+	for _, x := range in {
+		if x.ID != "" && x.State != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func keepTasks(in []event.Task) []event.Task {
+	out := in[:0]
+	for _, x := range in {
+		if x.ID != "" && x.State != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func cloneValues(v url.Values) url.Values {
+	c := make(url.Values, len(v))
+	for k, vs := range v {
+		c[k] = append([]string(nil), vs...)
+	}
+	return c
+}
+
+// queryReplacer keeps ':' and ',' readable in queries (they are legal
+// there) and spells a space %20 rather than '+', as Mistral's own clients do.
+var queryReplacer = strings.NewReplacer("+", "%20", "%3A", ":", "%2C", ",")
+
+// get does one GET and decodes the JSON body into out.
+func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any) error {
+	u := *w.o.Upstream
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	// Mistral parses "updated_at=gte:2024-05-01 10:00:00" with the space
+	// percent-encoded; url.Values encodes it as '+', which it also accepts,
+	// but %20 is what its own next links and the CLI use.
+	u.RawQuery = queryReplacer.Replace(q.Encode())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("watch: building request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "mistral-tap-watch")
+	for k, v := range w.o.Headers {
+		req.Header.Set(k, v)
+	}
+	if w.o.Token != nil {
+		tok, err := w.o.Token.Token(ctx)
+		if err != nil {
+			return fmt.Errorf("watch: getting an auth token: %w", err)
+		}
+		req.Header.Set("X-Auth-Token", tok)
+	}
+	w.mu.Lock()
+	w.stats.Requests++
+	w.mu.Unlock()
+	resp, err := w.o.Client.Do(req)
+	if err != nil {
+		// The URL carries no secrets (tokens travel in headers).
+		return fmt.Errorf("watch: engine unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	// Bounded: a poll page is at most PageSize small rows.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("watch: reading %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("watch: GET %s: engine answered %d: %s", path, resp.StatusCode, faultString(body))
+	}
+	w.mu.Lock()
+	w.lastContact = w.o.Now()
+	w.mu.Unlock()
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("watch: GET %s: malformed JSON from the engine: %w", path, err)
+	}
+	return nil
+}
+
+// faultString extracts Mistral's error message, or a short excerpt.
+func faultString(body []byte) string {
+	var f struct {
+		Fault string `json:"faultstring"`
+	}
+	if json.Unmarshal(body, &f) == nil && f.Fault != "" {
+		return f.Fault
+	}
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	return strings.TrimSpace(string(body))
+}
+
+// maxFetchExecutions bounds Fetch on a root with many sub-executions.
+const maxFetchExecutions = 50
+
+// Fetch reads one execution and, with tasks, its tasks and its
+// sub-executions' (for a root execution). It implements track.Fetcher.
+func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error) {
+	requested := w.o.Now()
+	var x event.Execution
+	if err := w.get(ctx, "/v2/executions/"+url.PathEscape(executionID), url.Values{}, &x); err != nil {
+		return nil, err
+	}
+	if x.ID == "" || x.State == "" {
+		return nil, fmt.Errorf("watch: execution %s: response lacks id or state", executionID)
+	}
+	execs := []event.Execution{x}
+	if tasks && x.RootExecutionID == nil {
+		q := url.Values{}
+		q.Set("root_execution_id", x.ID)
+		q.Set("fields", executionFields)
+		var subs []event.Execution
+		if err := w.list(ctx, "executions", q, &subs); err != nil {
+			return nil, err
+		}
+		if len(subs) > maxFetchExecutions {
+			subs = subs[:maxFetchExecutions]
+		}
+		execs = append(execs, subs...)
+	}
+	var obs []event.Observation
+	for i := range execs {
+		obs = append(obs, event.Observation{Source: event.SourceTap, Execution: &execs[i], RequestedAt: requested})
+		if !tasks {
+			continue
+		}
+		q := url.Values{}
+		q.Set("workflow_execution_id", execs[i].ID)
+		q.Set("fields", taskFields)
+		var ts []event.Task
+		if err := w.list(ctx, "tasks", q, &ts); err != nil {
+			return nil, err
+		}
+		for j := range ts {
+			obs = append(obs, event.Observation{Source: event.SourceTap, Task: &ts[j], RequestedAt: requested})
+		}
+	}
+	return obs, nil
+}

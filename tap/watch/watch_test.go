@@ -1,0 +1,265 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// engine is a minimal list endpoint: rows sorted by (updated_at, id), the
+// updated_at=gte: filter, limit and marker, as Mistral implements them.
+type engine struct {
+	mu       sync.Mutex
+	execs    []map[string]any
+	tasks    []map[string]any
+	requests []*url.URL
+	down     bool
+}
+
+func (e *engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.requests = append(e.requests, r.URL)
+	if e.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"faultcode": "Server", "faultstring": "database down", "debuginfo": null}`)
+		return
+	}
+	var rows []map[string]any
+	res := strings.TrimPrefix(r.URL.Path, "/v2/")
+	switch res {
+	case "executions":
+		rows = e.execs
+	case "tasks":
+		rows = e.tasks
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	q := r.URL.Query()
+	since := strings.TrimPrefix(q.Get("updated_at"), "gte:")
+	var out []map[string]any
+	for _, row := range rows {
+		if row["updated_at"].(string) >= since {
+			out = append(out, row)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a["updated_at"] != b["updated_at"] {
+			return a["updated_at"].(string) < b["updated_at"].(string)
+		}
+		return a["id"].(string) < b["id"].(string)
+	})
+	if m := q.Get("marker"); m != "" {
+		for i, row := range out {
+			if row["id"] == m {
+				out = out[i+1:]
+				break
+			}
+		}
+	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	if out == nil {
+		out = []map[string]any{}
+	}
+	json.NewEncoder(w).Encode(map[string]any{res: out})
+}
+
+func (e *engine) add(kind, id, state, updated string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	row := map[string]any{"id": id, "state": state, "created_at": updated, "updated_at": updated, "workflow_name": "wf"}
+	list := &e.execs
+	if kind == "task" {
+		row["workflow_execution_id"] = "e1"
+		list = &e.tasks
+	}
+	for i, r := range *list {
+		if r["id"] == id {
+			(*list)[i] = row
+			return
+		}
+	}
+	*list = append(*list, row)
+}
+
+func (e *engine) reqs() []*url.URL {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*url.URL(nil), e.requests...)
+}
+
+type observer struct {
+	mu  sync.Mutex
+	obs []event.Observation
+}
+
+func (o *observer) ObserveSync(_ context.Context, obs []event.Observation) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.obs = append(o.obs, obs...)
+	return nil
+}
+
+type memCP struct{ m sync.Map }
+
+func (c *memCP) Checkpoint(_ context.Context, k string) (string, error) {
+	v, _ := c.m.Load(k)
+	s, _ := v.(string)
+	return s, nil
+}
+func (c *memCP) SetCheckpoint(_ context.Context, k, v string) error { c.m.Store(k, v); return nil }
+
+func newWatcher(t *testing.T, e *engine, now time.Time, o *observer, cp *memCP) *Watcher {
+	t.Helper()
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	w, err := New(Options{Upstream: u, Interval: time.Millisecond, PageSize: 2, Observer: o, Checkpoints: cp, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.loadCheckpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestPollPagesAndAdvances(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	e := &engine{}
+	e.add("exec", "old", "SUCCESS", "2026-11-28 09:00:00") // before start: never read
+	for i := range 5 {
+		e.add("exec", fmt.Sprintf("e%d", i), "RUNNING", "2026-11-28 10:00:0"+strconv.Itoa(i))
+	}
+	e.add("task", "t1", "SUCCESS", "2026-11-28 10:00:03")
+	o, cp := &observer{}, &memCP{}
+	w := newWatcher(t, e, now, o, cp)
+
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.obs) != 6 {
+		t.Fatalf("observations = %d, want 6 (5 executions over 3 pages + 1 task)", len(o.obs))
+	}
+	for _, ob := range o.obs {
+		if ob.Source != event.SourceWatch || (ob.Execution != nil && ob.Execution.ID == "old") {
+			t.Errorf("unexpected observation %+v", ob)
+		}
+	}
+	got, _ := cp.Checkpoint(context.Background(), checkpointKey)
+	if got != "2026-11-28 10:00:04" {
+		t.Errorf("checkpoint = %q", got)
+	}
+	reqs := e.reqs()
+	first := reqs[0].Query()
+	for k, want := range map[string]string{
+		"updated_at": "gte:2026-11-28 09:59:58", // checkpoint minus the overlap
+		"sort_keys":  "updated_at,id",
+		"sort_dirs":  "asc,asc",
+		"limit":      "2",
+		"fields":     executionFields,
+	} {
+		if first.Get(k) != want {
+			t.Errorf("query %s = %q, want %q", k, first.Get(k), want)
+		}
+	}
+	if !strings.Contains(reqs[0].RawQuery, "09:59:58") || strings.Contains(reqs[0].RawQuery, "+") {
+		t.Errorf("space must be sent as %%20: %s", reqs[0].RawQuery)
+	}
+	if reqs[1].Query().Get("marker") != "e1" {
+		t.Errorf("second page marker = %q", reqs[1].Query().Get("marker"))
+	}
+}
+
+// TestPollIsConstantWhenIdle: with nothing changing, every poll costs the
+// same two requests however many executions exist.
+func TestPollIsConstantWhenIdle(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for _, n := range []int{0, 10, 1000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			e := &engine{}
+			for i := range n {
+				e.add("exec", fmt.Sprintf("e%05d", i), "RUNNING", "2026-11-28 08:00:00")
+			}
+			w := newWatcher(t, e, now, &observer{}, &memCP{})
+			for range 5 {
+				if err := w.Poll(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := len(e.reqs()); got != 10 {
+				t.Errorf("%d requests for 5 idle polls, want 10", got)
+			}
+		})
+	}
+}
+
+func TestResumeFromCheckpoint(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	e := &engine{}
+	e.add("exec", "during-downtime", "SUCCESS", "2026-11-28 11:00:00")
+	cp := &memCP{}
+	cp.SetCheckpoint(context.Background(), checkpointKey, "2026-11-28 10:30:00")
+	o := &observer{}
+	w := newWatcher(t, e, now, o, cp)
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.obs) != 1 {
+		t.Fatalf("a restart must pick up what changed while down: %d observations", len(o.obs))
+	}
+}
+
+func TestEngineDownThenUp(t *testing.T) {
+	e := &engine{down: true}
+	o := &observer{}
+	w := newWatcher(t, e, time.Now(), o, &memCP{})
+	err := w.Poll(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "database down") {
+		t.Fatalf("error = %v, want the status and Mistral's faultstring", err)
+	}
+	if d := w.failed(err, 0); d < time.Second || d > 30*time.Second {
+		t.Errorf("backoff %v out of range", d)
+	}
+	if d := w.failed(err, 20*time.Second); d != 30*time.Second {
+		t.Errorf("backoff cap = %v", d)
+	}
+	e.mu.Lock()
+	e.down = false
+	e.mu.Unlock()
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.LastContact().IsZero() {
+		t.Error("last contact not recorded")
+	}
+}
+
+func TestMalformedEngineJSON(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"executions": [{"id": 5}]}`)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	w, _ := New(Options{Upstream: u, Observer: &observer{}})
+	err := w.Poll(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("error = %v", err)
+	}
+}
