@@ -127,6 +127,9 @@ func load(src Source) (*Config, *loaded, error) {
 		}
 		probs = append(probs, sp...)
 		if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
+			if len(sp) > 0 {
+				return nil, info, sp.err()
+			}
 			return nil, info, yamlSyntaxError(src.Path, err)
 		}
 	}
@@ -148,11 +151,11 @@ func load(src Source) (*Config, *loaded, error) {
 				return "", nil
 			}
 			val, err := envValue(t, v)
+			overridden[key] = true
 			if err != nil {
 				envErr.add(key, "", key, redactIfSecret(key, v), fmt.Sprintf("from %s: %v", name, err))
 				return "", nil
 			}
-			overridden[key] = true
 			return key, val
 		},
 	}), nil); err != nil {
@@ -192,12 +195,30 @@ func load(src Source) (*Config, *loaded, error) {
 		probs.add("", "", "", "", fmt.Sprintf("decoding configuration: %v", err))
 	}
 
+	// Keys that merge to empty maps or lists come back as nil, like in
+	// Default(), so that an empty file loads to exactly Default().
+	if len(c.Watch.Headers) == 0 {
+		c.Watch.Headers = nil
+	}
+	if len(c.Delivery.AllowNetworks) == 0 {
+		c.Delivery.AllowNetworks = nil
+	}
+	if len(c.Callbacks) == 0 {
+		c.Callbacks = nil
+	}
 	c.inherit()
+	// A key with a type or expansion problem is reported once: Validate
+	// would only complain again about its placeholder value.
+	suppress := strictTypeErr
+	n := len(probs)
 	info.secretFiles = c.resolveSecrets(&probs, envLookup(envList), filepath.Dir(src.Path))
+	for _, e := range probs[n:] {
+		suppress[e.path] = true
+	}
 	var vp problems
 	c.validate(&vp)
 	for _, e := range vp {
-		if !strictTypeErr[e.path] {
+		if !suppress[e.path] {
 			probs = append(probs, e)
 		}
 	}

@@ -21,8 +21,9 @@ func RedactURL(raw string) string {
 		return redacted
 	}
 	if u.User != nil {
+		// The user name is often the token itself (https://TOKEN@host).
 		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			u.User = url.UserPassword("REDACTED", "REDACTED")
 		} else {
 			u.User = url.User("REDACTED")
 		}

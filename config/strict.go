@@ -33,20 +33,20 @@ type fileIndex struct {
 }
 
 // locate fills e's File, Line and Column from the node at e.path or, when
-// that key is absent from the file, its nearest ancestor.
+// that key is absent from the file, its nearest ancestor; it leaves e alone
+// when no part of the path is in the file (the value is a default).
 func (ix *fileIndex) locate(e *FieldError) {
 	if ix == nil || e.File != "" || e.path == "" {
 		return
 	}
 	p := strings.TrimSuffix(e.path, ".")
 	for {
-		if at, ok := ix.nodes[p]; ok {
+		if at, ok := ix.nodes[p]; ok && p != "" {
 			e.File, e.Line, e.Column = ix.file, at.line, at.col
 			return
 		}
 		i := strings.LastIndexByte(p, '.')
 		if i < 0 {
-			e.File = ix.file
 			return
 		}
 		p = p[:i]
@@ -86,6 +86,10 @@ func strictCheck(file string, data []byte) (*fileIndex, problems) {
 	}
 	w.walk(root, reflect.TypeOf(Config{}), "", "", "")
 	for _, e := range w.errs {
+		if e.path == "" {
+			at := w.ix.nodes[""]
+			e.File, e.Line, e.Column = file, at.line, at.col
+		}
 		w.ix.locate(e)
 	}
 	return w.ix, w.errs
@@ -100,7 +104,6 @@ func yamlSyntaxError(file string, err error) *FieldError {
 	fe := &FieldError{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
-		fe.Column = 1
 		fe.Msg = "invalid YAML: " + m[2]
 	}
 	return fe
@@ -172,14 +175,15 @@ func join(path, k string) string {
 // enclosing callback's label and rel the path relative to it.
 func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) {
 	n = deref(n)
-	if path != "" {
-		w.ix.nodes[path] = pos{n.Line, n.Column}
-	}
+	w.ix.nodes[path] = pos{n.Line, n.Column}
 	field := rel
 	if cb == "" {
 		field = path
 	}
 	bad := func(want string) {
+		if path == "" {
+			want += " of keys (listen, upstream, callbacks, ...)"
+		}
 		w.errs.add(path, cb, field, redactIfSecret(rel, n.Value), fmt.Sprintf("want %s, got %s", want, describe(n)))
 	}
 	if isNull(n) {

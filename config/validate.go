@@ -100,6 +100,9 @@ func (c *Config) validate(p *problems) {
 		if l.addr == "" {
 			continue
 		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			continue
+		}
 		if other, dup := seen[l.addr]; dup && !strings.HasSuffix(l.addr, ":0") {
 			p.add(l.key, "", l.key, l.addr, fmt.Sprintf("%q is already used by %s", l.addr, other))
 		}
