@@ -76,7 +76,7 @@ func (f *fakeMistral) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h(w, r)
 		return
 	}
-	path := strings.TrimPrefix(r.URL.Path, "/base") // upstream base path in some tests
+	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/base"), "/") // base path in some tests; pecan accepts a trailing slash
 	jsonBody := func(status int, b []byte) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Openstack-Request-Id", "req-1234")
@@ -118,7 +118,7 @@ func (f *fakeMistral) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonBody(400, []byte(`{"faultstring": "Invalid DSL"}`))
 	case len(seg) == 3 && seg[1] == "workbooks" && r.Method == http.MethodDelete:
 		w.WriteHeader(204)
-	case path == "/" || path == "":
+	case path == "":
 		jsonBody(200, []byte(`{"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"href": "http://`+r.Host+`/v2", "rel": "self"}]}]}`))
 	default:
 		jsonBody(404, []byte(`{"faultcode": "Client", "faultstring": "The resource could not be found.", "debuginfo": null}`))
