@@ -1,0 +1,180 @@
+// Package matcher decides which callbacks an event goes to. Every filter of
+// a callback must match: event type, workbook, workflow glob, namespace and
+// task glob.
+package matcher
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// WorkbookIndex answers which workbook defines a workflow. ok is false when
+// the workflow is not (known to be) part of any workbook.
+type WorkbookIndex interface {
+	WorkbookOf(workflowName, namespace string) (workbook string, ok bool)
+}
+
+// Decision is one callback's verdict on one event, for `explain`.
+type Decision struct {
+	Callback string
+	Matched  bool
+	// Reason names the first filter that rejected the event, or says why
+	// it matched.
+	Reason string
+}
+
+// rule is a callback's compiled filters.
+type rule struct {
+	name      string
+	events    map[event.Type]bool
+	eventList string // as configured, for reasons
+	workbook  string
+	workflow  string
+	namespace *string
+	task      string
+}
+
+// Matcher is immutable and safe for concurrent use; build a new one on
+// reload.
+type Matcher struct {
+	rules []rule
+	wb    WorkbookIndex
+}
+
+// New compiles the callbacks' filters. wb may be nil when no callback uses
+// `workbook`.
+func New(cbs []config.Callback, wb WorkbookIndex) (*Matcher, error) {
+	m := &Matcher{wb: wb, rules: make([]rule, 0, len(cbs))}
+	for i, cb := range cbs {
+		label := config.CallbackLabel(&cb, i)
+		set, err := config.EventSet(cb.Events)
+		if err != nil {
+			return nil, fmt.Errorf("callback %q: %w", label, err)
+		}
+		for _, g := range []string{cb.Workflow, cb.Task} {
+			if _, err := path.Match(g, ""); err != nil {
+				return nil, fmt.Errorf("callback %q: bad glob %q: %w", label, g, err)
+			}
+		}
+		if cb.Workbook != "" && wb == nil {
+			return nil, fmt.Errorf("callback %q: filters on workbook but no workbook index is available", label)
+		}
+		m.rules = append(m.rules, rule{
+			name: cb.Name, events: set, eventList: "[" + strings.Join(cb.Events, ", ") + "]",
+			workbook: cb.Workbook, workflow: cb.Workflow, namespace: cb.Namespace, task: cb.Task,
+		})
+	}
+	return m, nil
+}
+
+// Match returns the names of the callbacks that get ev, in config order.
+func (m *Matcher) Match(ev *event.Event) []string {
+	var out []string
+	for i := range m.rules {
+		if ok, _ := m.rules[i].match(ev, m.wb, false); ok {
+			out = append(out, m.rules[i].name)
+		}
+	}
+	return out
+}
+
+// Explain returns every callback's decision on ev, in config order.
+func (m *Matcher) Explain(ev *event.Event) []Decision {
+	out := make([]Decision, len(m.rules))
+	for i := range m.rules {
+		ok, reason := m.rules[i].match(ev, m.wb, true)
+		out[i] = Decision{Callback: m.rules[i].name, Matched: ok, Reason: reason}
+	}
+	return out
+}
+
+// match checks the filters cheapest first. Reasons are only formatted when
+// asked for (the guards before each Sprintf keep its arguments from being
+// boxed), so that Match does not allocate per callback.
+//
+// The task filter applies to TASK events only: an execution event has no
+// task, so a callback with `task:` and `events: ["*"]` still gets the
+// execution events (use `events: [TASK]` to get task events only).
+func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, string) {
+	if !r.events[ev.Type] {
+		if !explain {
+			return false, ""
+		}
+		return false, fmt.Sprintf("event type %s not in %s", ev.Type, r.eventList)
+	}
+	wf := ev.WorkflowName()
+	ns := ev.Namespace()
+	if r.namespace != nil && *r.namespace != ns {
+		if !explain {
+			return false, ""
+		}
+		return false, fmt.Sprintf("namespace %q is not %q", ns, *r.namespace)
+	}
+	if r.workflow != "" {
+		if ok, _ := path.Match(r.workflow, wf); !ok {
+			if !explain {
+				return false, ""
+			}
+			return false, fmt.Sprintf("workflow %q does not match %q", wf, r.workflow)
+		}
+	}
+	if r.task != "" && ev.Kind() == event.KindTask {
+		if ok, _ := path.Match(r.task, ev.TaskName()); !ok {
+			if !explain {
+				return false, ""
+			}
+			return false, fmt.Sprintf("task %q does not match %q", ev.TaskName(), r.task)
+		}
+	}
+	if r.workbook != "" {
+		got, ok := wb.WorkbookOf(wf, ns)
+		switch {
+		case !ok:
+			if !explain {
+				return false, ""
+			}
+			return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (not in any known workbook)", wf, r.workbook)
+		case got != r.workbook:
+			if !explain {
+				return false, ""
+			}
+			return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (it is in %s)", wf, r.workbook, got)
+		}
+	}
+	if !explain {
+		return true, ""
+	}
+	var why []string
+	why = append(why, fmt.Sprintf("event type %s in %s", ev.Type, r.eventList))
+	if r.namespace != nil {
+		why = append(why, fmt.Sprintf("namespace %q", ns))
+	}
+	if r.workflow != "" {
+		why = append(why, fmt.Sprintf("workflow %q matches %q", wf, r.workflow))
+	}
+	if r.task != "" {
+		if ev.Kind() == event.KindTask {
+			why = append(why, fmt.Sprintf("task %q matches %q", ev.TaskName(), r.task))
+		} else {
+			why = append(why, "task filter does not apply to execution events")
+		}
+	}
+	if r.workbook != "" {
+		why = append(why, fmt.Sprintf("%s is a workflow of workbook %s", wf, r.workbook))
+	}
+	return true, strings.Join(why, "; ")
+}
+
+// Names returns the callback names in config order.
+func (m *Matcher) Names() []string {
+	out := make([]string, len(m.rules))
+	for i := range m.rules {
+		out[i] = m.rules[i].name
+	}
+	return slices.Clip(out)
+}
