@@ -1,0 +1,557 @@
+// Package notifier is mistral-tap's delivery core: a durable outbox that
+// never loses an event. Accept writes every (event, callback) delivery to the
+// store, in one transaction with the tracker states that produced it, before
+// anything is attempted; per-callback lanes then send them with ordering per
+// root execution, bounded concurrency, a long-horizon retry policy, dead
+// letters, a circuit breaker and 410 disabling.
+//
+// Choices worth knowing:
+//   - A 410 disables the callback (persisted). Its pending deliveries stay
+//     pending and are not attempted; a replay of the callback, or a reload
+//     that changes the callback's URL, re-enables it.
+//   - A callback removed from the configuration has its pending deliveries
+//     turned into dead letters ("callback removed"); they can be replayed
+//     once it is back.
+//   - Delivered rows are kept for Options.Retention, then pruned.
+//   - Replay makes dead letters pending again with attempts reset; max_age
+//     then counts from the replay. A replayed delivery is not ordered
+//     against later deliveries of its root that went ahead while it was dead.
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/send"
+	"github.com/mistral-tap/mistral-tap/notifier/store"
+	"github.com/mistral-tap/mistral-tap/tap/event"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+)
+
+// Matcher says which callbacks an event goes to.
+type Matcher interface {
+	Match(ev *event.Event) []string
+}
+
+// Sender performs one delivery (with its short in-process retries).
+type Sender interface {
+	Send(ctx context.Context, r send.Request) send.Result
+}
+
+// Message is a rendered notification.
+type Message struct {
+	Method string
+	Header http.Header
+	Body   []byte
+}
+
+// Formatter renders an event in a callback's payload format.
+type Formatter interface {
+	Format(ev *event.Event) (Message, error)
+}
+
+// Route is one configured callback, ready to send.
+type Route struct {
+	Callback config.Callback
+	Format   Formatter
+	// Secrets are the resolved signing secrets (none: unsigned).
+	Secrets []string
+}
+
+// Routing is the part of the configuration the dispatcher uses; SetRouting
+// swaps it atomically.
+type Routing struct {
+	Matcher  Matcher
+	Routes   map[string]Route
+	Delivery config.Delivery
+}
+
+// Store is what the dispatcher needs from the durable store; *store.Store
+// implements it.
+type Store interface {
+	Commit(ctx context.Context, writes ...store.Write) error
+	Pending(ctx context.Context, callback string, limit int) ([]store.Delivery, error)
+	CountPending(ctx context.Context) (map[string]int, error)
+	Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error)
+	DisabledCallbacks(ctx context.Context) (map[string]store.Disabled, error)
+	Enable(ctx context.Context, name string) error
+	List(ctx context.Context, f store.Filter) ([]store.Delivery, error)
+	Replay(ctx context.Context, f store.ReplayFilter, now time.Time) (int, error)
+	Prune(ctx context.Context, before time.Time) (int, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Delivery, Filter and ReplayFilter are the store's types.
+type (
+	Delivery     = store.Delivery
+	Filter       = store.Filter
+	ReplayFilter = store.ReplayFilter
+)
+
+// Options configures a Dispatcher.
+type Options struct {
+	// Store is the durable outbox. Required.
+	Store Store
+	// Sender sends. Required.
+	Sender Sender
+	// Routing is the initial routing; nil routes nothing.
+	Routing *Routing
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock for stored times; nil is time.Now. Timers use the
+	// real clock.
+	Now func() time.Time
+	// Grace bounds how long Run waits for in-flight sends on shutdown
+	// before cancelling them. Default 10s.
+	Grace time.Duration
+	// MaxLoaded caps the pending deliveries held in memory per callback;
+	// the rest wait in the store. Default 10000.
+	MaxLoaded int
+	// Resync is how often a lane re-reads the store, which picks up
+	// replays made by another process. Default 5s.
+	Resync time.Duration
+	// Retention is how long delivered rows are kept. Default 1h.
+	Retention time.Duration
+	// BreakerProbeMin is the first wait before probing an open circuit; it
+	// doubles up to Delivery.BreakerProbeMax. Default 1s.
+	BreakerProbeMin time.Duration
+	// CommitDelay makes the committer wait this long to gather more writes
+	// into a transaction. Default 0: it batches whatever queued while the
+	// previous transaction was syncing.
+	CommitDelay time.Duration
+}
+
+// CallbackStatus is a callback's delivery state.
+type CallbackStatus struct {
+	Name     string `json:"name"`
+	Pending  int    `json:"pending"`
+	InFlight int    `json:"in_flight"`
+	// OldestPendingAge is the age of the oldest pending event held in
+	// memory (the oldest overall, since they load oldest first).
+	OldestPendingAge     time.Duration `json:"-"`
+	OldestPendingSeconds float64       `json:"oldest_pending_seconds"`
+	Breaker              BreakerState  `json:"breaker"`
+	ConsecutiveFailures  int           `json:"consecutive_failures"`
+	NextProbe            time.Time     `json:"next_probe,omitzero"`
+	Disabled             bool          `json:"disabled"`
+	DisabledReason       string        `json:"disabled_reason,omitempty"`
+	DisabledSince        time.Time     `json:"disabled_since,omitzero"`
+}
+
+// Dispatcher is the durable outbox and its workers. It implements
+// track.Sink.
+type Dispatcher struct {
+	o       Options
+	st      Store
+	log     *slog.Logger
+	routing atomic.Pointer[Routing]
+	c       *committer
+
+	mu      sync.Mutex
+	lanes   map[string]*lane
+	running bool
+	runCtx  context.Context
+
+	sends      sync.WaitGroup
+	sendCtx    context.Context
+	cancelSend context.CancelFunc
+}
+
+// New returns a Dispatcher; call Run to start delivering.
+func New(o Options) (*Dispatcher, error) {
+	if o.Store == nil {
+		return nil, errors.New("notifier: Options.Store is required")
+	}
+	if o.Sender == nil {
+		return nil, errors.New("notifier: Options.Sender is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.MaxLoaded <= 0 {
+		o.MaxLoaded = 10000
+	}
+	if o.Resync <= 0 {
+		o.Resync = 5 * time.Second
+	}
+	if o.Retention <= 0 {
+		o.Retention = time.Hour
+	}
+	if o.BreakerProbeMin <= 0 {
+		o.BreakerProbeMin = time.Second
+	}
+	d := &Dispatcher{o: o, st: o.Store, log: o.Logger, lanes: map[string]*lane{}}
+	r := o.Routing
+	if r == nil {
+		r = &Routing{}
+	}
+	d.routing.Store(r)
+	d.sendCtx, d.cancelSend = context.WithCancel(context.Background())
+	return d, nil
+}
+
+var _ track.Sink = (*Dispatcher)(nil)
+
+func (d *Dispatcher) now() time.Time { return d.o.Now() }
+
+func (d *Dispatcher) routingDelivery() config.Delivery { return d.routing.Load().Delivery }
+
+// Accept matches each event and writes its deliveries together with states
+// in one transaction, durable when Accept returns nil; then it wakes the
+// callbacks' workers. Events are copied; the caller keeps ownership.
+func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []track.EntityState) error {
+	rt := d.routing.Load()
+	now := d.now()
+	w := store.Write{States: states}
+	var items []*item
+	for i := range events {
+		ev := &events[i]
+		if rt.Matcher == nil {
+			break
+		}
+		names := rt.Matcher.Match(ev)
+		if len(names) == 0 {
+			continue
+		}
+		cp := copyEvent(ev)
+		for _, name := range names {
+			if _, ok := rt.Routes[name]; !ok {
+				d.log.Warn("matcher returned an unknown callback; event not routed to it", "callback", name, "event", ev.ID)
+				continue
+			}
+			del, err := store.NewDelivery(ev, name, now)
+			if err != nil {
+				return fmt.Errorf("notifier: accepting events: %w", err)
+			}
+			w.Insert = append(w.Insert, del)
+			items = append(items, &item{id: del.ID, root: del.RootID, seq: del.Seq, nextAt: del.NextAt,
+				created: del.CreatedAt, ev: cp, hidx: -1})
+		}
+	}
+	if len(w.Insert) == 0 && len(w.States) == 0 {
+		return nil
+	}
+	w.Inserted = make([]bool, len(w.Insert))
+	var err error
+	if c := d.committerOrNil(); c != nil {
+		err = c.commit(ctx, w)
+	} else {
+		err = d.st.Commit(ctx, w)
+	}
+	if err != nil {
+		return fmt.Errorf("notifier: accepting %d events: %w", len(events), err)
+	}
+	byLane := map[string][]*item{}
+	for i, del := range w.Insert {
+		if w.Inserted[i] { // a re-accepted event is not queued again
+			byLane[del.Callback] = append(byLane[del.Callback], items[i])
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, its := range byLane {
+		if l := d.lanes[name]; l != nil {
+			l.accept(its)
+		}
+	}
+	return nil
+}
+
+func copyEvent(ev *event.Event) *event.Event {
+	cp := *ev
+	if ev.Execution != nil {
+		x := *ev.Execution
+		cp.Execution = &x
+	}
+	if ev.Task != nil {
+		t := *ev.Task
+		cp.Task = &t
+	}
+	return &cp
+}
+
+func (d *Dispatcher) committerOrNil() *committer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return d.c
+	}
+	return nil
+}
+
+// SetRouting swaps the routing atomically. Lanes of new callbacks start;
+// pending deliveries of removed callbacks become dead letters ("callback
+// removed"); a callback disabled by a 410 whose URL changed is re-enabled.
+func (d *Dispatcher) SetRouting(r *Routing) {
+	if r == nil {
+		r = &Routing{}
+	}
+	d.routing.Store(r)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.running {
+		return // Run reconciles the store with the routing when it starts
+	}
+	for name, l := range d.lanes {
+		if _, ok := r.Routes[name]; ok {
+			continue
+		}
+		l.mu.Lock()
+		l.removed = true
+		l.mu.Unlock()
+		l.cancel()
+		delete(d.lanes, name)
+		d.abandon(name)
+	}
+	for name, rt := range r.Routes {
+		if l := d.lanes[name]; l != nil {
+			l.mu.Lock()
+			l.configure(rt)
+			reenable := l.disabled && l.disabledURL != "" && l.disabledURL != rt.Callback.URL
+			l.mu.Unlock()
+			if reenable {
+				if err := d.st.Enable(context.Background(), name); err != nil {
+					d.log.Error("re-enabling callback failed", "callback", name, "err", err)
+				} else {
+					l.mu.Lock()
+					l.disabled = false
+					l.mu.Unlock()
+					l.log.Info("callback re-enabled: its URL changed")
+				}
+			}
+			l.notify()
+			continue
+		}
+		d.startLane(rt)
+	}
+}
+
+// abandon dead-letters a removed callback's pending deliveries.
+func (d *Dispatcher) abandon(name string) {
+	n, err := d.st.Abandon(context.Background(), name, "callback removed", d.now())
+	if err != nil {
+		d.log.Error("dead-lettering deliveries of removed callback failed", "callback", name, "err", err)
+		return
+	}
+	if n > 0 {
+		d.log.Warn("callback removed; its pending deliveries are now dead letters", "callback", name, "deliveries", n)
+	}
+}
+
+// startLane starts a lane for rt; d.mu is held and d.running is true.
+func (d *Dispatcher) startLane(rt Route) {
+	l := newLane(d, rt)
+	ctx, cancel := context.WithCancel(d.runCtx)
+	l.cancel = cancel
+	d.lanes[rt.Callback.Name] = l
+	go l.run(ctx)
+}
+
+// Run delivers until ctx is done; then it stops taking new work, gives
+// in-flight sends Options.Grace to finish (cancelling them after), records
+// their outcomes and returns nil.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running {
+		d.mu.Unlock()
+		return errors.New("notifier: dispatcher already running")
+	}
+	counts, err := d.st.CountPending(ctx)
+	if err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("notifier: starting: %w", err)
+	}
+	d.c = newCommitter(d.st, d.o.CommitDelay)
+	d.running, d.runCtx = true, ctx
+	rt := d.routing.Load()
+	for name := range counts {
+		if _, ok := rt.Routes[name]; !ok {
+			d.abandon(name)
+		}
+	}
+	for _, r := range rt.Routes {
+		d.startLane(r)
+	}
+	d.mu.Unlock()
+
+	prune := time.NewTicker(min(d.o.Retention/4, time.Minute))
+	defer prune.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-prune.C:
+			if n, err := d.st.Prune(ctx, d.now().Add(-d.o.Retention)); err != nil && ctx.Err() == nil {
+				d.log.Error("pruning delivered rows failed", "err", err)
+			} else if n > 0 {
+				d.log.Debug("pruned delivered rows", "rows", n)
+			}
+		}
+	}
+
+	d.mu.Lock()
+	lanes := make([]*lane, 0, len(d.lanes))
+	for _, l := range d.lanes {
+		lanes = append(lanes, l)
+	}
+	d.mu.Unlock()
+	for _, l := range lanes {
+		<-l.done // lanes stop taking work on ctx done
+	}
+	sent := make(chan struct{})
+	go func() { d.sends.Wait(); close(sent) }()
+	select {
+	case <-sent:
+	case <-time.After(d.o.Grace):
+		d.log.Warn("shutdown grace expired; cancelling in-flight sends", "grace", d.o.Grace)
+		d.cancelSend()
+		<-sent
+	}
+	d.mu.Lock()
+	d.running = false
+	d.lanes = map[string]*lane{}
+	c := d.c
+	d.mu.Unlock()
+	c.stop() // flushes recorded outcomes
+	d.sendCtx, d.cancelSend = context.WithCancel(context.Background())
+	return nil
+}
+
+// attempt sends one delivery and records its outcome.
+func (d *Dispatcher) attempt(l *lane, it *item) {
+	defer d.sends.Done()
+	rt := d.routing.Load()
+	route, ok := rt.Routes[l.name]
+	var res send.Result
+	switch {
+	case !ok:
+		res = send.Result{Outcome: send.Retryable, Err: errors.New("callback removed")}
+	case route.Format == nil:
+		res = send.Result{Outcome: send.Permanent, Err: errors.New("callback has no formatter")}
+	default:
+		msg, err := route.Format.Format(it.ev)
+		if err != nil {
+			res = send.Result{Outcome: send.Permanent, Err: fmt.Errorf("rendering payload: %w", err)}
+			break
+		}
+		res = d.o.Sender.Send(d.sendCtx, request(route, rt.Delivery, it, msg))
+	}
+	now := d.now()
+	l.observe(it, res, route.Callback.URL, now)
+	u := decide(route.Callback.Retry, it, res, now, rand.Float64(), !ok)
+	w := store.Write{Updates: []store.Update{u}}
+	if res.Outcome == send.Gone && ok {
+		w.Disable = []store.Disabled{{Name: l.name, Reason: "endpoint answered 410 Gone", URL: route.Callback.URL, Since: now}}
+	}
+	if u.State == store.Dead {
+		l.log.Warn("delivery dead", "delivery", it.id, "status", u.LastStatus, "attempts", u.Attempts)
+	}
+	if err := d.c.submit(w, func(err error) { l.completed(it, u, err) }); err != nil {
+		l.completed(it, u, d.st.Commit(context.Background(), w))
+	}
+}
+
+// request builds the send.Request for one delivery.
+func request(rt Route, def config.Delivery, it *item, msg Message) send.Request {
+	cb := rt.Callback
+	h := msg.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	for k, v := range cb.Headers {
+		if h.Get(k) == "" {
+			h.Set(k, v)
+		}
+	}
+	method := msg.Method
+	if method == "" {
+		method = cb.Method
+	}
+	if method == "" {
+		method = http.MethodPost
+	}
+	timeout := cb.Timeout
+	if timeout <= 0 {
+		timeout = def.Timeout
+	}
+	retries := def.Retries
+	if cb.Retries != nil {
+		retries = *cb.Retries
+	}
+	return send.Request{
+		Callback: cb.Name, Method: method, URL: cb.URL, Header: h, Body: msg.Body,
+		EventID: it.ev.ID, Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
+		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
+	}
+}
+
+// List returns deliveries from the store.
+func (d *Dispatcher) List(ctx context.Context, f Filter) ([]Delivery, error) {
+	return d.st.List(ctx, f)
+}
+
+// Replay re-queues matching dead letters (see store.Replay) and wakes the
+// affected callbacks; replaying a callback re-enables it after a 410.
+func (d *Dispatcher) Replay(ctx context.Context, f ReplayFilter) (int, error) {
+	n, err := d.st.Replay(ctx, f, d.now())
+	if err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, l := range d.lanes {
+		if f.Callback != "" && f.Callback != name {
+			continue
+		}
+		l.mu.Lock()
+		if f.Callback != "" && l.disabled {
+			l.disabled = false
+			l.log.Info("callback re-enabled by replay")
+		}
+		l.needRefill = true
+		l.mu.Unlock()
+		l.notify()
+	}
+	return n, nil
+}
+
+// Status reports every running callback, sorted by name.
+func (d *Dispatcher) Status() []CallbackStatus {
+	d.mu.Lock()
+	lanes := make([]*lane, 0, len(d.lanes))
+	for _, l := range d.lanes {
+		lanes = append(lanes, l)
+	}
+	d.mu.Unlock()
+	now := d.now()
+	out := make([]CallbackStatus, 0, len(lanes))
+	for _, l := range lanes {
+		out = append(out, l.status(now))
+	}
+	sortStatus(out)
+	return out
+}
+
+func sortStatus(s []CallbackStatus) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}

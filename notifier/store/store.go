@@ -1,0 +1,712 @@
+// Package store is mistral-tap's embedded durable store: the delivery outbox,
+// the tracker's entity states, watcher checkpoints and callbacks disabled by
+// a 410. It uses SQLite (modernc.org/sqlite, pure Go) in WAL mode with
+// synchronous=FULL, so a committed write survives kill -9 and power loss.
+//
+// The SQL is deliberately plain (no SQLite-only syntax beyond pragmas and
+// `?` placeholders) so that a PostgreSQL backend can share it.
+//
+// Delivered rows are kept (state "delivered") for a retention period so that
+// listings can show them and a re-accepted event is not delivered twice; Prune
+// deletes them afterwards. Dead rows are kept until replayed.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the database's file name under the state directory.
+const FileName = "mistral-tap.db"
+
+// ErrLocked is returned by Open with Options.Exclusive when another process
+// already dispatches from the same database.
+var ErrLocked = errors.New("store: database is locked by another dispatcher")
+
+// State is a delivery's state.
+type State string
+
+// Delivery states.
+const (
+	Pending   State = "pending"
+	Dead      State = "dead"
+	Delivered State = "delivered"
+)
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool { return s == Pending || s == Dead || s == Delivered }
+
+// Delivery is one (event, callback) row of the outbox.
+type Delivery struct {
+	// ID is EventID + "/" + Callback: deterministic, so re-accepting an event
+	// is a no-op.
+	ID       string `json:"id"`
+	EventID  string `json:"event_id"`
+	Callback string `json:"callback"`
+	RootID   string `json:"root_execution_id"`
+	Seq      uint64 `json:"sequence"`
+	// EventType is the event's type, denormalised for listings.
+	EventType string    `json:"event_type"`
+	State     State     `json:"state"`
+	Attempts  int       `json:"attempts"`
+	NextAt    time.Time `json:"next_attempt_at"`
+	// CreatedAt is the event's time; max_age counts from it, or from
+	// ReplayedAt when later.
+	CreatedAt  time.Time `json:"created_at"`
+	ReplayedAt time.Time `json:"replayed_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	LastError  string    `json:"last_error,omitempty"`
+	LastStatus int       `json:"last_status,omitempty"`
+	// Event is the JSON of the event.Event; empty in listings unless asked.
+	Event json.RawMessage `json:"event,omitempty"`
+}
+
+// NewDelivery builds the pending delivery of ev to callback, due now.
+func NewDelivery(ev *event.Event, callback string, now time.Time) (Delivery, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("store: encoding event %s: %w", ev.ID, err)
+	}
+	created := ev.Time
+	if created.IsZero() {
+		created = now
+	}
+	return Delivery{
+		ID: DeliveryID(ev.ID, callback), EventID: ev.ID, Callback: callback,
+		RootID: ev.RootExecutionID, Seq: ev.Sequence, EventType: string(ev.Type),
+		State: Pending, NextAt: now, CreatedAt: created, UpdatedAt: now, Event: body,
+	}, nil
+}
+
+// DeliveryID is the id of the delivery of event eventID to callback.
+func DeliveryID(eventID, callback string) string { return eventID + "/" + callback }
+
+// Update records the outcome of an attempt.
+type Update struct {
+	ID         string
+	State      State
+	Attempts   int
+	NextAt     time.Time
+	LastError  string
+	LastStatus int
+	UpdatedAt  time.Time
+}
+
+// Disabled is a callback disabled because its endpoint answered 410 Gone.
+type Disabled struct {
+	Name   string    `json:"name"`
+	Reason string    `json:"reason"`
+	URL    string    `json:"-"` // the URL that answered 410; secrets may be in it
+	Since  time.Time `json:"since"`
+}
+
+// Write is one group of changes; Commit applies many in one transaction.
+type Write struct {
+	// Insert adds deliveries; a delivery whose id exists is left alone.
+	Insert []Delivery
+	// States are upserted in the same transaction as Insert.
+	States []track.EntityState
+	// Updates record attempt outcomes.
+	Updates []Update
+	// Disable marks callbacks disabled.
+	Disable []Disabled
+	// Inserted, if not nil, must have len(Insert); Commit sets Inserted[i]
+	// to whether Insert[i] was new (false: the id already existed).
+	Inserted []bool
+}
+
+// Options tunes Open.
+type Options struct {
+	// Exclusive takes a lock file next to the database so that only one
+	// process dispatches from it; a second Exclusive Open fails with
+	// ErrLocked. Readers (the CLI) open without it, concurrently.
+	Exclusive bool
+	// BusyTimeout is how long a statement waits for another connection's
+	// lock. Default 5s.
+	BusyTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is an open database. Its methods are safe for concurrent use.
+type Store struct {
+	w, r *sql.DB
+	lock *os.File
+	log  *slog.Logger
+}
+
+// Open opens (creating and migrating if needed) the database at path. If
+// path is a directory, FileName is used inside it.
+func Open(path string, o Options) (*Store, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, FileName)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating state directory: %w", err)
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	s := &Store{log: o.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if o.Exclusive {
+		f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("store: opening lock file: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w (%s)", ErrLocked, path)
+			}
+			return nil, fmt.Errorf("store: locking %s: %w", path, err)
+		}
+		s.lock = f
+	}
+	dsn := func(write bool) string {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
+		q.Add("_pragma", "journal_mode(WAL)")
+		// FULL: the WAL is fsynced at every commit, so a commit that
+		// returned survives power loss (NORMAL would only survive a crash).
+		q.Add("_pragma", "synchronous(FULL)")
+		if write {
+			// BEGIN IMMEDIATE takes the write lock up front, so busy_timeout
+			// applies instead of a SQLITE_BUSY on lock upgrade.
+			q.Set("_txlock", "immediate")
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	var err error
+	if s.w, err = sql.Open("sqlite", dsn(true)); err != nil {
+		s.closeLock()
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1) // SQLite has one writer; queue here, not on busy_timeout
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.migrate(context.Background()); err != nil {
+		s.w.Close()
+		s.closeLock()
+		return nil, err
+	}
+	if s.r, err = sql.Open("sqlite", dsn(false)); err != nil {
+		s.w.Close()
+		s.closeLock()
+		return nil, fmt.Errorf("store: opening %s for reading: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(4)
+	return s, nil
+}
+
+func (s *Store) closeLock() {
+	if s.lock != nil {
+		s.lock.Close() // closing releases the flock
+		s.lock = nil
+	}
+}
+
+// Close closes the database and releases the dispatcher lock.
+func (s *Store) Close() error {
+	err := errors.Join(s.r.Close(), s.w.Close())
+	s.closeLock()
+	return err
+}
+
+// migrations are applied in order; schema_version records how many ran.
+// Never edit a released entry: append a new one.
+var migrations = []string{
+	`CREATE TABLE deliveries (
+		id              TEXT PRIMARY KEY,
+		event_id        TEXT NOT NULL,
+		callback        TEXT NOT NULL,
+		root_id         TEXT NOT NULL,
+		seq             BIGINT NOT NULL,
+		event_type      TEXT NOT NULL,
+		state           TEXT NOT NULL,
+		attempts        INTEGER NOT NULL DEFAULT 0,
+		next_attempt_at BIGINT NOT NULL,
+		created_at      BIGINT NOT NULL,
+		replayed_at     BIGINT NOT NULL DEFAULT 0,
+		updated_at      BIGINT NOT NULL,
+		last_error      TEXT NOT NULL DEFAULT '',
+		last_status     INTEGER NOT NULL DEFAULT 0,
+		event           TEXT NOT NULL
+	);
+	CREATE INDEX deliveries_queue ON deliveries (callback, state, created_at, root_id, seq);
+	CREATE INDEX deliveries_state ON deliveries (state, updated_at);
+	CREATE TABLE entity_states (
+		id          TEXT PRIMARY KEY,
+		kind        TEXT NOT NULL,
+		root_id     TEXT NOT NULL,
+		state       TEXT NOT NULL,
+		updated_at  TEXT NOT NULL,
+		retry_count INTEGER NOT NULL,
+		last_seq    BIGINT NOT NULL
+	);
+	CREATE TABLE checkpoints (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);
+	CREATE TABLE disabled_callbacks (
+		name   TEXT PRIMARY KEY,
+		reason TEXT NOT NULL,
+		url    TEXT NOT NULL,
+		since  BIGINT NOT NULL
+	);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: starting migration: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("store: creating schema_version: %w", err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("store: initialising schema_version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("store: reading schema_version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this binary's %d", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		for _, stmt := range strings.Split(migrations[i], ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("store: migration %d: %w", i+1, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+		return fmt.Errorf("store: updating schema_version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: committing migration: %w", err)
+	}
+	return nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// Commit applies writes in one transaction, durable when it returns nil.
+func (s *Store) Commit(ctx context.Context, writes ...Write) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: beginning commit: %w", err)
+	}
+	defer tx.Rollback()
+	var ins, ups, upd, dis *sql.Stmt
+	prep := func(p **sql.Stmt, q string) error {
+		if *p != nil {
+			return nil
+		}
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: preparing statement: %w", err)
+		}
+		*p = st
+		return nil
+	}
+	for _, w := range writes {
+		for i, d := range w.Insert {
+			if err := prep(&ins, `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
+				attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`); err != nil {
+				return err
+			}
+			res, err := ins.ExecContext(ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
+				string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
+				d.LastError, d.LastStatus, string(d.Event))
+			if err != nil {
+				return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
+			}
+			if i < len(w.Inserted) {
+				n, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
+				}
+				w.Inserted[i] = n > 0
+			}
+		}
+		for _, st := range w.States {
+			if err := prep(&ups, `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+				root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
+				retry_count = excluded.retry_count, last_seq = excluded.last_seq`); err != nil {
+				return err
+			}
+			if _, err := ups.ExecContext(ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
+				st.RetryCount, int64(st.LastSeq)); err != nil {
+				return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
+			}
+		}
+		for _, u := range w.Updates {
+			if err := prep(&upd, `UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
+				last_error = ?, last_status = ?, updated_at = ? WHERE id = ?`); err != nil {
+				return err
+			}
+			if _, err := upd.ExecContext(ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
+				u.LastStatus, ms(u.UpdatedAt), u.ID); err != nil {
+				return fmt.Errorf("store: updating delivery %s: %w", u.ID, err)
+			}
+		}
+		for _, d := range w.Disable {
+			if err := prep(&dis, `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
+				ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`); err != nil {
+				return err
+			}
+			if _, err := dis.ExecContext(ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
+				return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: committing: %w", err)
+	}
+	return nil
+}
+
+const deliveryCols = `id, event_id, callback, root_id, seq, event_type, state, attempts, next_attempt_at,
+	created_at, replayed_at, updated_at, last_error, last_status`
+
+func scanDelivery(sc interface{ Scan(...any) error }, withEvent bool) (Delivery, error) {
+	var d Delivery
+	var seq, next, created, replayed, updated int64
+	var state, body string
+	dst := []any{&d.ID, &d.EventID, &d.Callback, &d.RootID, &seq, &d.EventType, &state, &d.Attempts,
+		&next, &created, &replayed, &updated, &d.LastError, &d.LastStatus}
+	if withEvent {
+		dst = append(dst, &body)
+	}
+	if err := sc.Scan(dst...); err != nil {
+		return Delivery{}, fmt.Errorf("store: reading delivery: %w", err)
+	}
+	d.Seq, d.State = uint64(seq), State(state)
+	d.NextAt, d.CreatedAt, d.ReplayedAt, d.UpdatedAt = fromMS(next), fromMS(created), fromMS(replayed), fromMS(updated)
+	if withEvent {
+		d.Event = json.RawMessage(body)
+	}
+	return d, nil
+}
+
+// Pending returns up to limit pending deliveries of callback, with their
+// events, oldest first (event time, then root and sequence), the order in
+// which the dispatcher loads them so that within a root a loaded delivery
+// never has an unloaded predecessor.
+func (s *Store) Pending(ctx context.Context, callback string, limit int) ([]Delivery, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+deliveryCols+`, event FROM deliveries
+		WHERE callback = ? AND state = 'pending' ORDER BY created_at, root_id, seq LIMIT ?`, callback, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: querying pending deliveries of %s: %w", callback, err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: querying pending deliveries of %s: %w", callback, err)
+	}
+	return out, nil
+}
+
+// CountPending returns the number of pending deliveries per callback.
+func (s *Store) CountPending(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT callback, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY callback`)
+	if err != nil {
+		return nil, fmt.Errorf("store: counting pending deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var cb string
+		var n int
+		if err := rows.Scan(&cb, &n); err != nil {
+			return nil, fmt.Errorf("store: counting pending deliveries: %w", err)
+		}
+		out[cb] = n
+	}
+	return out, rows.Err()
+}
+
+// Abandon turns every pending delivery of callback into a dead letter with
+// reason as its last error (e.g. the callback was removed from the
+// configuration). It returns how many it changed.
+func (s *Store) Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE deliveries SET state = 'dead', last_error = ?, updated_at = ?
+		WHERE callback = ? AND state = 'pending'`, reason, ms(now), callback)
+	if err != nil {
+		return 0, fmt.Errorf("store: abandoning deliveries of %s: %w", callback, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// Filter selects deliveries for List.
+type Filter struct {
+	ID       string
+	Callback string
+	State    State
+	// Since keeps deliveries whose event time is at or after it.
+	Since time.Time
+	// Limit caps the result; 0 means 100.
+	Limit int
+	// WithEvent includes each event's JSON.
+	WithEvent bool
+}
+
+// List returns deliveries matching f, most recently updated first.
+func (s *Store) List(ctx context.Context, f Filter) ([]Delivery, error) {
+	q := `SELECT ` + deliveryCols
+	if f.WithEvent {
+		q += `, event`
+	}
+	q += ` FROM deliveries WHERE 1 = 1`
+	var args []any
+	if f.ID != "" {
+		q += ` AND id = ?`
+		args = append(args, f.ID)
+	}
+	if f.Callback != "" {
+		q += ` AND callback = ?`
+		args = append(args, f.Callback)
+	}
+	if f.State != "" {
+		if !f.State.Valid() {
+			return nil, fmt.Errorf("store: unknown delivery state %q", f.State)
+		}
+		q += ` AND state = ?`
+		args = append(args, string(f.State))
+	}
+	if !f.Since.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, ms(f.Since))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q += ` ORDER BY updated_at DESC, id LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows, f.WithEvent)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: listing deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// ReplayFilter selects dead letters to replay. At least one field must be
+// set; set fields must all match.
+type ReplayFilter struct {
+	ID       string    `json:"id,omitempty"`
+	Callback string    `json:"callback,omitempty"`
+	Since    time.Time `json:"since,omitzero"` // event time at or after
+}
+
+// Replay turns matching dead letters back into pending deliveries due now,
+// with attempts reset; max_age then counts from now. Replaying by callback
+// also re-enables the callback if a 410 had disabled it. It returns how many
+// deliveries it re-queued.
+func (s *Store) Replay(ctx context.Context, f ReplayFilter, now time.Time) (int, error) {
+	if f.ID == "" && f.Callback == "" && f.Since.IsZero() {
+		return 0, errors.New("store: replay needs an id, a callback or a since time")
+	}
+	q := `UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, replayed_at = ?,
+		updated_at = ? WHERE state = 'dead'`
+	args := []any{ms(now), ms(now), ms(now)}
+	if f.ID != "" {
+		q += ` AND id = ?`
+		args = append(args, f.ID)
+	}
+	if f.Callback != "" {
+		q += ` AND callback = ?`
+		args = append(args, f.Callback)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, ms(f.Since))
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: beginning replay: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: replaying: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if f.Callback != "" {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM disabled_callbacks WHERE name = ?`, f.Callback); err != nil {
+			return 0, fmt.Errorf("store: re-enabling %s: %w", f.Callback, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: committing replay: %w", err)
+	}
+	return int(n), nil
+}
+
+// Prune deletes delivered rows last updated before before and returns how
+// many it deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < ?`, ms(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: pruning delivered rows: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// DisabledCallbacks returns the callbacks disabled by a 410, by name.
+func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]Disabled, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, reason, url, since FROM disabled_callbacks`)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading disabled callbacks: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Disabled{}
+	for rows.Next() {
+		var d Disabled
+		var since int64
+		if err := rows.Scan(&d.Name, &d.Reason, &d.URL, &since); err != nil {
+			return nil, fmt.Errorf("store: reading disabled callbacks: %w", err)
+		}
+		d.Since = fromMS(since)
+		out[d.Name] = d
+	}
+	return out, rows.Err()
+}
+
+// Enable re-enables a callback disabled by a 410.
+func (s *Store) Enable(ctx context.Context, name string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM disabled_callbacks WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("store: re-enabling %s: %w", name, err)
+	}
+	return nil
+}
+
+// LoadStates returns every saved tracker entity state.
+func (s *Store) LoadStates(ctx context.Context) ([]track.EntityState, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq FROM entity_states`)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading entity states: %w", err)
+	}
+	defer rows.Close()
+	var out []track.EntityState
+	for rows.Next() {
+		var st track.EntityState
+		var kind string
+		var seq int64
+		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &st.RetryCount, &seq); err != nil {
+			return nil, fmt.Errorf("store: loading entity states: %w", err)
+		}
+		st.Kind, st.LastSeq = event.Kind(kind), uint64(seq)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: loading entity states: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetStates deletes the states of the given entity ids (retention).
+func (s *Store) ForgetStates(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: beginning forget: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `DELETE FROM entity_states WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("store: preparing forget: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := st.ExecContext(ctx, id); err != nil {
+			return fmt.Errorf("store: forgetting state of %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: committing forget: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint returns the value saved under key, "" if none.
+func (s *Store) Checkpoint(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM checkpoints WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: reading checkpoint %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// SetCheckpoint durably saves value under key.
+func (s *Store) SetCheckpoint(ctx context.Context, key, value string) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO checkpoints (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return fmt.Errorf("store: saving checkpoint %s: %w", key, err)
+	}
+	return nil
+}
