@@ -1,0 +1,616 @@
+package fakemistral
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		status, b = 500, []byte(`{"faultcode": "Server", "faultstring": "encoding failed", "debuginfo": null}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeErr writes WSME's error body.
+func writeErr(w http.ResponseWriter, status int, msg string) {
+	code := "Client"
+	if status >= 500 {
+		code = "Server"
+	}
+	writeJSON(w, status, obj{{"faultcode", code}, {"faultstring", msg}, {"debuginfo", nil}})
+}
+
+// writeDefErr writes the bare body workflow/workbook POST and PUT use.
+func writeDefErr(w http.ResponseWriter, err error) {
+	status := 400
+	if ae, ok := err.(*apiError); ok {
+		status = ae.status
+	}
+	writeJSON(w, status, obj{{"faultstring", err.Error()}})
+}
+
+func writeAPIErr(w http.ResponseWriter, err error) {
+	status := 400
+	if ae, ok := err.(*apiError); ok {
+		status = ae.status
+	}
+	writeErr(w, status, err.Error())
+}
+
+// writeText answers with JSON labelled text/plain, as Mistral's definition
+// endpoints do.
+func writeText(w http.ResponseWriter, status int, v any) {
+	b, _ := marshal(v)
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow ...string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeErr(w, 405, "The method is not allowed for this resource.")
+}
+
+// onlyArgs rejects query arguments other than allowed, as WSME does.
+func onlyArgs(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	for k := range r.URL.Query() {
+		if !contains(allowed, k) {
+			writeErr(w, 400, fmt.Sprintf("Unknown argument: %q", k))
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) route(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) == 1 && parts[0] == "" {
+		parts = nil
+	}
+	if len(parts) == 0 {
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		writeJSON(w, 200, obj{{"versions", []obj{{
+			{"id", "v2.0"}, {"status", "CURRENT"},
+			{"links", []obj{{{"href", baseURL(r) + "/v2"}, {"target", "v2"}, {"rel", "self"}}}},
+		}}}})
+		return
+	}
+	if parts[0] != "v2" {
+		e.notFound(w)
+		return
+	}
+	parts = parts[1:]
+	if len(parts) == 0 {
+		writeJSON(w, 200, obj{{"uri", baseURL(r) + "/v2"}})
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch parts[0] {
+	case "executions":
+		e.routeExecutions(w, r, parts[1:])
+	case "tasks":
+		e.routeTasks(w, r, parts[1:])
+	case "action_executions":
+		e.routeActions(w, r, parts[1:])
+	case "workflows":
+		e.routeWorkflows(w, r, parts[1:])
+	case "workbooks":
+		e.routeWorkbooks(w, r, parts[1:])
+	default:
+		e.notFound(w)
+	}
+}
+
+func baseURL(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+func (e *Engine) notFound(w http.ResponseWriter) {
+	writeErr(w, 404, "The resource could not be found.")
+}
+
+func (e *Engine) sortedExecs(keep func(*execution) bool) []*execution {
+	var out []*execution
+	for _, ex := range e.execs {
+		if keep == nil || keep(ex) {
+			out = append(out, ex)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out
+}
+
+func (e *Engine) execObjs(keep func(*execution) bool) []obj {
+	var out []obj
+	for _, ex := range e.sortedExecs(keep) {
+		out = append(out, e.execObj(ex))
+	}
+	return out
+}
+
+func (e *Engine) taskObjs(keep func(*task) bool) []obj {
+	var ts []*task
+	for _, t := range e.tasks {
+		if keep == nil || keep(t) {
+			ts = append(ts, t)
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].seq < ts[j].seq })
+	out := make([]obj, len(ts))
+	for i, t := range ts {
+		out[i] = e.taskObj(t)
+	}
+	return out
+}
+
+func (e *Engine) routeExecutions(w http.ResponseWriter, r *http.Request, rest []string) {
+	switch {
+	case len(rest) == 0:
+		switch r.Method {
+		case http.MethodGet:
+			e.serveList(w, r, execList, e.execObjs(nil), nil)
+		case http.MethodPost:
+			e.postExecution(w, r)
+		default:
+			methodNotAllowed(w, "GET", "POST")
+		}
+		return
+	}
+	ex, ok := e.execs[rest[0]]
+	if !ok {
+		writeErr(w, 404, fmt.Sprintf("WorkflowExecution not found [id=%s]", rest[0]))
+		return
+	}
+	if len(rest) == 2 && rest[1] == "tasks" && r.Method == http.MethodGet {
+		e.serveList(w, r, taskList, e.taskObjs(func(t *task) bool { return t.ex == ex }), nil)
+		return
+	}
+	if len(rest) == 2 && rest[1] == "executions" && r.Method == http.MethodGet {
+		if !onlyArgs(w, r, "errors_only", "max_depth", "include_output") {
+			return
+		}
+		var out []obj
+		for _, c := range e.sortedExecs(func(c *execution) bool { return c == ex || e.descends(c, ex) }) {
+			o := e.execObj(c).without("published_global")
+			if r.URL.Query().Get("include_output") != "true" {
+				o = o.without("output")
+			}
+			out = append(out, o)
+		}
+		writeJSON(w, 200, obj{{"executions", out}})
+		return
+	}
+	if len(rest) != 1 {
+		e.notFound(w)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if onlyArgs(w, r) {
+			writeJSON(w, 200, e.execObj(ex))
+		}
+	case http.MethodPut:
+		if onlyArgs(w, r) {
+			e.putExecution(w, r, ex)
+		}
+	case http.MethodDelete:
+		if !onlyArgs(w, r, "force") {
+			return
+		}
+		if !event.Completed(ex.State) && r.URL.Query().Get("force") != "true" {
+			writeErr(w, 403, fmt.Sprintf("Only completed executions can be deleted. Use --force to override this. [execution_id=%s, state=%s]", ex.ID, ex.State))
+			return
+		}
+		e.deleteExec(ex)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		methodNotAllowed(w, "GET", "PUT", "DELETE")
+	}
+}
+
+func (e *Engine) descends(c, anc *execution) bool {
+	for p := c.parentExec; p != nil; p = p.parentExec {
+		if p == anc {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) deleteExec(ex *execution) {
+	for _, t := range ex.tasks {
+		if t.child != nil {
+			e.deleteExec(t.child)
+		}
+		for id, a := range e.actions {
+			if a.task == t {
+				delete(e.actions, id)
+			}
+		}
+		delete(e.tasks, t.ID)
+	}
+	delete(e.execs, ex.ID)
+	e.broadcast()
+}
+
+// jsonArg decodes a jsontype argument that may be a JSON string or an
+// object.
+func jsonArg(raw json.RawMessage, name string) (map[string]any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if strings.TrimSpace(s) == "" {
+			return nil, nil
+		}
+		raw = json.RawMessage(s)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, errf(400, "Invalid input for field/attribute %s. Value: '%s'. %s must be a JSON object", name, raw, name)
+	}
+	return m, nil
+}
+
+func (e *Engine) postExecution(w http.ResponseWriter, r *http.Request) {
+	if !onlyArgs(w, r) {
+		return
+	}
+	var body struct {
+		WorkflowName      string          `json:"workflow_name"`
+		WorkflowID        string          `json:"workflow_id"`
+		WorkflowNamespace string          `json:"workflow_namespace"`
+		Input             json.RawMessage `json:"input"`
+		Params            json.RawMessage `json:"params"`
+		Description       string          `json:"description"`
+		ID                string          `json:"id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&body); err != nil {
+		writeErr(w, 400, fmt.Sprintf("Invalid input: %v", err))
+		return
+	}
+	if body.WorkflowName == "" && body.WorkflowID == "" {
+		writeErr(w, 400, "Workflow ID or workflow name must be provided. Workflow ID is recommended.")
+		return
+	}
+	input, err := jsonArg(body.Input, "input")
+	if err != nil {
+		writeAPIErr(w, err)
+		return
+	}
+	params, err := jsonArg(body.Params, "params")
+	if err != nil {
+		writeAPIErr(w, err)
+		return
+	}
+	ex, err := e.startExecution(startRequest{
+		workflow: body.WorkflowName, workflowID: body.WorkflowID, namespace: body.WorkflowNamespace,
+		description: body.Description, id: body.ID, input: input, params: params,
+	})
+	if err != nil {
+		writeAPIErr(w, err)
+		return
+	}
+	writeJSON(w, 201, e.execObj(ex).without("published_global"))
+}
+
+func (e *Engine) putExecution(w http.ResponseWriter, r *http.Request, ex *execution) {
+	var body struct {
+		State       *string         `json:"state"`
+		StateInfo   *string         `json:"state_info"`
+		Description *string         `json:"description"`
+		Params      json.RawMessage `json:"params"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&body); err != nil {
+		writeErr(w, 400, fmt.Sprintf("Invalid input: %v", err))
+		return
+	}
+	params, err := jsonArg(body.Params, "params")
+	if err != nil {
+		writeAPIErr(w, err)
+		return
+	}
+	env, hasEnv := params["env"]
+	switch {
+	case body.State == nil && body.Description == nil && !hasEnv:
+		writeErr(w, 400, "The property 'state', 'description', or 'params' for 'env' must be provided for update.")
+		return
+	case body.Description != nil && body.State != nil:
+		writeErr(w, 400, "The property 'description' must not be provided if the property 'state' is provided.")
+		return
+	case hasEnv && body.State != nil && *body.State != event.StateRunning:
+		writeErr(w, 400, "The property 'env' can only be updated together with the state RUNNING.")
+		return
+	}
+	if body.Description != nil {
+		ex.Desc = *body.Description
+		ex.UpdatedAt = strp(e.stamp())
+	}
+	if hasEnv {
+		ex.Params["env"] = env
+		ex.UpdatedAt = strp(e.stamp())
+	}
+	if body.State != nil {
+		to := *body.State
+		switch to {
+		case event.StatePaused, event.StateSuccess, event.StateError, event.StateCancelled:
+			if !validTransition(ex.State, to) {
+				writeErr(w, 400, fmt.Sprintf("Can't change workflow execution state from %s to %s. [workflow=%s, execution_id=%s]", ex.State, to, ex.WorkflowName, ex.ID))
+				return
+			}
+			if ex.State != to {
+				if to == event.StatePaused {
+					e.pauseExec(ex)
+				} else {
+					e.stopExec(ex, to, body.StateInfo)
+				}
+			}
+		case event.StateRunning:
+			if ex.State == event.StatePaused || ex.State == event.StateIdle {
+				e.resumeExec(ex)
+			}
+		default:
+			writeErr(w, 400, fmt.Sprintf("Cannot change state to %s. Allowed states are: '%s, %s, %s, %s, %s'", to,
+				event.StateCancelled, event.StateError, event.StatePaused, event.StateRunning, event.StateSuccess))
+			return
+		}
+	}
+	writeJSON(w, 200, e.execObj(ex).without("published_global"))
+}
+
+func (e *Engine) routeTasks(w http.ResponseWriter, r *http.Request, rest []string) {
+	if len(rest) == 0 {
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		e.serveList(w, r, taskList, e.taskObjs(nil), nil)
+		return
+	}
+	t, ok := e.tasks[rest[0]]
+	if !ok {
+		writeErr(w, 404, fmt.Sprintf("TaskExecution not found [id=%s]", rest[0]))
+		return
+	}
+	if len(rest) == 2 && r.Method == http.MethodGet {
+		switch rest[1] {
+		case "action_executions":
+			e.serveList(w, r, actionList, e.actionObjs(func(a *actionExec) bool { return a.task == t }), nil)
+			return
+		case "workflow_executions", "executions":
+			e.serveList(w, r, execList, e.execObjs(func(c *execution) bool { return c.parentTask == t }), nil)
+			return
+		}
+	}
+	if len(rest) != 1 {
+		e.notFound(w)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if onlyArgs(w, r) {
+			writeJSON(w, 200, e.taskObj(t))
+		}
+	case http.MethodPut:
+		if !onlyArgs(w, r) {
+			return
+		}
+		var body struct {
+			State *string `json:"state"`
+			Reset *bool   `json:"reset"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil {
+			writeErr(w, 400, fmt.Sprintf("Invalid input: %v", err))
+			return
+		}
+		if body.State == nil || *body.State != event.StateRunning {
+			writeErr(w, 400, "Invalid task state. Only RUNNING is allowed for rerun.")
+			return
+		}
+		if body.Reset == nil {
+			writeErr(w, 400, "Mandatory field missing: reset.")
+			return
+		}
+		if !*body.Reset && t.spec.WithItems == "" {
+			writeErr(w, 400, fmt.Sprintf("Only with-items tasks can be rerun with reset=false [task_ex_id=%s]", t.ID))
+			return
+		}
+		if err := e.rerunTask(t); err != nil {
+			writeAPIErr(w, err)
+			return
+		}
+		writeJSON(w, 200, e.taskObj(t))
+	default:
+		methodNotAllowed(w, "GET", "PUT")
+	}
+}
+
+func (e *Engine) actionObjs(keep func(*actionExec) bool) []obj {
+	var as []*actionExec
+	for _, a := range e.actions {
+		if keep == nil || keep(a) {
+			as = append(as, a)
+		}
+	}
+	sort.Slice(as, func(i, j int) bool { return as[i].seq < as[j].seq })
+	out := make([]obj, len(as))
+	for i, a := range as {
+		out[i] = e.actionObj(a)
+	}
+	return out
+}
+
+func (e *Engine) routeActions(w http.ResponseWriter, r *http.Request, rest []string) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	if len(rest) == 0 {
+		e.serveList(w, r, actionList, e.actionObjs(nil), nil)
+		return
+	}
+	a, ok := e.actions[rest[0]]
+	if !ok || len(rest) != 1 {
+		writeErr(w, 404, fmt.Sprintf("ActionExecution not found [id=%s]", rest[0]))
+		return
+	}
+	if onlyArgs(w, r) {
+		writeJSON(w, 200, e.actionObj(a))
+	}
+}
+
+func readText(r *http.Request) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	return string(b), err
+}
+
+func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []string) {
+	ns := r.URL.Query().Get("namespace")
+	if len(rest) == 0 {
+		switch r.Method {
+		case http.MethodGet:
+			var ws []*workflowDef
+			for _, wf := range e.workflows {
+				ws = append(ws, wf)
+			}
+			sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
+			items := make([]obj, len(ws))
+			for i, wf := range ws {
+				items[i] = e.workflowObj(wf, false)
+			}
+			e.serveList(w, r, workflowList, items, nil)
+		case http.MethodPost, http.MethodPut:
+			if !onlyArgs(w, r, "namespace", "scope", "skip_validation") {
+				return
+			}
+			text, err := readText(r)
+			if err != nil {
+				writeDefErr(w, err)
+				return
+			}
+			defs, err := e.createWorkflows(text, ns, r.Method == http.MethodPut)
+			if err != nil {
+				writeDefErr(w, err)
+				return
+			}
+			out := make([]obj, len(defs))
+			for i, d := range defs {
+				out[i] = e.workflowObj(d, true)
+			}
+			status := 201
+			if r.Method == http.MethodPut {
+				status = 200
+			}
+			writeText(w, status, obj{{"workflows", out}})
+		default:
+			methodNotAllowed(w, "GET", "POST", "PUT")
+		}
+		return
+	}
+	if len(rest) != 1 {
+		e.notFound(w)
+		return
+	}
+	if !onlyArgs(w, r, "namespace") {
+		return
+	}
+	var wf *workflowDef
+	for _, d := range e.workflows {
+		if (d.Name == rest[0] || d.ID == rest[0]) && (d.Namespace == ns || d.ID == rest[0]) {
+			wf = d
+		}
+	}
+	if wf == nil {
+		writeErr(w, 404, fmt.Sprintf("Workflow not found [workflow_identifier=%s, namespace=%s]", rest[0], ns))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, 200, e.workflowObj(wf, false))
+	case http.MethodDelete:
+		delete(e.workflows, wf.ID)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		methodNotAllowed(w, "GET", "DELETE")
+	}
+}
+
+func (e *Engine) routeWorkbooks(w http.ResponseWriter, r *http.Request, rest []string) {
+	ns := r.URL.Query().Get("namespace")
+	if len(rest) == 0 {
+		switch r.Method {
+		case http.MethodGet:
+			var wbs []*workbookDef
+			for _, wb := range e.workbooks {
+				wbs = append(wbs, wb)
+			}
+			sort.Slice(wbs, func(i, j int) bool { return wbs[i].seq < wbs[j].seq })
+			items := make([]obj, len(wbs))
+			for i, wb := range wbs {
+				items[i] = e.workbookObj(wb)
+			}
+			e.serveList(w, r, workbookList, items, nil)
+		case http.MethodPost, http.MethodPut:
+			if !onlyArgs(w, r, "namespace", "scope", "skip_validation") {
+				return
+			}
+			text, err := readText(r)
+			if err != nil {
+				writeDefErr(w, err)
+				return
+			}
+			wb, err := e.createWorkbook(text, ns, r.Method == http.MethodPut)
+			if err != nil {
+				writeDefErr(w, err)
+				return
+			}
+			status := 201
+			if r.Method == http.MethodPut {
+				status = 200
+			}
+			writeText(w, status, e.workbookObj(wb))
+		default:
+			methodNotAllowed(w, "GET", "POST", "PUT")
+		}
+		return
+	}
+	if len(rest) != 1 {
+		e.notFound(w)
+		return
+	}
+	if !onlyArgs(w, r, "namespace") {
+		return
+	}
+	wb := e.findWorkbook(rest[0], ns)
+	if wb == nil {
+		writeErr(w, 404, fmt.Sprintf("Workbook not found [workbook_name=%s, namespace=%s]", rest[0], ns))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, 200, e.workbookObj(wb))
+	case http.MethodDelete:
+		e.deleteWorkbook(wb)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		methodNotAllowed(w, "GET", "DELETE")
+	}
+}
