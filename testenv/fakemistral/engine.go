@@ -70,7 +70,7 @@ type Engine struct {
 	mu        sync.Mutex
 	closed    bool
 	down      bool
-	seq       uint64 // orders creation for stable listing
+	seq       uint64                  // orders creation for stable listing
 	workflows map[string]*workflowDef // by id
 	workbooks map[string]*workbookDef // by id
 	execs     map[string]*execution

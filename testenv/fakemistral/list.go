@@ -60,7 +60,7 @@ var (
 
 type filter struct {
 	field, op, raw string
-	values        []string
+	values         []string
 }
 
 var filterOps = []string{"eq", "neq", "gt", "gte", "lt", "lte", "has", "in", "nin"}
@@ -387,4 +387,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-

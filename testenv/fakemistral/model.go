@@ -26,21 +26,21 @@ type workbookDef struct {
 }
 
 type execution struct {
-	ID                                       string
-	seq                                      uint64
-	spec                                     *wfSpec
-	wbName                                   string
+	ID                                        string
+	seq                                       uint64
+	spec                                      *wfSpec
+	wbName                                    string
 	WorkflowID, WorkflowName, Namespace, Desc string
-	Params, Input                            map[string]any
-	Output                                   any
-	TaskExecutionID, RootExecutionID         *string
-	parentExec                               *execution
-	parentTask                               *task
-	State                                    string
-	StateInfo                                *string
-	CreatedAt                                string
-	UpdatedAt                                *string
-	vars                                     map[string]any
+	Params, Input                             map[string]any
+	Output                                    any
+	TaskExecutionID, RootExecutionID          *string
+	parentExec                                *execution
+	parentTask                                *task
+	State                                     string
+	StateInfo                                 *string
+	CreatedAt                                 string
+	UpdatedAt                                 *string
+	vars                                      map[string]any
 	// deferred continuations postponed while the execution is PAUSED.
 	deferred []func()
 	tasks    []*task
