@@ -84,6 +84,8 @@ type Tracker struct {
 	horizon  int64
 	stats    Stats
 	statsMu  sync.Mutex
+	// forgotten collects ids dropped by forget, for the store to drop too.
+	forgotten []string
 }
 
 type pending struct {
@@ -166,6 +168,16 @@ func (t *Tracker) Horizon() time.Time {
 	t.statsMu.Lock()
 	defer t.statsMu.Unlock()
 	return time.Unix(t.horizon, 0).UTC()
+}
+
+// TakeForgotten returns the ids of entities forgotten since the last call,
+// so that the durable copy of their state can be dropped as well.
+func (t *Tracker) TakeForgotten() []string {
+	t.statsMu.Lock()
+	defer t.statsMu.Unlock()
+	ids := t.forgotten
+	t.forgotten = nil
+	return ids
 }
 
 // Stats returns a snapshot of the counters.
@@ -740,6 +752,9 @@ func (t *Tracker) forget() {
 	for id, e := range t.entities {
 		if event.Completed(e.state) && e.updated < cut {
 			delete(t.entities, id)
+			t.statsMu.Lock()
+			t.forgotten = append(t.forgotten, id)
+			t.statsMu.Unlock()
 		}
 	}
 	live := map[*root]bool{}

@@ -148,6 +148,11 @@ func New(o Options) (*Watcher, error) {
 	return w, nil
 }
 
+// SetObserver sets the Observer after New: the tracker and the watcher
+// need each other (the tracker fetches through the watcher). Call it before
+// Run.
+func (w *Watcher) SetObserver(o Observer) { w.o.Observer = o }
+
 // Stats returns a snapshot of the counters.
 func (w *Watcher) Stats() Stats {
 	w.mu.Lock()
