@@ -234,6 +234,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 	if err := arm(); err != nil {
 		r.log.Warn("cannot watch the configuration file; relying on polling", "file", r.src.Path, "err", err)
 		rearm.Reset(r.rearmDelay())
+	} else if r.src.Path != "" && r.changedOnDisk() {
+		// Changed between the last Reload and the watch's start.
+		debounce.Reset(r.Debounce)
 	}
 
 	for {
