@@ -1,0 +1,352 @@
+// Package app wires mistral-tap's components into one process: the tapping
+// proxy, the watcher, the tracker, the durable dispatcher and the config
+// reloader. cmd/mistral-tap only maps flags and signals onto Run, so tests
+// can run the whole product in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/matcher"
+	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
+	"github.com/mistral-tap/mistral-tap/notifier"
+	"github.com/mistral-tap/mistral-tap/notifier/payload"
+	"github.com/mistral-tap/mistral-tap/notifier/send"
+	"github.com/mistral-tap/mistral-tap/notifier/store"
+	"github.com/mistral-tap/mistral-tap/tap/event"
+	"github.com/mistral-tap/mistral-tap/tap/proxy"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/watch"
+)
+
+// Options configure Run.
+type Options struct {
+	// Config is the configuration to start with. Required.
+	Config *config.Config
+	// Source, when it names a file, is watched and reloaded live.
+	Source config.Source
+	// Logger; nil discards. Its level may be LevelVar (see LogLevel).
+	Logger *slog.Logger
+	// LogLevel, when set, is adjusted on reload (log.level applies live).
+	LogLevel *slog.LevelVar
+	// Version is reported in User-Agent and `version`.
+	Version string
+	// Listener, when set, is used for the proxy instead of listening on
+	// Config.Listen (tests pass a pre-bound loopback listener).
+	Listener net.Listener
+	// Ready, when set, is called with the proxy's address once it accepts
+	// connections.
+	Ready func(proxyAddr string)
+	// Reload, when set, delivers manual reload requests (SIGHUP).
+	Reload <-chan struct{}
+}
+
+// trackerCheckpoint keeps the tracker's horizon across restarts.
+const trackerCheckpoint = "tracker.horizon"
+
+// Run starts every component and blocks until ctx ends, then shuts down in
+// dependency order: stop accepting proxy traffic and finish in-flight
+// requests, stop the watcher, let the tracker record what it has queued,
+// give in-flight deliveries a bounded time, close the store. It returns nil
+// after a clean shutdown.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	if cfg == nil {
+		return errors.New("app: no configuration")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	upstream, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return fmt.Errorf("app: upstream %q: %w", cfg.Upstream, err)
+	}
+
+	st, err := store.Open(filepath.Clean(cfg.StateDir), store.Options{Exclusive: true, Logger: log.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("app: opening state in %s: %w", cfg.StateDir, err)
+	}
+	defer st.Close()
+
+	states, err := st.LoadStates(ctx)
+	if err != nil {
+		return fmt.Errorf("app: loading tracker state: %w", err)
+	}
+	horizon, err := loadHorizon(ctx, st)
+	if err != nil {
+		return err
+	}
+
+	sender, err := send.New(send.Options{AllowNetworks: cfg.Delivery.AllowNetworks, Logger: log.With("component", "send"), Version: o.Version})
+	if err != nil {
+		return fmt.Errorf("app: delivery client: %w", err)
+	}
+	defer sender.Close()
+
+	wb := workbooks.New(workbooks.Options{BaseURL: cfg.Upstream, Headers: cfg.Watch.Headers, AllProjects: cfg.Watch.AllProjects, Log: log.With("component", "workbooks")})
+	routing, err := Routing(cfg, wb)
+	if err != nil {
+		return err
+	}
+	disp, err := notifier.New(notifier.Options{Store: st, Sender: sender, Routing: routing, Logger: log.With("component", "notifier")})
+	if err != nil {
+		return fmt.Errorf("app: dispatcher: %w", err)
+	}
+
+	w, err := watch.New(watch.Options{
+		Upstream: upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
+		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
+		Checkpoints: st, Logger: log.With("component", "watch"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: watcher: %w", err)
+	}
+	tr, err := track.New(track.Options{Sink: disp, Fetcher: w, States: states, Horizon: horizon, Logger: log.With("component", "track")})
+	if err != nil {
+		return fmt.Errorf("app: tracker: %w", err)
+	}
+	if horizon.IsZero() {
+		// First start: remember from when on entities count as new, so a
+		// restart after downtime replays what happened meanwhile rather
+		// than treating it as history.
+		if err := st.SetCheckpoint(ctx, trackerCheckpoint, tr.Horizon().Format(time.RFC3339)); err != nil {
+			return fmt.Errorf("app: saving tracker horizon: %w", err)
+		}
+	}
+	w.SetObserver(tr)
+
+	tp, err := proxy.NewTransport(proxy.TransportOptions{
+		DialTimeout: cfg.Proxy.DialTimeout, ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
+		MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost, CAFile: cfg.Proxy.CAFile,
+	})
+	if err != nil {
+		return fmt.Errorf("app: upstream transport: %w", err)
+	}
+	px, err := proxy.New(proxy.Options{
+		Upstream: upstream, PathPrefix: cfg.Proxy.PathPrefix, MaxTapBody: cfg.Proxy.MaxTapBody,
+		Transport: tp, Observer: tr, Workbooks: wb, Logger: log.With("component", "proxy"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: proxy: %w", err)
+	}
+
+	ln := o.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("app: proxy cannot listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("app: admin API cannot listen on %s: %w", cfg.Admin.Listen, err)
+		}
+	}
+
+	// Stages stop in this order; each has its own context.
+	front, stopFront := context.WithCancel(context.WithoutCancel(ctx))
+	middle, stopMiddle := context.WithCancel(context.WithoutCancel(ctx))
+	back, stopBack := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFront()
+	defer stopMiddle()
+	defer stopBack()
+
+	errs := make(chan error, 8)
+	var frontWG, middleWG, backWG sync.WaitGroup
+	start := func(wg *sync.WaitGroup, name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					errs <- fmt.Errorf("%s panicked: %v", name, r)
+				}
+			}()
+			if err := f(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	start(&backWG, "dispatcher", func() error { return disp.Run(back) })
+	start(&middleWG, "tracker", func() error { return tr.Run(middle) })
+	start(&frontWG, "proxy", func() error { return proxy.ServeListener(front, ln, px, log.With("component", "proxy")) })
+	start(&frontWG, "watcher", func() error { return w.Run(front) })
+	start(&frontWG, "workbooks", func() error { return wb.Run(front) })
+	start(&frontWG, "housekeeping", func() error { return housekeeping(front, st, tr, log) })
+	if adminLn != nil {
+		h := adminHandler(disp, cfg.Admin.Token)
+		start(&frontWG, "admin", func() error { return proxy.ServeListener(front, adminLn, h, log.With("component", "admin")) })
+	}
+	if o.Source.Path != "" {
+		rl := config.NewReloader(o.Source, func(nc *config.Config) error {
+			return apply(cfg, nc, wb, disp, o.LogLevel, log)
+		}, log.With("component", "config"))
+		start(&frontWG, "reloader", func() error { return rl.Run(front) })
+		if o.Reload != nil {
+			go func() {
+				for {
+					select {
+					case <-front.Done():
+						return
+					case <-o.Reload:
+						rl.Trigger()
+					}
+				}
+			}()
+		}
+	}
+	log.Info("mistral-tap running", "listen", ln.Addr().String(), "upstream", config.RedactURL(cfg.Upstream),
+		"callbacks", len(cfg.Callbacks), "watch_interval", cfg.Watch.Interval, "state_dir", cfg.StateDir)
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		log.Error("component failed; shutting down", "err", runErr)
+	}
+	log.Info("shutting down")
+	stopFront()
+	frontWG.Wait()
+	px.Wait()
+	stopMiddle()
+	middleWG.Wait()
+	stopBack()
+	backWG.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+// Routing builds the dispatcher's routing for a configuration.
+func Routing(cfg *config.Config, wb matcher.WorkbookIndex) (*notifier.Routing, error) {
+	m, err := matcher.New(cfg.Callbacks, wb)
+	if err != nil {
+		return nil, fmt.Errorf("app: callbacks: %w", err)
+	}
+	r := &notifier.Routing{Matcher: m, Routes: map[string]notifier.Route{}, Delivery: cfg.Delivery}
+	for _, cb := range cfg.Callbacks {
+		f, err := payload.New(payload.Spec{
+			Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
+			CloudEventsMode: cb.CloudEvents.Mode, Source: ceSource(cfg, cb),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app: callback %q: %w", cb.Name, err)
+		}
+		var secrets []string
+		if cb.Secret != "" {
+			secrets = append(secrets, cb.Secret)
+		}
+		for _, s := range cb.Secrets {
+			if s != "" {
+				secrets = append(secrets, s)
+			}
+		}
+		r.Routes[cb.Name] = notifier.Route{Callback: cb, Format: formatter{f}, Secrets: secrets}
+	}
+	return r, nil
+}
+
+func ceSource(cfg *config.Config, cb config.Callback) string {
+	if cb.CloudEvents.Source != "" {
+		return cb.CloudEvents.Source
+	}
+	if u, err := url.Parse(cfg.Upstream); err == nil {
+		return "mistral-tap://" + u.Host
+	}
+	return ""
+}
+
+// formatter adapts payload.Formatter to the dispatcher's Formatter.
+type formatter struct{ f *payload.Formatter }
+
+func (f formatter) Format(ev *event.Event) (notifier.Message, error) {
+	m, err := f.f.Format(ev)
+	return notifier.Message{Method: m.Method, Header: m.Header, Body: m.Body}, err
+}
+
+// apply swaps in a reloaded configuration: callbacks, delivery settings
+// and the log level change live; the rest is reported as needing a restart.
+func apply(old, nc *config.Config, wb matcher.WorkbookIndex, disp *notifier.Dispatcher, lv *slog.LevelVar, log *slog.Logger) error {
+	routing, err := Routing(nc, wb)
+	if err != nil {
+		return err
+	}
+	disp.SetRouting(routing)
+	if lv != nil {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(nc.Log.Level)); err == nil {
+			lv.Set(l)
+		}
+	}
+	if keys := config.RestartRequired(old, nc); len(keys) > 0 {
+		log.Warn("configuration reloaded; some settings need a restart to apply", "keys", keys)
+	} else {
+		log.Info("configuration reloaded", "callbacks", len(nc.Callbacks))
+	}
+	return nil
+}
+
+func loadHorizon(ctx context.Context, st *store.Store) (time.Time, error) {
+	v, err := st.Checkpoint(ctx, trackerCheckpoint)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("app: reading tracker horizon: %w", err)
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("app: tracker horizon %q in the store is malformed: %w", v, err)
+	}
+	return t, nil
+}
+
+// housekeeping persists the tracker's horizon and forgets entity states
+// the tracker no longer needs, so the store does not grow without bound.
+func housekeeping(ctx context.Context, st *store.Store, tr *track.Tracker, log *slog.Logger) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	last := tr.Horizon()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		h := tr.Horizon()
+		if !h.After(last) {
+			continue
+		}
+		if err := st.SetCheckpoint(ctx, trackerCheckpoint, h.Format(time.RFC3339)); err != nil {
+			log.Warn("saving tracker horizon failed", "err", err)
+			continue
+		}
+		if err := st.ForgetStates(ctx, tr.TakeForgotten()); err != nil {
+			log.Warn("pruning tracker state failed", "err", err)
+			continue
+		}
+		last = h
+	}
+}
+
+var _ http.Handler = (*proxy.Proxy)(nil)
+
+// adminHandler is replaced by notifier/admin once it lands.
+func adminHandler(*notifier.Dispatcher, string) http.Handler { return http.NotFoundHandler() }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/store"
+)
+
+const deliveriesUsage = `Usage:
+  mistral-tap deliveries list   [--config F | --state-dir D] [--callback N] [--state dead|pending|delivered] [--limit N] [--json]
+  mistral-tap deliveries replay [--config F | --state-dir D] (ID | --callback N | --since T)
+
+Both work on the durable store directly, also while 'mistral-tap run' is
+running: a replayed delivery is picked up by the running server within
+seconds. T is RFC 3339 (2026-11-28T10:00:00Z) or a duration ago (2h).
+`
+
+// cmdDeliveries lists or replays deliveries in the store.
+func cmdDeliveries(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		fmt.Fprint(stdout, deliveriesUsage)
+		return usageError{fmt.Errorf("want 'list' or 'replay'")}
+	}
+	verb := args[0]
+	fs := pflag.NewFlagSet("deliveries "+verb, pflag.ContinueOnError)
+	fs.SetOutput(stdout)
+	cfgPath := fs.StringP("config", "c", os.Getenv("MISTRAL_TAP_CONFIG"), "configuration file (for state_dir)")
+	stateDir := fs.String("state-dir", "", "state directory (overrides the config's state_dir)")
+	callback := fs.String("callback", "", "only this callback")
+	state := fs.String("state", "", "list: only dead, pending or delivered")
+	since := fs.String("since", "", "only events at or after T (RFC 3339, or a duration ago like 2h)")
+	limit := fs.Int("limit", 100, "list: at most this many")
+	asJSON := fs.Bool("json", false, "list: JSON lines instead of a table")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+
+	dir := *stateDir
+	if dir == "" {
+		cfg, err := config.Load(config.Source{Path: *cfgPath})
+		if err != nil {
+			return fmt.Errorf("reading %s for state_dir: %w", *cfgPath, err)
+		}
+		dir = cfg.StateDir
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.FileName)); err != nil {
+		return fmt.Errorf("no store in %s (has mistral-tap run there?): %w", dir, err)
+	}
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var sinceT time.Time
+	if *since != "" {
+		if sinceT, err = parseSince(*since, time.Now()); err != nil {
+			return usageError{err}
+		}
+	}
+
+	switch verb {
+	case "list":
+		f := store.Filter{Callback: *callback, State: store.State(*state), Since: sinceT, Limit: *limit}
+		if f.State != "" && !f.State.Valid() {
+			return usageError{fmt.Errorf("--state %q: want dead, pending or delivered", *state)}
+		}
+		ds, err := st.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			for _, d := range ds {
+				if err := enc.Encode(d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCALLBACK\tEVENT\tSTATE\tATTEMPTS\tSTATUS\tUPDATED\tLAST ERROR")
+		for _, d := range ds {
+			status := "-"
+			if d.LastStatus != 0 {
+				status = fmt.Sprint(d.LastStatus)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Callback, d.EventType, d.State,
+				d.Attempts, status, d.UpdatedAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 80))
+		}
+		return tw.Flush()
+	default: // replay
+		f := store.ReplayFilter{Callback: *callback, Since: sinceT}
+		if fs.NArg() > 1 {
+			return usageError{fmt.Errorf("replay takes at most one delivery id")}
+		}
+		if fs.NArg() == 1 {
+			f.ID = fs.Arg(0)
+		}
+		if f.ID == "" && f.Callback == "" && f.Since.IsZero() {
+			return usageError{fmt.Errorf("replay needs an ID, --callback or --since")}
+		}
+		n, err := st.Replay(ctx, f, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "replayed %d delivery(ies)\n", n)
+		return nil
+	}
+}
+
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want RFC 3339 (2026-11-28T10:00:00Z) or a duration like 2h", s)
+}
+
+func oneLine(s string, n int) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '\n' || r == '\r' || r == '\t' {
+			r = ' '
+		}
+		out = append(out, r)
+		if len(out) >= n {
+			return string(out) + "…"
+		}
+	}
+	return string(out)
+}
