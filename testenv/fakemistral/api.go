@@ -179,7 +179,7 @@ func (e *Engine) routeExecutions(w http.ResponseWriter, r *http.Request, rest []
 		return
 	}
 	if len(rest) == 2 && rest[1] == "tasks" && r.Method == http.MethodGet {
-		e.serveList(w, r, taskList, e.taskObjs(func(t *task) bool { return t.ex == ex }), nil)
+		e.serveList(w, r, taskList, e.taskObjs(nil), map[string]string{"workflow_execution_id": ex.ID})
 		return
 	}
 	if len(rest) == 2 && rest[1] == "executions" && r.Method == http.MethodGet {
@@ -393,10 +393,10 @@ func (e *Engine) routeTasks(w http.ResponseWriter, r *http.Request, rest []strin
 	if len(rest) == 2 && r.Method == http.MethodGet {
 		switch rest[1] {
 		case "action_executions":
-			e.serveList(w, r, actionList, e.actionObjs(func(a *actionExec) bool { return a.task == t }), nil)
+			e.serveList(w, r, actionList, e.actionObjs(nil), map[string]string{"task_execution_id": t.ID})
 			return
 		case "workflow_executions", "executions":
-			e.serveList(w, r, execList, e.execObjs(func(c *execution) bool { return c.parentTask == t }), nil)
+			e.serveList(w, r, execList, e.execObjs(nil), map[string]string{"task_execution_id": t.ID})
 			return
 		}
 	}

@@ -249,8 +249,11 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 	for _, f := range c.filters {
 		raw, ok := q[f]
 		if !ok {
+			// A filter implied by the path (/executions/{id}/tasks) is a
+			// filter like any other, also in the next link.
 			if v, ok := fixed[f]; ok {
 				filters = append(filters, parseFilter(f, v))
+				linkArgs = append(linkArgs, f+"="+v)
 			}
 			continue
 		}
@@ -260,11 +263,6 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 		}
 		filters = append(filters, parseFilter(f, raw[0]))
 		linkArgs = append(linkArgs, f+"="+raw[0])
-	}
-	for k, v := range fixed {
-		if _, ok := q[k]; !ok && !contains(c.filters, k) {
-			filters = append(filters, parseFilter(k, v))
-		}
 	}
 
 	less := func(a, b obj) int {

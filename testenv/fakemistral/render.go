@@ -77,7 +77,29 @@ func (o obj) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// marshal encodes v. Objects and lists of objects are written by hand with
+// Python's separators (", " and ": "), as WSME's json.dumps does;
+// encoding/json would compact a MarshalJSON result.
 func marshal(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case obj:
+		return x.MarshalJSON()
+	case []obj:
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, o := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			j, err := o.MarshalJSON()
+			if err != nil {
+				return nil, err
+			}
+			b.Write(j)
+		}
+		b.WriteByte(']')
+		return b.Bytes(), nil
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
