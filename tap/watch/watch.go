@@ -1,10 +1,10 @@
 // Package watch polls Mistral's API for executions and tasks that changed
 // since a checkpoint, so that events fire even when no client looks.
 //
-// Each poll costs a constant number of requests when nothing changes: one
-// list of executions and one of tasks, filtered by updated_at >= checkpoint
-// minus a small overlap, sorted by (updated_at, id) and paged with
-// limit/marker. The checkpoint advances only after the tracker has durably
+// Each poll costs a constant number of requests when nothing changes: lists
+// of executions and of tasks, filtered by updated_at >= checkpoint minus a
+// small overlap (and by created_at, for rows never updated), sorted by
+// (updated_at, id) and paged with limit/marker. The checkpoint advances only after the tracker has durably
 // recorded what the poll revealed, so a crash repeats a poll rather than
 // skipping one; repeats are harmless because the tracker ignores what it
 // already knows.
@@ -261,33 +261,47 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	requested := w.o.Now()
 
 	q := url.Values{}
-	q.Set("updated_at", "gte:"+since)
-	q.Set("sort_keys", "updated_at,id")
 	q.Set("sort_dirs", "asc,asc")
-	q.Set("fields", executionFields)
 	if w.o.AllProjects {
 		q.Set("all_projects", "true")
 	}
 	var execs []event.Execution
-	if err := w.list(ctx, "executions", q, &execs); err != nil {
-		return err
-	}
-	q.Set("fields", taskFields)
-	q.Del("all_projects")
 	var tasks []event.Task
-	if err := w.list(ctx, "tasks", q, &tasks); err != nil {
-		return err
+	// Mistral leaves updated_at null until an entity's first update, and
+	// an updated_at filter never matches null; a second list by created_at
+	// finds those. Four requests per poll, whatever the load.
+	for _, col := range []string{"updated_at", "created_at"} {
+		q.Del("updated_at")
+		q.Del("created_at")
+		q.Set(col, "gte:"+since)
+		q.Set("sort_keys", col+",id")
+		q.Set("fields", executionFields)
+		if err := w.list(ctx, "executions", q, &execs); err != nil {
+			return err
+		}
+		all := q.Get("all_projects")
+		q.Del("all_projects")
+		q.Set("fields", taskFields)
+		if err := w.list(ctx, "tasks", q, &tasks); err != nil {
+			return err
+		}
+		if all != "" {
+			q.Set("all_projects", all)
+		}
 	}
 
+	execs, tasks = uniqueExecutions(execs), uniqueTasks(tasks)
 	obs := make([]event.Observation, 0, len(execs)+len(tasks))
 	newest := cp
 	for i := range execs {
 		obs = append(obs, event.Observation{Source: event.SourceWatch, Execution: &execs[i], RequestedAt: requested})
 		newest = maxTS(newest, execs[i].UpdatedAt)
+		newest = maxTS(newest, &execs[i].CreatedAt)
 	}
 	for i := range tasks {
 		obs = append(obs, event.Observation{Source: event.SourceWatch, Task: &tasks[i], RequestedAt: requested})
 		newest = maxTS(newest, tasks[i].UpdatedAt)
+		newest = maxTS(newest, &tasks[i].CreatedAt)
 	}
 	if len(obs) > 0 {
 		if err := w.o.Observer.ObserveSync(ctx, obs); err != nil {
@@ -308,6 +322,32 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// uniqueExecutions drops repeats (a row found by both the updated_at and
+// the created_at list), keeping the first.
+func uniqueExecutions(in []event.Execution) []event.Execution {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, x := range in {
+		if !seen[x.ID] {
+			seen[x.ID] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func uniqueTasks(in []event.Task) []event.Task {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, x := range in {
+		if !seen[x.ID] {
+			seen[x.ID] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func maxTS(cur string, ts *string) string {

@@ -48,10 +48,14 @@ func (e *engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	since := strings.TrimPrefix(q.Get("updated_at"), "gte:")
+	col := "updated_at"
+	if q.Get("created_at") != "" {
+		col = "created_at"
+	}
+	since := strings.TrimPrefix(q.Get(col), "gte:")
 	var out []map[string]any
 	for _, row := range rows {
-		if row["updated_at"].(string) >= since {
+		if v, ok := row[col].(string); ok && v >= since {
 			out = append(out, row)
 		}
 	}
@@ -188,7 +192,8 @@ func TestPollPagesAndAdvances(t *testing.T) {
 }
 
 // TestPollIsConstantWhenIdle: with nothing changing, every poll costs the
-// same two requests however many executions exist.
+// same four requests (executions and tasks, by updated_at and by
+// created_at) however many executions exist.
 func TestPollIsConstantWhenIdle(t *testing.T) {
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	for _, n := range []int{0, 10, 1000} {
@@ -203,8 +208,8 @@ func TestPollIsConstantWhenIdle(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := len(e.reqs()); got != 10 {
-				t.Errorf("%d requests for 5 idle polls, want 10", got)
+			if got := len(e.reqs()); got != 20 {
+				t.Errorf("%d requests for 5 idle polls, want 20", got)
 			}
 		})
 	}
