@@ -69,7 +69,7 @@ func TestLoadFull(t *testing.T) {
 		Name: "deploy-tasks", Events: []string{"TASK_FAILED", "task_succeeded", "on-task-start"},
 		Workbook: "my.wb", Workflow: "my.wb.*", Namespace: ptr(""), Task: "deploy_*",
 		URL: "http://127.0.0.1:8080/hook", Method: "PUT", Format: "template",
-		Template: `{"id": "{{ .ID }}"}`, Timeout: 500 * time.Millisecond, Retries: intp(0),
+		Template: `{"id": "{{ .Event.ID }}"}`, Timeout: 500 * time.Millisecond, Retries: intp(0),
 		Ordering: "none", Concurrency: 16,
 		Retry:       RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 1.5, Jitter: 0, MaxAge: 2 * time.Hour, MaxAttempts: 10},
 		Secret:      "whsec_abc",

@@ -11,7 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
+
+	"github.com/mistral-tap/mistral-tap/notifier/payload"
 )
 
 // Formats are the accepted callback payload formats.
@@ -127,6 +128,8 @@ func CallbackLabel(cb *Callback, i int) string {
 func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 	label := CallbackLabel(cb, i)
 	base := fmt.Sprintf("callbacks.%d.", i)
+	before := len(*p)
+	defer func() { checkPayload(p, cb, base, label, before) }()
 	add := func(field, value, msg string) { p.add(base+field, label, field, value, msg) }
 	addAt := func(sub, field, value, msg string) { p.add(base+sub, label, field, value, msg) }
 
@@ -169,10 +172,6 @@ func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 		add("template", "", "format template needs a template")
 	case cb.Format != "template" && cb.Template != "":
 		add("template", "", fmt.Sprintf("template is set but format is %q (want format: template)", cb.Format))
-	case cb.Format == "template":
-		if err := compileTemplate(cb); err != nil {
-			add("template", "", fmt.Sprintf("does not compile: %v", err))
-		}
 	}
 	switch cb.CloudEvents.Mode {
 	case "structured", "binary":
@@ -218,13 +217,47 @@ func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 	}
 }
 
-// compileTemplate checks a "template" callback's body.
-// TODO(payload): switch to payload.New(payload.Spec{...}) once
-// notifier/payload lands, so that the template sees the same funcs and
-// data checks as at delivery time.
-func compileTemplate(cb *Callback) error {
-	_, err := template.New(cb.Name).Option("missingkey=error").Parse(cb.Template)
-	return err
+// checkPayload builds the callback's payload.Formatter, which compiles and
+// trial-runs its templates (body and header values) exactly as delivery
+// will. Only its first problem is known; it is dropped when this callback
+// already has a problem on the same field.
+func checkPayload(p *problems, cb *Callback, base, label string, before int) {
+	_, err := payload.New(payload.Spec{
+		Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
+		CloudEventsMode: cb.CloudEvents.Mode, Source: cb.CloudEvents.Source,
+	})
+	if err == nil {
+		return
+	}
+	msg := strings.TrimPrefix(err.Error(), "payload: ")
+	field, rest, ok := strings.Cut(msg, ": ")
+	known := ok && (field == "format" || field == "method" || field == "template" ||
+		field == "cloudevents.mode" || strings.HasPrefix(field, "headers."))
+	if !known {
+		field, rest = "", msg
+	}
+	path := base + field
+	display := field
+	if strings.HasPrefix(field, "headers.") {
+		display = "headers"
+	}
+	for _, e := range (*p)[before:] {
+		if e.path == path || (field == "" && e.Callback == label) {
+			return
+		}
+		if strings.HasPrefix(field, "headers.") && strings.HasPrefix(e.path, base+"headers") {
+			return
+		}
+	}
+	value := ""
+	switch {
+	case field == "format", field == "method", field == "cloudevents.mode":
+		value = map[string]string{"format": cb.Format, "method": cb.Method, "cloudevents.mode": cb.CloudEvents.Mode}[field]
+	case strings.HasPrefix(field, "headers."):
+		value = redacted
+		rest = strings.TrimPrefix(field, "headers.") + ": " + rest
+	}
+	p.add(path, label, display, value, rest)
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
