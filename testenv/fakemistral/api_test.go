@@ -471,10 +471,65 @@ func TestTasksAndActions(t *testing.T) {
 
 func TestPutTransitions(t *testing.T) {
 	tests := []struct {
-		name string
-		run  func(a *api, id string)
-		want []string
+		name, wf string
+		run      func(a *api, id string)
+		want     []string
 	}{
+		{
+			name: "pause-before pauses the workflow; resume resumes the task",
+			wf:   "gated",
+			run: func(a *api, id string) {
+				if got := a.js("GET", "/v2/executions/"+id, "", 200)["state"]; got != "PAUSED" {
+					a.t.Errorf("state %v, want PAUSED", got)
+				}
+				a.js("PUT", "/v2/executions/"+id, `{"state":"RUNNING"}`, 200)
+			},
+			want: []string{
+				"WORKFLOW_LAUNCHED gated RUNNING", "null g IDLE", "WORKFLOW_PAUSED gated PAUSED",
+				"WORKFLOW_RESUMED gated RUNNING", "TASK_RESUMED g RUNNING", "TASK_SUCCEEDED g SUCCESS",
+				"TASK_LAUNCHED h RUNNING", "TASK_SUCCEEDED h SUCCESS", "WORKFLOW_SUCCEEDED gated SUCCESS",
+			},
+		},
+		{
+			name: "wait-after delays completion",
+			wf:   "afterwait",
+			run:  func(*api, string) {},
+			want: []string{
+				"WORKFLOW_LAUNCHED afterwait RUNNING", "TASK_LAUNCHED w RUNNING", "null w DELAYED",
+				"TASK_SUCCEEDED w SUCCESS", "WORKFLOW_SUCCEEDED afterwait SUCCESS",
+			},
+		},
+		{
+			name: "pause cascades to sub-workflows first; resume parent first",
+			wf:   "nested_sleep",
+			run: func(a *api, id string) {
+				a.js("PUT", "/v2/executions/"+id, `{"state":"PAUSED"}`, 200)
+				child := a.js("GET", "/v2/executions?root_execution_id="+id, "", 200)["executions"].([]any)[0].(map[string]any)
+				a.waitTask(child["id"].(string), "nap", "SUCCESS")
+				a.js("PUT", "/v2/executions/"+id, `{"state":"RUNNING"}`, 200)
+			},
+			want: []string{
+				"WORKFLOW_LAUNCHED nested_sleep RUNNING", "TASK_LAUNCHED call RUNNING",
+				"WORKFLOW_LAUNCHED sleeper RUNNING", "TASK_LAUNCHED nap RUNNING",
+				"WORKFLOW_PAUSED sleeper PAUSED", "WORKFLOW_PAUSED nested_sleep PAUSED",
+				"TASK_SUCCEEDED nap SUCCESS",
+				"WORKFLOW_RESUMED nested_sleep RUNNING", "WORKFLOW_RESUMED sleeper RUNNING",
+				"TASK_LAUNCHED after RUNNING", "TASK_SUCCEEDED after SUCCESS", "WORKFLOW_SUCCEEDED sleeper SUCCESS",
+				"TASK_SUCCEEDED call SUCCESS", "WORKFLOW_SUCCEEDED nested_sleep SUCCESS",
+			},
+		},
+		{
+			name: "cancel cascades to sub-workflows",
+			wf:   "nested_sleep",
+			run: func(a *api, id string) {
+				a.js("PUT", "/v2/executions/"+id, `{"state":"CANCELLED"}`, 200)
+			},
+			want: []string{
+				"WORKFLOW_LAUNCHED nested_sleep RUNNING", "TASK_LAUNCHED call RUNNING",
+				"WORKFLOW_LAUNCHED sleeper RUNNING", "TASK_LAUNCHED nap RUNNING",
+				"WORKFLOW_CANCELLED nested_sleep CANCELLED", "WORKFLOW_CANCELLED sleeper CANCELLED",
+			},
+		},
 		{
 			name: "pause and resume",
 			run: func(a *api, id string) {
@@ -527,7 +582,12 @@ func TestPutTransitions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAPI(t)
-			id := a.start("sleeper", `{"seconds": 0.2}`)
+			var id string
+			if tt.wf == "" {
+				id = a.start("sleeper", `{"seconds": 0.2}`)
+			} else {
+				id = a.start(tt.wf, `{}`)
+			}
 			tt.run(a, id)
 			a.wait(id)
 			// Give a cancelled/stopped execution's pending action a chance to
