@@ -385,9 +385,7 @@ func (p *Proxy) tap(x *exchange, req *http.Request, resp *http.Response) {
 		b.flush = func() { _ = rc.Flush() }
 	}
 	if capture {
-		if resp.ContentLength > 0 {
-			b.buf = make([]byte, 0, resp.ContentLength)
-		}
+		b.buf = getBuf(resp.ContentLength)
 		rt, at := x.route, x.received
 		b.done = func(buf []byte, truncated bool, err error) { p.tapped(rt, at, buf, truncated, err) }
 	}
@@ -415,6 +413,7 @@ func (p *Proxy) tapped(rt route, at time.Time, buf []byte, truncated bool, err e
 	switch {
 	case err != io.EOF:
 		p.c.incomplete.Add(1)
+		putBuf(buf)
 		return
 	case truncated:
 		p.c.tooLarge.Add(1)
@@ -424,6 +423,8 @@ func (p *Proxy) tapped(rt route, at time.Time, buf []byte, truncated bool, err e
 	go func() {
 		defer p.inflight.Done()
 		res, err := parseBody(rt, buf, at)
+		// Decoded strings are copies: the buffer is free again.
+		putBuf(buf)
 		if err != nil {
 			p.c.parseErrors.Add(1)
 			p.log.Debug("tapped body is not the expected JSON", "kind", rt.kind, "list", rt.list, "bytes", len(buf), "err", err)
