@@ -37,6 +37,8 @@ func Describe(h http.Header, body []byte) string {
 	}
 	var (
 		evType   string
+		from     string
+		via      string
 		inferred *bool
 		seq      string
 		entity   = doc
@@ -79,6 +81,13 @@ func Describe(h http.Header, body []byte) string {
 				seq = s
 			}
 		}
+		from = str(doc["previous_state"])
+		if src := str(doc["source"]); src == "tap" || src == "watch" {
+			via = src
+		}
+	}
+	if trimmed := strings.TrimLeft(seq, "0"); trimmed != "" {
+		seq = trimmed // CloudEvents pads the sequence to sort as text
 	}
 
 	var b strings.Builder
@@ -87,7 +96,11 @@ func Describe(h http.Header, body []byte) string {
 	if isTask {
 		fmt.Fprintf(&b, " / %s", str(entity["name"]))
 	}
-	fmt.Fprintf(&b, " state=%s", orDash(str(entity["state"])))
+	if from != "" {
+		fmt.Fprintf(&b, " %s→%s", from, orDash(str(entity["state"])))
+	} else {
+		fmt.Fprintf(&b, " state=%s", orDash(str(entity["state"])))
+	}
 	if si := str(entity["state_info"]); si != "" {
 		fmt.Fprintf(&b, " info=%q", shorten(si, 60))
 	}
@@ -96,6 +109,9 @@ func Describe(h http.Header, body []byte) string {
 	}
 	if inferred != nil && *inferred {
 		b.WriteString(" INFERRED")
+	}
+	if via != "" {
+		fmt.Fprintf(&b, " via=%s", via)
 	}
 	if isTask {
 		fmt.Fprintf(&b, "\n             task=%s exec=%s", str(entity["id"]), str(entity["workflow_execution_id"]))

@@ -113,8 +113,18 @@ func TestDescribe(t *testing.T) {
 		{
 			name:   "envelope inferred",
 			header: http.Header{"Webhook-Id": {"evt_1"}},
-			body:   `{"type":"WORKFLOW_LAUNCHED","sequence":1,"inferred":true,"execution":{"id":"e2","workflow_name":"wb.main","state":"SUCCESS","root_execution_id":"r1","task_execution_id":"t9"}}`,
-			want:   []string{"WORKFLOW_LAUNCHED", "wb.main", "seq=1", "INFERRED", "root=r1 parent-task=t9", "id=evt_1"},
+			body:   `{"id":"evt_1","type":"WORKFLOW_LAUNCHED","sequence":1,"inferred":true,"previous_state":null,"source":"watch","execution":{"id":"e2","workflow_name":"wb.main","state":"SUCCESS","root_execution_id":"r1","task_execution_id":"t9"}}`,
+			want:   []string{"WORKFLOW_LAUNCHED", "wb.main", "seq=1", "INFERRED", "via=watch", "root=r1 parent-task=t9", "id=evt_1"},
+		},
+		{
+			name: "envelope task with previous state",
+			body: `{"type":"TASK_SUCCEEDED","sequence":4,"inferred":false,"previous_state":"RUNNING","source":"tap","task":{"id":"t1","name":"greet","workflow_execution_id":"e1","workflow_name":"hello","state":"SUCCESS"}}`,
+			want: []string{"TASK_SUCCEEDED", "hello / greet", "RUNNING→SUCCESS", "seq=4", "via=tap", "task=t1 exec=e1"}, absent: []string{"INFERRED"},
+		},
+		{
+			name: "structured cloudevent",
+			body: `{"specversion":"1.0","id":"evt_2","source":"/mistral","type":"org.openstack.mistral.task.failed.v1","sequence":"00000000000000000012","inferred":false,"data":{"id":"t2","name":"boom","workflow_execution_id":"e1","workflow_name":"w","state":"ERROR"}}`,
+			want: []string{"org.openstack.mistral.task.failed.v1", "w / boom", "seq=12", "state=ERROR"}, absent: []string{"via="},
 		},
 		{
 			name:   "binary cloudevent",
