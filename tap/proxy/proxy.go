@@ -122,7 +122,11 @@ type exchange struct {
 	w        http.ResponseWriter
 }
 
-// New builds a Proxy.
+var _ http.Handler = (*Proxy)(nil)
+
+// New builds a Proxy. goproxy's own (debug-level) request lines are enabled
+// only if opts.Logger has debug enabled at this point: they cost a few
+// allocations per request, so a level raised later does not turn them on.
 func New(opts Options) (*Proxy, error) {
 	up := opts.Upstream
 	if up == nil {
