@@ -16,8 +16,11 @@ import (
 // Request is one recorded request.
 type Request struct {
 	Method string
-	Path   string
-	Header http.Header
+	// Path is the URL path, without the query.
+	Path string
+	// RawQuery is the query string, without '?'.
+	RawQuery string
+	Header   http.Header
 	Body   []byte
 	// At is when the request arrived.
 	At time.Time
@@ -59,11 +62,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		body = append(body, []byte(fmt.Sprintf("\n<read error: %v>", err))...)
 	}
 	rec := Request{
-		Method: req.Method,
-		Path:   req.URL.RequestURI(),
-		Header: req.Header.Clone(),
-		Body:   body,
-		At:     time.Now(),
+		Method:   req.Method,
+		Path:     req.URL.Path,
+		RawQuery: req.URL.RawQuery,
+		Header:   req.Header.Clone(),
+		Body:     body,
+		At:       time.Now(),
 	}
 	r.mu.Lock()
 	r.reqs = append(r.reqs, rec)

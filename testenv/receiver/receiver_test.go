@@ -41,7 +41,7 @@ func TestReceiverRecordsAndScripts(t *testing.T) {
 		t.Fatalf("got %d requests", len(got))
 	}
 	for i, q := range got {
-		if q.Method != http.MethodPost || q.Path != "/hook?x=1" || q.Header.Get("Content-Type") != "application/json" {
+		if q.Method != http.MethodPost || q.Path != "/hook" || q.RawQuery != "x=1" || q.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("request %d recorded as %+v", i, q)
 		}
 		if want := `{"n":` + string(rune('0'+i)) + `}`; string(q.Body) != want {
