@@ -21,7 +21,7 @@ type Request struct {
 	// RawQuery is the query string, without '?'.
 	RawQuery string
 	Header   http.Header
-	Body   []byte
+	Body     []byte
 	// At is when the request arrived.
 	At time.Time
 }
