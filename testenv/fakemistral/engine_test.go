@@ -141,3 +141,99 @@ func TestGroundTruthSequences(t *testing.T) {
 		})
 	}
 }
+
+func TestNullEventsAndRoots(t *testing.T) {
+	e := newEngine(t)
+	id, err := e.Start("parent", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, e, id)
+	for _, ev := range e.NotifierEvents() {
+		if ev.RootExecutionID != id {
+			t.Errorf("%s %s has root %s, want %s", ev.Kind, ev.EntityID, ev.RootExecutionID, id)
+		}
+		if ev.Payload["event"] != ev.Event {
+			t.Errorf("payload event %v != %q", ev.Payload["event"], ev.Event)
+		}
+	}
+
+	id, err = e.Start("waiting", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, e, id)
+	var null []NotifierEvent
+	for _, ev := range e.NotifierEvents() {
+		if ev.RootExecutionID == id && ev.Event == "" {
+			null = append(null, ev)
+		}
+	}
+	if len(null) != 1 {
+		t.Fatalf("%d null events, want 1", len(null))
+	}
+	if v, ok := null[0].Payload["event"]; !ok || v != nil {
+		t.Errorf(`null event payload "event" = %v (present %v); want null`, v, ok)
+	}
+	if null[0].Kind != "TASK" || null[0].Payload["state"] != "DELAYED" {
+		t.Errorf("null event = %+v", null[0])
+	}
+}
+
+func TestStartErrorsAndDefinitions(t *testing.T) {
+	e := newEngine(t)
+	if _, err := e.Start("nope", nil, nil); err == nil {
+		t.Error("Start of an unknown workflow succeeded")
+	}
+	if _, err := e.Start("seq3", map[string]any{"x": 1}, nil); err == nil {
+		t.Error("Start with unexpected input succeeded")
+	}
+	if err := e.DefineWorkflow(flows, ""); err == nil {
+		t.Error("duplicate DefineWorkflow succeeded")
+	}
+	if err := e.DefineWorkflow(flows, "other"); err != nil {
+		t.Errorf("same workflows in another namespace: %v", err)
+	}
+	wb := "version: '2.0'\nname: a.b\nworkflows:\n  c.d:\n    tasks:\n      t:\n        workflow: e\n  e:\n    tasks:\n      t:\n        action: std.noop\n"
+	if err := e.DefineWorkbook(wb, ""); err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Start("a.b.c.d", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, e, id)
+	got := trail(e, id)
+	if len(got) != 8 || got[2] != "WORKFLOW_LAUNCHED a.b.e RUNNING" || got[7] != "WORKFLOW_SUCCEEDED a.b.c.d SUCCESS" {
+		t.Errorf("workbook run = %q", got)
+	}
+	nsID, err := e.Start("seq3", nil, map[string]any{"namespace": "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, e, nsID)
+	if ns := e.NotifierEvents()[len(e.NotifierEvents())-1].Payload["workflow_namespace"]; ns != "other" {
+		t.Errorf("namespace = %v", ns)
+	}
+}
+
+func TestCloseStopsExecutions(t *testing.T) {
+	e := New(Options{})
+	if err := e.DefineWorkflow(flows, ""); err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Start("sleeper", map[string]any{"seconds": 0.05}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e.Close() // idempotent
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := e.WaitDone(ctx, id); err == nil {
+		t.Fatal("execution finished after Close")
+	}
+	if n := len(e.NotifierEvents()); n != 2 {
+		t.Errorf("%d events after Close, want 2 (launched, task launched)", n)
+	}
+}
