@@ -24,6 +24,9 @@ type Notification struct {
 	ExecutionID string
 	// ParentTaskID is an execution's task_execution_id (sub-workflows).
 	ParentTaskID string
+	// StartedAt and FinishedAt are a task's timestamps (whole seconds,
+	// "YYYY-MM-DD HH:MM:SS", so they sort as strings).
+	StartedAt, FinishedAt string
 
 	// Envelope-only fields.
 	ID       string // event id
@@ -50,10 +53,18 @@ type entityJSON struct {
 	State               string  `json:"state"`
 	WorkflowExecutionID *string `json:"workflow_execution_id"`
 	TaskExecutionID     *string `json:"task_execution_id"`
+	StartedAt           *string `json:"started_at"`
+	FinishedAt          *string `json:"finished_at"`
 }
 
 func (e entityJSON) fill(n *Notification) {
 	n.Entity, n.Name, n.State = e.ID, e.Name, e.State
+	if e.StartedAt != nil {
+		n.StartedAt = *e.StartedAt
+	}
+	if e.FinishedAt != nil {
+		n.FinishedAt = *e.FinishedAt
+	}
 	if e.WorkflowExecutionID != nil {
 		n.Task = true
 		n.ExecutionID = *e.WorkflowExecutionID
@@ -249,11 +260,15 @@ func isTerminal(ev string) bool {
 //   - an entity's first event is a start (LAUNCHED/RESUMED/RERUN), and each
 //     terminal event follows a start since the previous terminal;
 //   - a task's events come after its execution's first start;
-//   - WORKFLOW_SUCCEEDED comes after every terminal event of its tasks;
+//   - WORKFLOW_SUCCEEDED comes after every terminal event of its tasks
+//     (unless opts.LateTasks: a forced or cancelled execution's running
+//     task really ends later);
+//   - a task that finished in an earlier second than another task started
+//     has its terminal event before that task's start event;
 //   - a sub-workflow's WORKFLOW_LAUNCHED comes after its parent task's first
 //     start, and the parent's TASK_SUCCEEDED after the child's
 //     WORKFLOW_SUCCEEDED.
-func CheckOrder(envelopes []Notification) []string {
+func CheckOrder(envelopes []Notification, opts OrderOptions) []string {
 	var problems []string
 	byRoot := map[string][]Notification{}
 	for _, n := range envelopes {
@@ -275,12 +290,19 @@ func CheckOrder(envelopes []Notification) []string {
 		}
 		seq := append([]Notification(nil), arrival...)
 		sort.SliceStable(seq, func(i, j int) bool { return seq[i].Sequence < seq[j].Sequence })
-		problems = append(problems, checkCausal(short(root), seq)...)
+		problems = append(problems, checkCausal(short(root), seq, opts)...)
 	}
 	return problems
 }
 
-func checkCausal(root string, seq []Notification) []string {
+// OrderOptions relaxes CheckOrder for scenarios where Mistral itself breaks
+// a rule.
+type OrderOptions struct {
+	// LateTasks allows task events after their execution's terminal event.
+	LateTasks bool
+}
+
+func checkCausal(root string, seq []Notification, opts OrderOptions) []string {
 	var problems []string
 	bad := func(f string, a ...any) { problems = append(problems, "root "+root+": "+fmt.Sprintf(f, a...)) }
 	started := map[string]bool{} // entity → a start since its last terminal
@@ -335,8 +357,21 @@ func checkCausal(root string, seq []Notification) []string {
 		}
 	}
 	for ex, at := range wfSucceeded {
-		if last, ok := lastTaskTerminal[ex]; ok && last > at {
+		if last, ok := lastTaskTerminal[ex]; ok && last > at && !opts.LateTasks {
 			bad("a task of %s ended after WORKFLOW_SUCCEEDED", short(ex))
+		}
+	}
+	// Happens-before from Mistral's own timestamps, across tasks.
+	for i, end := range seq {
+		if !end.Task || !isTerminal(end.Event) || end.FinishedAt == "" {
+			continue
+		}
+		for j, st := range seq {
+			if j < i && st.Task && st.Entity != end.Entity && isStart(st.Event) &&
+				st.StartedAt != "" && end.FinishedAt < st.StartedAt {
+				bad("%s (finished %s) delivered after %s (started %s)",
+					end.Key(), end.FinishedAt, st.Key(), st.StartedAt)
+			}
 		}
 	}
 	for i, n := range seq {

@@ -207,6 +207,9 @@ func (c *Client) Descendants(ctx context.Context, root string) ([]Execution, err
 	return out.Executions, err
 }
 
+// errGiveUp wrapped in f's error makes poll return at once.
+var errGiveUp = errors.New("giving up")
+
 // poll calls f every 200 ms until it reports done or ctx ends.
 func poll(ctx context.Context, what string, f func() (bool, error)) error {
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -216,6 +219,9 @@ func poll(ctx context.Context, what string, f func() (bool, error)) error {
 		done, err := f()
 		if err == nil && done {
 			return nil
+		}
+		if errors.Is(err, errGiveUp) {
+			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		if err != nil {
 			last = err
@@ -377,6 +383,13 @@ func StartTap(ctx context.Context, bin string, cfg TapConfig, logPath string) (*
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	// mistral-tap reads MISTRAL_TAP_* variables as config and refuses
+	// unknown ones: keep the suite's own MISTRAL_TAP_E2E_* out of its env.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MISTRAL_TAP_E2E_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -393,7 +406,7 @@ func StartTap(ctx context.Context, bin string, cfg TapConfig, logPath string) (*
 	err = poll(wctx, "mistral-tap listening on "+cfg.Listen, func() (bool, error) {
 		select {
 		case <-t.exited:
-			return false, fmt.Errorf("mistral-tap exited: %v", t.err)
+			return false, fmt.Errorf("mistral-tap exited (%v): %w", t.err, errGiveUp)
 		default:
 		}
 		c, err := net.DialTimeout("tcp", cfg.Listen, time.Second)

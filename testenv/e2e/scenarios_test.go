@@ -148,6 +148,7 @@ type sc struct {
 	name  string
 	ctx   context.Context
 	roots []string
+	order OrderOptions
 }
 
 func (s *sc) notifyParams(extra map[string]any) map[string]any {
@@ -239,6 +240,7 @@ var scenarios = []scenario{
 		}
 	}},
 	{"cancel", func(s *sc) {
+		s.order.LateTasks = true
 		ex := s.start(s.e.api, "e2e_sleep", map[string]any{"secs": 2}, nil)
 		s.waitTask(ex.ID, "a", "RUNNING")
 		s.must(s.e.api.SetExecutionState(s.ctx, ex.ID, "CANCELLED", ""))
@@ -248,6 +250,7 @@ var scenarios = []scenario{
 		s.waitTask(ex.ID, "a", "SUCCESS")
 	}},
 	{"forced-error-success", func(s *sc) {
+		s.order.LateTasks = true
 		ex1 := s.start(s.e.api, "e2e_sleep", map[string]any{"secs": 2}, nil)
 		ex2 := s.start(s.e.api, "e2e_sleep", map[string]any{"secs": 2}, nil)
 		s.waitTask(ex1.ID, "a", "RUNNING")
@@ -465,7 +468,7 @@ func (e *env) check(s *sc) {
 	if len(o.envelopes) != len(o.delivered) {
 		t.Errorf("envelope callback got %d events, mistral-format callback %d", len(o.envelopes), len(o.delivered))
 	}
-	for _, problem := range CheckOrder(o.envelopes) {
+	for _, problem := range CheckOrder(o.envelopes, s.order) {
 		t.Errorf("order: %s", problem)
 	}
 	if t.Failed() && e.tap != nil {
