@@ -461,9 +461,16 @@ func TestTasksAndActions(t *testing.T) {
 		}
 	}
 
-	id = a.start("items", "{}")
+	id = a.start("waiting", "{}")
 	a.wait(id)
 	tk := a.js("GET", "/v2/executions/"+id+"/tasks", "", 200)["tasks"].([]any)[0].(map[string]any)
+	if tk["runtime_context"] != `{"wait_before_policy":{"skip":true}}` {
+		t.Errorf("wait-before runtime_context = %v", tk["runtime_context"])
+	}
+
+	id = a.start("items", "{}")
+	a.wait(id)
+	tk = a.js("GET", "/v2/executions/"+id+"/tasks", "", 200)["tasks"].([]any)[0].(map[string]any)
 	if tk["published"] != `{"all":["x","y","z"]}` {
 		t.Errorf("with-items published = %v", tk["published"])
 	}
@@ -779,5 +786,33 @@ func TestConcurrentClients(t *testing.T) {
 	wg.Wait()
 	for _, ex := range a.js("GET", "/v2/executions?root_execution_id=nin:x&workflow_name=parent", "", 200)["executions"].([]any) {
 		a.wait(ex.(map[string]any)["id"].(string))
+	}
+}
+
+func BenchmarkListExecutionsPage(b *testing.B) {
+	e := New(Options{})
+	defer e.Close()
+	if err := e.DefineWorkflow(flows, ""); err != nil {
+		b.Fatal(err)
+	}
+	for range 1000 {
+		id, err := e.Start("seq3", nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := e.WaitDone(context.Background(), id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := http.Get(srv.URL + "/v2/executions?limit=100&sort_keys=updated_at&updated_at=gte:2000-01-01%2000:00:00")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }

@@ -8,11 +8,55 @@
 // truth, every notification Mistral's built-in notifier would have sent
 // (NotifierEvents), so tests can compare what mistral-tap derived against it.
 //
+// # Supported DSL subset
+//
+// version '2.0'; standalone workflow files (every top-level key but version
+// is a workflow) and workbooks (name + workflows, stored as "<wb>.<wf>",
+// dotted names allowed; references inside a workbook resolve to "<wb>.<x>"
+// first); `?namespace=` (lookups fall back to the default namespace).
+// Workflows: type direct (default) or reverse (`requires`, params.task_name),
+// input (names or name: default), vars, output. Tasks: action std.noop,
+// std.echo (output), std.sleep (seconds, fractional allowed), std.fail;
+// workflow (sub-workflow); inline "k=v" parameters and input:; publish,
+// publish-on-error; on-success / on-error / on-complete (string, list, or
+// {task: condition}; engine commands fail, succeed, pause); retry {count,
+// delay}; wait-before; wait-after; join (all or N); with-items
+// ("x in <% $.list %>"); pause-before. Expressions: `<% $.a.b %>`,
+// `{{ _.a }}`, task().result, task(name).result|published|state and JSON
+// literals — nothing else of YAQL/Jinja.
+//
+// # Engine behaviour, as in Mistral 15
+//
+//   - Creating an execution is IDLE→RUNNING (WORKFLOW_LAUNCHED, created_at ==
+//     updated_at); tasks are created RUNNING with updated_at null.
+//   - Failures with retry: TASK_FAILED, null (DELAYED), TASK_LAUNCHED, per
+//     retry; runtime_context carries retry_task_policy.retry_no.
+//   - wait-before: TASK_LAUNCHED, null (DELAYED), TASK_LAUNCHED. wait-after:
+//     null (DELAYED) after the action, then TASK_SUCCEEDED (DELAYED→SUCCESS,
+//     as Mistral's WaitAfterPolicy completes the task from DELAYED).
+//   - join: null (WAITING) on the first inbound, TASK_RESUMED when satisfied.
+//   - pause-before: null (IDLE), WORKFLOW_PAUSED; resume gives
+//     WORKFLOW_RESUMED then TASK_RESUMED.
+//   - Pause: sub-workflows first, no task events; running actions still
+//     finish (TASK_SUCCEEDED) but nothing new starts until resume. Cancel and
+//     forced SUCCESS/ERROR: the execution first, then its unfinished
+//     sub-workflows; running tasks never report again.
+//   - The workflow completes when no task is incomplete: ERROR if a task
+//     failed without on-error/on-complete, else SUCCESS.
+//   - Rerun (PUT /v2/tasks/{id}): for each ancestor from the root down,
+//     WORKFLOW_RERUN then TASK_RERUN of the task holding the sub-workflow;
+//     then WORKFLOW_RERUN and TASK_RERUN of the task itself, whose action runs
+//     again (a WORKFLOW task starts a new sub-workflow).
+//
 // Rerun convention: std.fail fails on every run, except when the execution's
 // input has `fail_until_rerun: true`, in which case it fails only on a task's
 // first run and succeeds once the task has been rerun through
 // PUT /v2/tasks/{id}. (On a real Mistral the declared input is simply unused
 // and the rerun fails again.)
+//
+// Actions complete on a single scheduler goroutine, in due-time order with
+// ties broken by scheduling order, so parallel branches interleave the same
+// way on every run. Real Mistral does not promise any order there.
 package fakemistral
 
 import (

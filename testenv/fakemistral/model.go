@@ -57,6 +57,8 @@ type task struct {
 	CreatedAt                        string
 	UpdatedAt, StartedAt, FinishedAt *string
 	retryNo, reruns                  int
+	// waitedBefore/After mirror the policies' runtime_context "skip" flags.
+	waitedBefore, waitedAfter bool
 	// gen changes on rerun so that completions of the previous run are
 	// ignored.
 	gen       int
@@ -255,6 +257,13 @@ func (t *task) runtimeContext() map[string]any {
 	rc := map[string]any{}
 	if t.retryNo > 0 {
 		rc["retry_task_policy"] = map[string]any{"retry_no": t.retryNo}
+	}
+	// Mistral's wait policies mark the delay as done in runtime_context.
+	if t.waitedBefore {
+		rc["wait_before_policy"] = map[string]any{"skip": true}
+	}
+	if t.waitedAfter {
+		rc["wait_after_policy"] = map[string]any{"skip": true}
 	}
 	return rc
 }

@@ -208,6 +208,7 @@ func (e *Engine) startTask(ex *execution, ts *taskSpec) {
 	}
 	e.setTaskState(t, event.StateRunning, nil)
 	if ts.WaitBefore > 0 {
+		t.waitedBefore = true
 		e.setTaskState(t, event.StateDelayed, nil)
 		g := t.gen
 		e.after(seconds(ts.WaitBefore), func() {
@@ -371,6 +372,7 @@ func (e *Engine) actionDone(t *task, ok bool, result any, errMsg string) {
 	}
 	maps.Copy(ex.vars, t.Published)
 	if ok && ts.WaitAfter > 0 {
+		t.waitedAfter = true
 		e.setTaskState(t, event.StateDelayed, nil)
 		g := t.gen
 		e.after(seconds(ts.WaitAfter), func() {
