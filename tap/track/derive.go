@@ -130,6 +130,13 @@ func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
 		}
 	}
 
+	// A delayed task (wait-before, retry delay) that ends in ERROR ran
+	// first: Mistral's map allows DELAYED→ERROR, but the engine only takes
+	// that path when the execution is failed from outside, while a run
+	// that fails after its delay sends TASK_LAUNCHED before TASK_FAILED.
+	if k == event.KindTask && cur == event.StateDelayed && to == event.StateError {
+		walk(event.StateRunning, true)
+	}
 	if cur != to && !valid(cur, to) && cur != "" {
 		// The observation skipped a state: go through RUNNING where
 		// Mistral's state machine requires it (PAUSED→SUCCESS,

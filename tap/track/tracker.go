@@ -708,9 +708,12 @@ func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
 			}
 			ev.Task = &cp
 		}
+		// An inferred event has no timestamp of its own; its source state
+		// tells apart two inferred launches of one task (first sighting
+		// vs. after a wait-before delay).
 		stamp := upd
 		if s.inferred {
-			stamp = "inferred"
+			stamp = "inferred:" + s.from
 		}
 		ev.ID = event.NewID(n.kind(), n.id, s.typ, s.to, stamp, s.occurrence)
 		c.events = append(c.events, ev)

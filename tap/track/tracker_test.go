@@ -201,6 +201,16 @@ func TestTrackerDerivation(t *testing.T) {
 			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
 		},
 		{
+			name:    "first seen delayed (wait-before) then done",
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 1, 0))},
+			want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "retry delay then final failure",
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 2)), batch(tk("t1", "a", "e1", "ERROR", 0, 1, 2))},
+			want:    "TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+		},
+		{
 			name:    "history before the horizon is ignored",
 			batches: [][]event.Observation{batch(ex("old", "SUCCESS", -3600, -3590))},
 			want:    "",
@@ -218,6 +228,13 @@ func TestTrackerDerivation(t *testing.T) {
 			feed(t, tr, tt.batches...)
 			if got := names(s.got()); got != tt.want {
 				t.Errorf("events:\n got  %s\n want %s", got, tt.want)
+			}
+			ids := map[string]bool{}
+			for _, e := range s.got() {
+				if ids[e.ID] {
+					t.Errorf("duplicate event id %s for %s %s", e.ID, e.Type, e.EntityID())
+				}
+				ids[e.ID] = true
 			}
 		})
 	}
