@@ -816,3 +816,27 @@ func BenchmarkListExecutionsPage(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+func TestNullsSortLast(t *testing.T) {
+	a := newAPI(t)
+	done := a.start("seq3", "{}")
+	a.wait(done)
+	running := a.start("sleeper", `{"seconds": 5}`)
+	defer a.js("PUT", "/v2/executions/"+running, `{"state":"CANCELLED"}`, 200)
+	for _, tt := range []struct {
+		dir      string
+		nullLast bool
+	}{{"asc", true}, {"desc", false}} {
+		items := a.js("GET", "/v2/tasks?sort_keys=updated_at&sort_dirs="+tt.dir, "", 200)["tasks"].([]any)
+		if len(items) != 4 {
+			t.Fatalf("%d tasks", len(items))
+		}
+		idx := 0
+		if tt.nullLast {
+			idx = len(items) - 1
+		}
+		if it := items[idx].(map[string]any); it["updated_at"] != nil || it["name"] != "nap" {
+			t.Errorf("%s: item %d = %v, want the running task with updated_at null", tt.dir, idx, it)
+		}
+	}
+}

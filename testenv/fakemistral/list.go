@@ -269,9 +269,18 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 		for i, k := range sortKeys {
 			av, _ := a.get(k)
 			bv, _ := b.get(k)
-			as, _ := valueString(av)
-			bs, _ := valueString(bv)
-			if cmp := strings.Compare(as, bs); cmp != 0 {
+			as, aok := valueString(av)
+			bs, bok := valueString(bv)
+			cmp := strings.Compare(as, bs)
+			if aok != bok {
+				// PostgreSQL orders NULL after every value (NULLS LAST for
+				// asc, FIRST for desc).
+				cmp = 1
+				if aok {
+					cmp = -1
+				}
+			}
+			if cmp != 0 {
 				if sortDirs[i] == "desc" {
 					return -cmp
 				}
