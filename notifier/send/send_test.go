@@ -2,9 +2,11 @@ package send
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -441,4 +443,27 @@ func BenchmarkSend(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+func TestTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	defer srv.Close()
+	// Unknown CA: not retried in-process (same answer every time), but
+	// retryable from the outbox (the receiver can fix its certificate).
+	res := newClient(t, loopback, nil).Send(context.Background(), baseRequest(srv.URL))
+	if res.Outcome != Retryable || res.Attempts != 1 {
+		t.Errorf("unknown CA: got %v after %d attempts (%v), want retryable after 1", res.Outcome, res.Attempts, res.Err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	c, err := New(Options{AllowNetworks: loopback, RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if res := c.Send(context.Background(), baseRequest(srv.URL)); res.Outcome != Delivered {
+		t.Errorf("trusted CA: got %v (%v)", res.Outcome, res.Err)
+	}
 }
