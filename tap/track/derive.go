@@ -2,6 +2,7 @@ package track
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
@@ -69,20 +70,30 @@ type step struct {
 	occurrence int
 }
 
+// policies is what a task's runtime_context says about Mistral's task
+// policies: the retry counter and whether the wait-before and wait-after
+// delays have happened (Mistral marks them {"skip": true} so a retry does not
+// wait again).
+type policies struct {
+	retry      int
+	waitBefore bool
+	waitAfter  bool
+}
+
 // pathFor returns the transitions an entity of kind k went through from
-// state `from` (with retry counter r0) to state `to` (retry counter r1),
+// state `from` (runtime context p0) to state `to` (runtime context p1),
 // including the ones it must have passed through unseen. Only transitions
 // Mistral's notifier names an event for produce steps; the rest (DELAYED,
-// WAITING, IDLE targets) are walked silently.
+// WAITING, IDLE targets) are walked silently. pending says that the entity
+// sits in a wait-after delay whose first completion was never seen; the
+// returned pending says the same of the new state.
 //
 // Unseen steps are marked inferred; the last step, which reaches the
-// observed state, is not, unless from == "" (first sighting), where only a
-// start event the observation itself shows (the entity is RUNNING) is not
-// inferred.
-func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
+// observed state, is not.
+func pathFor(k event.Kind, from string, p0 policies, pending bool, to string, p1 policies) ([]step, bool) {
 	var out []step
 	cur := from
-	occ := r0
+	occ := p0.retry
 	walk := func(next string, inferred bool) {
 		if cur == next {
 			return
@@ -92,21 +103,39 @@ func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
 		}
 		cur = next
 	}
+	// again emits the event of reaching `to` once more without moving:
+	// the first of the two completions around a wait-after delay.
+	again := func(next string) {
+		if t, ok := event.For(k, event.StateRunning, next); ok {
+			out = append(out, step{typ: t, from: event.StateRunning, to: next, inferred: true, occurrence: occ})
+		}
+	}
+	task := k == event.KindTask
+	newBefore := task && p1.waitBefore && !p0.waitBefore
+	newAfter := task && p1.waitAfter && !p0.waitAfter
 
 	if cur == "" {
 		// First sighting: Mistral's first notification is the launch, unless
 		// the entity is still waiting to start (IDLE, WAITING) where it sends
 		// none. Anything past RUNNING implies the launch happened unseen.
-		switch to {
-		case event.StateIdle, event.StateWaiting:
-			return nil
-		case event.StateRunning:
-			if r1 == 0 {
-				walk(event.StateRunning, false)
-				return out
-			}
-			walk(event.StateRunning, true)
+		switch {
+		case to == event.StateIdle || to == event.StateWaiting:
+			return nil, false
+		case to == event.StateRunning && p1.retry == 0 && !newBefore:
+			walk(event.StateRunning, false)
+			return out, false
 		default:
+			walk(event.StateRunning, true)
+		}
+	}
+
+	// wait-before: RUNNING → DELAYED → RUNNING, each RUNNING a TASK_LAUNCHED.
+	if newBefore {
+		if cur != event.StateRunning && cur != event.StateDelayed {
+			walk(event.StateRunning, true)
+		}
+		walk(event.StateDelayed, true)
+		if to != event.StateDelayed {
 			walk(event.StateRunning, true)
 		}
 	}
@@ -114,14 +143,14 @@ func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
 	// Retry cycles that happened between the two observations: each one
 	// is RUNNING → ERROR (TASK_FAILED) → DELAYED → RUNNING (TASK_LAUNCHED
 	// again), exactly what Mistral's notifier sends for `retry:`.
-	for i := r0; i < r1; i++ {
+	for i := p0.retry; i < p1.retry; i++ {
 		if cur == event.StateDelayed || cur == event.StateWaiting || cur == event.StateIdle {
 			walk(event.StateRunning, true)
 		}
 		walk(event.StateError, true)
 		walk(event.StateDelayed, true)
 		occ = i + 1
-		last := i == r1-1
+		last := i == p1.retry-1
 		// Unless the observation caught the last cycle still delayed, it
 		// ran again (and may have failed for good: retry_no stays at the
 		// count of retries, so a final ERROR comes after a last RUNNING).
@@ -130,11 +159,33 @@ func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
 		}
 	}
 
+	// wait-after: the task completes (TASK_SUCCEEDED), waits DELAYED, and
+	// completes again (a second TASK_SUCCEEDED), as Mistral's notifier does.
+	switch {
+	case newAfter && event.Completed(to):
+		if cur == event.StateDelayed {
+			walk(event.StateRunning, true)
+		}
+		walk(to, true) // a no-op when the first completion was seen
+		walk(event.StateDelayed, true)
+		walk(to, false)
+	case newAfter && to == event.StateDelayed:
+		// Completed unseen; with what outcome shows when the delay ends.
+		pending = !event.Completed(cur)
+		walk(event.StateDelayed, false)
+		return finish(out, to), pending
+	case task && p1.waitAfter && cur == event.StateDelayed && event.Completed(to):
+		if pending {
+			again(to)
+		}
+		walk(to, false)
+	}
+
 	// A delayed task (wait-before, retry delay) that ends in ERROR ran
 	// first: Mistral's map allows DELAYED→ERROR, but the engine only takes
 	// that path when the execution is failed from outside, while a run
 	// that fails after its delay sends TASK_LAUNCHED before TASK_FAILED.
-	if k == event.KindTask && cur == event.StateDelayed && to == event.StateError {
+	if task && cur == event.StateDelayed && to == event.StateError {
 		walk(event.StateRunning, true)
 	}
 	if cur != to && !valid(cur, to) && cur != "" {
@@ -146,26 +197,38 @@ func pathFor(k event.Kind, from string, r0 int, to string, r1 int) []step {
 		}
 	}
 	walk(to, false)
-	// Whatever step reaches the observed state was seen, not deduced.
+	return finish(out, to), false
+}
+
+// finish marks the step that reaches the observed state as seen, not
+// deduced.
+func finish(out []step, to string) []step {
 	if n := len(out); n > 0 && out[n-1].to == to {
 		out[n-1].inferred = false
 	}
 	return out
 }
 
-// retryNo extracts runtime_context.retry_task_policy.retry_no, the number
-// of retry cycles Mistral has run for a task; 0 when absent.
-func retryNo(rc *string) int {
-	if rc == nil || *rc == "" || (*rc)[0] != '{' {
-		return 0
+// policiesOf reads a task's runtime_context (a JSON-encoded string).
+func policiesOf(rc *string) policies {
+	if rc == nil || *rc == "" || (*rc)[0] != '{' || !strings.Contains(*rc, "_policy") {
+		return policies{}
 	}
 	var v struct {
-		Retry struct {
+		Retry *struct {
 			No int `json:"retry_no"`
 		} `json:"retry_task_policy"`
+		Before *struct{} `json:"wait_before_policy"`
+		After  *struct{} `json:"wait_after_policy"`
 	}
-	if json.Unmarshal([]byte(*rc), &v) != nil || v.Retry.No < 0 {
-		return 0
+	if json.Unmarshal([]byte(*rc), &v) != nil {
+		return policies{}
 	}
-	return v.Retry.No
+	var p policies
+	if v.Retry != nil && v.Retry.No > 0 {
+		p.retry = v.Retry.No
+	}
+	p.waitBefore = v.Before != nil
+	p.waitAfter = v.After != nil
+	return p
 }

@@ -101,7 +101,15 @@ type entity struct {
 	updated int64 // unix seconds of updated_at (created_at if never updated)
 	reqAt   int64 // unix nanos of the request that revealed the state
 	retry   int
-	root    *root
+	// waitBefore/waitAfter: Mistral's wait policies have fired (from
+	// runtime_context); pending: a wait-after delay whose first completion
+	// was not seen.
+	waitBefore, waitAfter, pending bool
+	root                           *root
+}
+
+func (e *entity) policies() policies {
+	return policies{retry: e.retry, waitBefore: e.waitBefore, waitAfter: e.waitAfter}
 }
 
 type root struct {
@@ -458,7 +466,7 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			continue
 		}
 		p.steps = append([]step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}},
-			pathFor(event.KindExecution, event.StateRunning, 0, p.next.state, 0)...)
+			steps(pathFor(event.KindExecution, event.StateRunning, policies{}, false, p.next.state, policies{}))...)
 	}
 
 	// Order: walk the batch as a tree (execution → tasks → sub-executions)
@@ -577,11 +585,11 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 	known := t.entities[id]
 	n := &node{obs: o, id: id}
 	kind := event.KindExecution
-	retry := 0
+	var pol policies
 	if o.Task != nil {
 		kind = event.KindTask
 		n.parent = o.Task.WorkflowExecutionID
-		retry = retryNo(o.Task.RuntimeContext)
+		pol = policiesOf(o.Task.RuntimeContext)
 	} else if o.Execution.TaskExecutionID != nil {
 		n.parent = *o.Execution.TaskExecutionID
 	}
@@ -594,23 +602,35 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 			t.statsMu.Unlock()
 			return nil
 		}
-		n.steps = pathFor(kind, "", 0, state, retry)
-		n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: retry}
+		var pending bool
+		n.steps, pending = pathFor(kind, "", policies{}, false, state, pol)
+		n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
+			waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending}
 		return n
 	}
+	// Policies only ever advance within a run; a lower retry_no is a stale
+	// read, not a reset (a rerun restarts from the task's new state).
+	pol.retry = max(pol.retry, known.retry)
+	pol.waitBefore = pol.waitBefore || known.waitBefore
+	pol.waitAfter = pol.waitAfter || known.waitAfter
+	morePolicy := pol != known.policies()
 	newer := updated > known.updated ||
 		(updated == known.updated && state != known.state && reqAt > known.reqAt) ||
-		(updated == known.updated && retry > known.retry)
+		(updated == known.updated && morePolicy)
 	if !newer {
 		t.statsMu.Lock()
 		t.stats.Stale++
 		t.statsMu.Unlock()
 		return nil
 	}
-	n.steps = pathFor(kind, known.state, known.retry, state, max(retry, known.retry))
-	n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: max(retry, known.retry), root: known.root}
+	var pending bool
+	n.steps, pending = pathFor(kind, known.state, known.policies(), known.pending, state, pol)
+	n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
+		waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, root: known.root}
 	return n
 }
+
+func steps(s []step, _ bool) []step { return s }
 
 // rootOf finds the root execution of a node's entity.
 func (t *Tracker) rootOf(c *change, n *node) *root {

@@ -71,6 +71,21 @@ func tk(id, name, exec, state string, created, updated int, retry int) event.Obs
 	return event.Observation{Source: event.SourceWatch, Task: k, RequestedAt: base.Add(time.Duration(updated) * time.Second)}
 }
 
+// tkp is tk with Mistral's wait policies marked in runtime_context.
+func tkp(id, state string, updated int, before, after bool) event.Observation {
+	o := tk(id, "a", "e1", state, 0, updated, 0)
+	rc := map[bool]string{true: `{"skip": true}`}
+	var parts []string
+	if before {
+		parts = append(parts, `"wait_before_policy": `+rc[true])
+	}
+	if after {
+		parts = append(parts, `"wait_after_policy": `+rc[true])
+	}
+	o.Task.RuntimeContext = sp("{" + strings.Join(parts, ", ") + "}")
+	return o
+}
+
 func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
 
 // names renders events as "TYPE entity" (with a * for inferred) for
@@ -209,6 +224,46 @@ func TestTrackerDerivation(t *testing.T) {
 			name:    "retry delay then final failure",
 			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 2)), batch(tk("t1", "a", "e1", "ERROR", 0, 1, 2))},
 			want:    "TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+		},
+		{
+			name:    "wait-before first seen done",
+			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 2, true, false))},
+			want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-before delay missed between polls",
+			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 2, true, false))},
+			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-before delay seen",
+			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 0, true, false)), batch(tkp("t1", "RUNNING", 2, true, false)), batch(tkp("t1", "SUCCESS", 3, true, false))},
+			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-after completes twice",
+			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+			want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-after first completion unseen",
+			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+			want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-after all unseen",
+			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 3, false, true))},
+			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-after first seen delayed",
+			batches: [][]event.Observation{batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name:    "wait-after policy appears on a known success",
+			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
 		},
 		{
 			name:    "history before the horizon is ignored",
