@@ -125,6 +125,11 @@ func New(o Options) (*Client, error) {
 	}, nil
 }
 
+// The notifier's Sender interface, as design.md states it.
+var _ interface {
+	Send(context.Context, Request) Result
+} = (*Client)(nil)
+
 // Close closes idle connections. Sends in flight are not affected.
 func (c *Client) Close() { c.tr.CloseIdleConnections() }
 
