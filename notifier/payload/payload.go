@@ -112,8 +112,8 @@ var reserved = map[string]bool{
 // fail on the other only by reaching into the other kind's data (a nil
 // .Event.Task or a missing .Payload key), since a callback may well be for
 // one kind only. A JSON body template's sample output must be valid JSON.
-// Errors name the field at fault (format, method, headers.<name>, template,
-// cloudevents.mode).
+// Errors read "payload: <field>: <problem>", the field being one of format,
+// method, headers.<name>, template, cloudevents.mode (config relies on it).
 func New(s Spec) (*Formatter, error) {
 	f := &Formatter{format: s.Format, static: http.Header{}}
 	if f.format == "" {
@@ -133,7 +133,7 @@ func New(s Spec) (*Formatter, error) {
 		case ModeBinary:
 			f.static.Set("Content-Type", ContentTypeJSON)
 		default:
-			return nil, fmt.Errorf("payload: cloudevents.mode %q: want %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary)
+			return nil, fmt.Errorf("payload: cloudevents.mode: %q is not %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary)
 		}
 		f.source = s.Source
 		if f.source == "" {
@@ -142,10 +142,10 @@ func New(s Spec) (*Formatter, error) {
 	case FormatTemplate:
 		f.static.Set("Content-Type", ContentTypeJSON)
 	default:
-		return nil, fmt.Errorf("payload: format %q: want one of mistral, envelope, cloudevents, template", s.Format)
+		return nil, fmt.Errorf("payload: format: %q is not one of mistral, envelope, cloudevents, template", s.Format)
 	}
 	if s.Format != FormatTemplate && s.Format != "" && s.Template != "" {
-		return nil, fmt.Errorf("payload: template is set but format is %q (want format: template)", s.Format)
+		return nil, fmt.Errorf("payload: template: set, but format is %q (want format: template)", s.Format)
 	}
 
 	f.method = strings.ToUpper(strings.TrimSpace(s.Method))
@@ -153,7 +153,7 @@ func New(s Spec) (*Formatter, error) {
 		f.method = http.MethodPost
 	}
 	if !validToken(f.method) {
-		return nil, fmt.Errorf("payload: method %q is not a valid HTTP method", s.Method)
+		return nil, fmt.Errorf("payload: method: %q is not a valid HTTP method", s.Method)
 	}
 
 	names := make([]string, 0, len(s.Headers))

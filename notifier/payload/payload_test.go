@@ -212,6 +212,11 @@ func TestNewErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not name %q", err, tt.want)
 			}
+			// config maps errors to fields by this shape.
+			field, _, ok := strings.Cut(strings.TrimPrefix(err.Error(), "payload: "), ": ")
+			if !ok || !(field == "format" || field == "method" || field == "template" || field == "cloudevents.mode" || strings.HasPrefix(field, "headers.")) {
+				t.Errorf("error %q is not \"payload: <field>: ...\"", err)
+			}
 			for _, v := range tt.spec.Headers {
 				if strings.Contains(err.Error(), v) {
 					t.Errorf("error %q leaks header value %q", err, v)
