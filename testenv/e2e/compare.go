@@ -305,8 +305,9 @@ type OrderOptions struct {
 func checkCausal(root string, seq []Notification, opts OrderOptions) []string {
 	var problems []string
 	bad := func(f string, a ...any) { problems = append(problems, "root "+root+": "+fmt.Sprintf(f, a...)) }
-	started := map[string]bool{} // entity → a start since its last terminal
-	seen := map[string]bool{}    // entity → any event yet
+	started := map[string]bool{}        // entity → a start since its last terminal
+	lastTerminal := map[string]string{} // entity → its last terminal event, until a start
+	seen := map[string]bool{}           // entity → any event yet
 	firstStart := map[string]int{}
 	execOfTask := map[string]string{}
 	lastTaskTerminal := map[string]int{} // execution → index of its tasks' last terminal
@@ -327,11 +328,17 @@ func checkCausal(root string, seq []Notification, opts OrderOptions) []string {
 			}
 		case !seen[id]:
 			bad("first event of %s is %s, not a start", short(id), n.Event)
-		case isTerminal(n.Event) && !started[id]:
+		case isTerminal(n.Event) && !started[id] && !(n.Event == "TASK_SUCCEEDED" && lastTerminal[id] == n.Event):
+			// A task's wait-after delay makes Mistral complete it twice
+			// (TASK_SUCCEEDED, DELAYED, TASK_SUCCEEDED): the only terminal
+			// that may follow a terminal without a start.
 			bad("%s without a start since the previous terminal", n.Key())
 		}
 		if isTerminal(n.Event) {
 			started[id] = false
+			lastTerminal[id] = n.Event
+		} else if isStart(n.Event) {
+			lastTerminal[id] = ""
 		}
 		seen[id] = true
 		if n.Task {
