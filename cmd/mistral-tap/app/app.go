@@ -20,6 +20,7 @@ import (
 	"github.com/mistral-tap/mistral-tap/matcher"
 	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
 	"github.com/mistral-tap/mistral-tap/notifier"
+	"github.com/mistral-tap/mistral-tap/notifier/admin"
 	"github.com/mistral-tap/mistral-tap/notifier/payload"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
@@ -189,7 +190,10 @@ func Run(ctx context.Context, o Options) error {
 	start(&frontWG, "workbooks", func() error { return wb.Run(front) })
 	start(&frontWG, "housekeeping", func() error { return housekeeping(front, st, tr, log) })
 	if adminLn != nil {
-		h := adminHandler(disp, cfg.Admin.Token)
+		h, err := admin.New(disp, cfg.Admin.Token, log.With("component", "admin"))
+		if err != nil {
+			return fmt.Errorf("app: admin API: %w", err)
+		}
 		start(&frontWG, "admin", func() error { return proxy.ServeListener(front, adminLn, h, log.With("component", "admin")) })
 	}
 	if o.Source.Path != "" {
@@ -347,6 +351,3 @@ func housekeeping(ctx context.Context, st *store.Store, tr *track.Tracker, log *
 }
 
 var _ http.Handler = (*proxy.Proxy)(nil)
-
-// adminHandler is replaced by notifier/admin once it lands.
-func adminHandler(*notifier.Dispatcher, string) http.Handler { return http.NotFoundHandler() }
