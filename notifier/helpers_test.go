@@ -127,7 +127,7 @@ func routing(cbs ...config.Callback) *Routing {
 
 // harness is a dispatcher over a real store in a temp dir.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	path   string
 	st     *store.Store
 	d      *Dispatcher
@@ -136,7 +136,7 @@ type harness struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T, path string, sender *fakeSender, r *Routing, tune func(*Options)) *harness {
+func newHarness(t testing.TB, path string, sender *fakeSender, r *Routing, tune func(*Options)) *harness {
 	t.Helper()
 	if path == "" {
 		path = t.TempDir()
