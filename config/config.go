@@ -74,6 +74,28 @@ type Watch struct {
 	// AllProjects adds all_projects=true to execution polls (needs admin).
 	// Default false.
 	AllProjects bool `koanf:"all_projects" yaml:"all_projects"`
+	// Keystone, when auth_url is set, gets the watcher's X-Auth-Token from
+	// Keystone v3 with password credentials and renews it before it
+	// expires. Default off.
+	Keystone Keystone `koanf:"keystone" yaml:"keystone"`
+}
+
+// Keystone holds Keystone v3 password credentials for the watcher and the
+// workbook resolver (deployments with Mistral's auth on).
+type Keystone struct {
+	// AuthURL is Keystone's v3 endpoint, e.g. http://keystone:5000/v3.
+	// Default "" (off).
+	AuthURL string `koanf:"auth_url" yaml:"auth_url"`
+	// Username and Password of the service user; ${NAME} is expanded in
+	// Password, a secret never logged.
+	Username string `koanf:"username" yaml:"username"`
+	Password string `koanf:"password" yaml:"password"`
+	// UserDomainName is the user's domain. Default "Default".
+	UserDomainName string `koanf:"user_domain_name" yaml:"user_domain_name"`
+	// ProjectName scopes the token. Required with AuthURL.
+	ProjectName string `koanf:"project_name" yaml:"project_name"`
+	// ProjectDomainName is the project's domain. Default "Default".
+	ProjectDomainName string `koanf:"project_domain_name" yaml:"project_domain_name"`
 }
 
 // Delivery holds delivery defaults that each callback may override.

@@ -49,6 +49,9 @@ func (c *Config) Redacted() Config {
 	if c.Admin.Token != "" {
 		out.Admin.Token = redacted
 	}
+	if c.Watch.Keystone.Password != "" {
+		out.Watch.Keystone.Password = redacted
+	}
 	out.Callbacks = make([]Callback, len(c.Callbacks))
 	for i, cb := range c.Callbacks {
 		cb.Events = slices.Clone(cb.Events)

@@ -55,6 +55,16 @@ func (c *Config) validate(p *problems) {
 		p.add("watch.replay", "", "watch.replay", c.Watch.Replay.String(), fmt.Sprintf("must be >= 0, got %s", c.Watch.Replay))
 	}
 	checkHeaders(p, "watch.headers", "", "watch.headers", c.Watch.Headers)
+	if ks := c.Watch.Keystone; ks.AuthURL != "" {
+		if u, err := url.Parse(ks.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("watch.keystone.auth_url", "", "watch.keystone.auth_url", RedactURL(ks.AuthURL), "must be an absolute http(s) URL of Keystone's v3 API")
+		}
+		for _, f := range []struct{ field, v string }{{"username", ks.Username}, {"password", ks.Password}, {"project_name", ks.ProjectName}} {
+			if field, v := f.field, f.v; v == "" {
+				p.add("watch.keystone."+field, "", "watch.keystone."+field, "", "required with watch.keystone.auth_url")
+			}
+		}
+	}
 
 	// delivery
 	positive(p, "delivery.timeout", c.Delivery.Timeout.String(), c.Delivery.Timeout > 0)
