@@ -337,7 +337,7 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 			l.notify()
 			continue
 		}
-		d.startLane(rt)
+		d.startLane(rt, 0)
 	}
 }
 
@@ -354,8 +354,8 @@ func (d *Dispatcher) abandon(name string) {
 }
 
 // startLane starts a lane for rt; d.mu is held and d.running is true.
-func (d *Dispatcher) startLane(rt Route) {
-	l := newLane(d, rt)
+func (d *Dispatcher) startLane(rt Route, pending int) {
+	l := newLane(d, rt, pending)
 	ctx, cancel := context.WithCancel(d.runCtx)
 	l.cancel = cancel
 	d.lanes[rt.Callback.Name] = l
@@ -384,8 +384,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.abandon(name)
 		}
 	}
-	for _, r := range rt.Routes {
-		d.startLane(r)
+	for name, r := range rt.Routes {
+		d.startLane(r, counts[name])
 	}
 	d.mu.Unlock()
 

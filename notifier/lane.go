@@ -110,11 +110,17 @@ type lane struct {
 	probeBackoff time.Duration
 }
 
-func newLane(d *Dispatcher, r Route) *lane {
+// newLane returns a lane for r; pending is the store's count of its pending
+// rows.
+func newLane(d *Dispatcher, r Route, pending int) *lane {
 	l := &lane{
 		name: r.Callback.Name, d: d, log: d.log.With("callback", r.Callback.Name),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		items: map[string]*item{}, roots: map[string][]*item{},
+		// Spilled until the first refill has read the store: an event
+		// accepted meanwhile must not overtake older pending ones of its
+		// root.
+		spilled: true, pending: pending,
 	}
 	l.configure(r)
 	return l
