@@ -268,3 +268,23 @@ func TestMalformedEngineJSON(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// TestStaticTokenHeader: a deployment with auth on and a static token
+// (watch.headers) sends it with every poll.
+func TestStaticTokenHeader(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("X-Auth-Token"))
+		res := strings.TrimPrefix(r.URL.Path, "/v2/")
+		fmt.Fprintf(w, `{%q: []}`, res)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	w, _ := New(Options{Upstream: u, Observer: &observer{}, Headers: map[string]string{"X-Auth-Token": "static-tok"}})
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || strings.Join(got, ",") != "static-tok,static-tok,static-tok,static-tok" {
+		t.Errorf("tokens sent: %v", got)
+	}
+}
