@@ -39,9 +39,12 @@ func benchEvents(prefix string, n, roots int) []event.Event {
 // in batches of 100 (one transaction each, synchronous=FULL), sends to a
 // receiver that acks at once, completion recorded durably.
 func BenchmarkDurableDelivery(b *testing.B) {
-	for _, ordering := range []string{"root", "none"} {
-		b.Run("ordering="+ordering, func(b *testing.B) {
-			r := routing(config.Callback{Name: "a", Ordering: ordering, Concurrency: 32})
+	for _, tc := range []struct {
+		ordering    string
+		concurrency int
+	}{{"root", 4}, {"root", 32}, {"none", 32}} {
+		b.Run(fmt.Sprintf("ordering=%s/concurrency=%d", tc.ordering, tc.concurrency), func(b *testing.B) {
+			r := routing(config.Callback{Name: "a", Ordering: tc.ordering, Concurrency: tc.concurrency})
 			h := newHarness(b, b.TempDir(), nil, r, func(o *Options) { o.Sender = ackSender{} })
 			h.start()
 			ctx := context.Background()
