@@ -1,0 +1,139 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
+	"github.com/mistral-tap/mistral-tap/testenv/receiver"
+)
+
+const faultConfig = `
+listen: 127.0.0.1:0
+upstream: %s
+state_dir: %s
+watch:
+  interval: 100ms
+delivery:
+  allow_networks: ["127.0.0.0/8"]
+  timeout: 2s
+  retry_wait_min: 10ms
+  retry_wait_max: 50ms
+callbacks:
+  - name: dead
+    events: ["*"]
+    url: %s
+  - name: slow
+    events: ["*"]
+    url: %s/slow
+  - name: live
+    events: ["*"]
+    url: %s/live
+`
+
+// TestDeadReceiverAndDeadEngineHarmNothingElse: a receiver that refuses
+// connections and one that hangs do not delay a healthy one; a dead engine
+// gives clients a Mistral-style 502 and the events resume when it is back.
+func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
+	eng := fakemistral.New(fakemistral.Options{})
+	defer eng.Close()
+	es := httptest.NewServer(eng)
+	defer es.Close()
+
+	// A port nobody listens on: connection refused.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadURL := "http://" + l.Addr().String() + "/hook"
+	l.Close()
+
+	live := receiver.New()
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.Handle("/live", live)
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select { // hangs until the test ends
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	rs := httptest.NewServer(mux)
+	defer rs.Close()
+
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfgPath, fmt.Appendf(nil, faultConfig, es.URL, t.TempDir(), deadURL, rs.URL, rs.URL), 0o600)
+	cfg, err := config.Load(config.Source{Path: cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	proxy := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Options{Config: cfg, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	defer func() {
+		close(release) // let the hanging receiver go, then stop
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	post := func(path, ctype, body string) (int, []byte) {
+		resp, err := http.Post(proxy+path, ctype, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := post("/v2/workflows", "text/plain", "version: '2.0'\nwf:\n  tasks:\n    a:\n      action: std.noop\n"); code != 201 {
+		t.Fatalf("define: %d %s", code, b)
+	}
+
+	// Dead engine: the client gets Mistral's error shape from the proxy.
+	eng.SetDown(true)
+	code, body := post("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
+	var fault struct {
+		Faultcode, Faultstring string
+	}
+	if code != http.StatusBadGateway || json.Unmarshal(body, &fault) != nil || fault.Faultcode != "Server" || !strings.HasPrefix(fault.Faultstring, "mistral-tap: ") {
+		t.Fatalf("engine down: %d %s", code, body)
+	}
+	time.Sleep(300 * time.Millisecond) // the watcher fails a few polls meanwhile
+	eng.SetDown(false)
+
+	start := time.Now()
+	code, body = post("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var x struct{ ID string }
+	json.Unmarshal(body, &x)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if err := eng.WaitDone(wctx, x.ID); err != nil {
+		t.Fatal(err)
+	}
+	// WORKFLOW_LAUNCHED, TASK_LAUNCHED, TASK_SUCCEEDED, WORKFLOW_SUCCEEDED
+	if _, err := live.WaitFor(wctx, 4); err != nil {
+		t.Fatalf("live receiver starved by dead ones: %v (got %d)", err, len(live.Requests()))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("live receiver took %s", d)
+	}
+}
