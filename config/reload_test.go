@@ -96,6 +96,11 @@ func TestReloadPaths(t *testing.T) {
 			// A second change goes through too (the watch was re-armed).
 			tt.change(t, dir, path, cfgYAML("127.0.0.1:9003"))
 			waitApplied(t, applied, "127.0.0.1:9003")
+			// apply runs before Current is swapped: wait for the swap.
+			deadline := time.Now().Add(2 * time.Second)
+			for r.Current().Listen != "127.0.0.1:9003" && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if got := r.Current().Listen; got != "127.0.0.1:9003" {
 				t.Errorf("Current().Listen = %s", got)
 			}
