@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// target is one way for clients to reach the engine.
+type target struct {
+	name string
+	base string
+	cpu  func() time.Duration
+}
+
+func workloads(execID string) []workload {
+	return []workload{
+		{name: "GET one execution", method: "GET", path: "/v2/executions/" + execID},
+		{name: "GET list of 100", method: "GET", path: pathList100},
+		{name: "GET list of 1,000", method: "GET", path: pathList1000},
+		{name: "POST create execution", method: "POST", path: "/v2/executions", body: postBody},
+	}
+}
+
+// bench is part 1: the same workloads direct, through httputil, nginx and
+// mistral-tap, at fixed concurrencies, then at half of mistral-tap's
+// maximum rate for added latency, then first-byte timing on a slow list.
+func bench(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	dur := fs.Duration("dur", 3*time.Second, "measured time per cell")
+	warm := fs.Duration("warm", time.Second, "warm-up per cell (not measured)")
+	concs := fs.String("conc", "16,64", "client concurrency levels")
+	noNginx := fs.Bool("no-nginx", false, "skip nginx even if installed")
+	fs.Parse(args)
+
+	up, err := spawn("-role", "upstream", "-execs", "1000")
+	if err != nil {
+		return err
+	}
+	defer up.stop()
+	rcv, err := startReceiver()
+	if err != nil {
+		return err
+	}
+	hu, err := spawn("-role", "httputil", "-upstream", up.info["canned"])
+	if err != nil {
+		return err
+	}
+	defer hu.stop()
+	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url)
+	if err != nil {
+		return err
+	}
+	defer tp.stop()
+
+	targets := []target{
+		{"direct: fake engine", up.info["fake"], up.cpu},
+		{"direct: canned", up.info["canned"], up.cpu},
+		{"httputil → canned", hu.info["addr"], hu.cpu},
+		{"mistral-tap → canned", tp.info["addr"], tp.cpu},
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil && !*noNginx {
+		ng, err := startNginx(up.info["canned"])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nginx skipped:", err)
+		} else {
+			defer ng.stop()
+			targets = append(targets, target{"nginx → canned", ng.addr, ng.cpu})
+		}
+	}
+
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	fmt.Fprintf(out, "# loadtool bench — %s, GOMAXPROCS=%d, %s per cell after %s warm-up\n\n", cpuModel(), runtime.GOMAXPROCS(0), *dur, *warm)
+	fmt.Fprintf(out, "Body sizes: one execution %s B, list of 100 %s B, list of 1,000 %s B.\n\n",
+		up.info["bytes_small"], up.info["bytes_list100"], up.info["bytes_list1000"])
+	fmt.Fprintln(out, "## Closed loop (fixed concurrency)")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| workload | conc | target | req/s | p50 ms | p99 ms | p99.9 ms | server CPU-s / 10k req | req/s vs httputil | errors |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
+	wls := workloads(up.info["exec"])
+	best := map[string]float64{} // tap's max req/s per workload
+	for _, w := range wls {
+		for _, c := range ints(*concs) {
+			res := map[string]result{}
+			for _, t := range targets {
+				r := closedLoop(t.base, w, c, *warm, *dur, t.cpu)
+				res[t.name] = r
+			}
+			floor := res["httputil → canned"].rps
+			for _, t := range targets {
+				r := res[t.name]
+				ratio := "—"
+				if t.name != "httputil → canned" && floor > 0 && t.name != "direct: fake engine" {
+					ratio = fmt.Sprintf("%.2f×", r.rps/floor)
+				}
+				fmt.Fprintf(out, "| %s | %d | %s | %.0f | %s | %s | %s | %.2f | %s | %d |\n",
+					w.name, c, t.name, r.rps, ms(r.pct(0.5)), ms(r.pct(0.99)), ms(r.pct(0.999)), r.cpuPer10k(), ratio, r.errs)
+			}
+			out.Flush()
+			best[w.name] = max(best[w.name], res["mistral-tap → canned"].rps)
+		}
+	}
+
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "## Open loop at 50% of mistral-tap's maximum req/s (same rate for every target)")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| workload | rate req/s | target | p50 ms | p99 ms | p99.9 ms | added p99 vs direct ms | server CPU-s / 10k req | errors |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	for _, w := range wls {
+		rate := best[w.name] / 2
+		var direct time.Duration
+		for _, t := range targets {
+			if t.name == "direct: fake engine" {
+				continue
+			}
+			r := openLoop(t.base, w, rate, *dur, t.cpu)
+			if t.name == "direct: canned" {
+				direct = r.pct(0.99)
+			}
+			added := "—"
+			if t.name != "direct: canned" {
+				added = ms(r.pct(0.99) - direct)
+			}
+			fmt.Fprintf(out, "| %s | %.0f | %s | %s | %s | %s | %s | %.2f | %d |\n",
+				w.name, rate, t.name, ms(r.pct(0.5)), ms(r.pct(0.99)), ms(r.pct(0.999)), added, r.cpuPer10k(), r.errs)
+			out.Flush()
+		}
+	}
+
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "## First byte before last: list of 1,000 whose second half the upstream sends 300 ms after the first")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| target | time to first body byte ms (median of 5) | time to last byte ms |")
+	fmt.Fprintln(out, "|---|---|---|")
+	for _, t := range targets {
+		if t.name == "direct: fake engine" {
+			continue
+		}
+		var fb, lb []time.Duration
+		for range 5 {
+			f, l, err := firstByte(t.base + "/v2/executions?slow=1")
+			if err != nil {
+				return fmt.Errorf("first byte via %s: %w", t.name, err)
+			}
+			fb, lb = append(fb, f), append(lb, l)
+		}
+		slices.Sort(fb)
+		slices.Sort(lb)
+		fmt.Fprintf(out, "| %s | %s | %s |\n", t.name, ms(fb[2]), ms(lb[2]))
+	}
+	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; webhooks received: %d\n", float64(tp.rss())/(1<<20), rcv.count.Load())
+	return nil
+}
+
+// firstByte times the first and the last body byte of a GET.
+func firstByte(url string) (first, last time.Duration, err error) {
+	t0 := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 32<<10)
+	n, err := resp.Body.Read(buf)
+	for n == 0 && err == nil {
+		n, err = resp.Body.Read(buf)
+	}
+	first = time.Since(t0)
+	for err == nil {
+		_, err = resp.Body.Read(buf)
+	}
+	return first, time.Since(t0), nil
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	sc := bufio.NewScanner(bytesReader(b))
+	for sc.Scan() {
+		var k, v string
+		if n, _ := fmt.Sscanf(sc.Text(), "model name\t: %s", &v); n == 1 {
+			_ = k
+			return sc.Text()[len("model name\t: "):] + fmt.Sprintf(" × %d", runtime.NumCPU())
+		}
+	}
+	return fmt.Sprintf("unknown CPU × %d", runtime.NumCPU())
+}
