@@ -12,10 +12,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/ops"
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/matcher"
 	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
@@ -65,16 +70,24 @@ func Run(ctx context.Context, o Options) error {
 	if cfg == nil {
 		return errors.New("app: no configuration")
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	// Every log line of every component goes through the redactor, which
+	// knows the configuration's secrets (and, after a reload, the new
+	// ones as well: in-flight work may still quote the old).
+	secrets := &secretSet{}
+	secrets.add(ops.ConfigSecrets(cfg))
+	log := slog.New(slog.DiscardHandler)
+	if o.Logger != nil {
+		log = slog.New(ops.RedactingHandler(o.Logger.Handler(), secrets.get))
 	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return fmt.Errorf("app: upstream %q: %w", cfg.Upstream, err)
 	}
 
-	st, err := store.Open(filepath.Clean(cfg.StateDir), store.Options{Exclusive: true, Logger: log.With("component", "store")})
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("app: creating state_dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.StateDir, store.FileName), store.Options{Exclusive: true, Logger: log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("app: opening state in %s: %w", cfg.StateDir, err)
 	}
@@ -95,25 +108,42 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer sender.Close()
 
-	wb := workbooks.New(workbooks.Options{BaseURL: cfg.Upstream, Headers: cfg.Watch.Headers, AllProjects: cfg.Watch.AllProjects, Log: log.With("component", "workbooks")})
+	// Metrics are always counted (a few atomic adds per request); they are
+	// served only when ops.listen is set. The sources are read at scrape
+	// time, by which point every component below exists.
+	var (
+		disp *notifier.Dispatcher
+		w    *watch.Watcher
+		tr   *track.Tracker
+		px   *proxy.Proxy
+	)
+	metrics := ops.NewMetrics(ops.Sources{
+		Proxy:       func() proxy.Stats { return px.Stats() },
+		Watch:       func() watch.Stats { return w.Stats() },
+		LastContact: func() time.Time { return w.LastContact() },
+		Tracker:     func() track.Stats { return tr.Stats() },
+		Callbacks:   func() []notifier.CallbackStatus { return disp.Status() },
+	}, o.Version)
+
+	wb := workbooks.New(workbooks.Options{BaseURL: cfg.Upstream, Headers: cfg.Watch.Headers, AllProjects: cfg.Watch.AllProjects, Client: engineClient(cfg), Log: log.With("component", "workbooks")})
 	routing, err := Routing(cfg, wb)
 	if err != nil {
 		return err
 	}
-	disp, err := notifier.New(notifier.Options{Store: st, Sender: sender, Routing: routing, Logger: log.With("component", "notifier")})
+	disp, err = notifier.New(notifier.Options{Store: st, Sender: metrics.TimeDeliveries(sender), Routing: routing, Logger: log.With("component", "notifier")})
 	if err != nil {
 		return fmt.Errorf("app: dispatcher: %w", err)
 	}
 
-	w, err := watch.New(watch.Options{
+	w, err = watch.New(watch.Options{
 		Upstream: upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
 		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
-		Checkpoints: st, Logger: log.With("component", "watch"),
+		Checkpoints: st, Client: engineClient(cfg), Logger: log.With("component", "watch"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: watcher: %w", err)
 	}
-	tr, err := track.New(track.Options{Sink: disp, Fetcher: w, States: states, Horizon: horizon, Logger: log.With("component", "track")})
+	tr, err = track.New(track.Options{Sink: metrics.CountEvents(disp), Fetcher: w, States: states, Horizon: horizon, Logger: log.With("component", "track")})
 	if err != nil {
 		return fmt.Errorf("app: tracker: %w", err)
 	}
@@ -125,7 +155,8 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("app: saving tracker horizon: %w", err)
 		}
 	}
-	w.SetObserver(tr)
+	observer := metrics.CountObservations(tr)
+	w.SetObserver(observer)
 
 	tp, err := proxy.NewTransport(proxy.TransportOptions{
 		DialTimeout: cfg.Proxy.DialTimeout, ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
@@ -134,13 +165,17 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("app: upstream transport: %w", err)
 	}
-	px, err := proxy.New(proxy.Options{
+	px, err = proxy.New(proxy.Options{
 		Upstream: upstream, PathPrefix: cfg.Proxy.PathPrefix, MaxTapBody: cfg.Proxy.MaxTapBody,
-		Transport: tp, Observer: tr, Workbooks: wb, Logger: log.With("component", "proxy"),
+		Transport: tp, Observer: observer, Workbooks: wb, Logger: log.With("component", "proxy"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: proxy: %w", err)
 	}
+	prefix := cfg.Proxy.PathPrefix
+	proxyHandler := metrics.InstrumentProxy(px, func(r *http.Request) string {
+		return proxy.RouteClass(prefix, r.Method, r.URL.Path)
+	})
 
 	ln := o.Listener
 	if ln == nil {
@@ -157,6 +192,18 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("app: admin API cannot listen on %s: %w", cfg.Admin.Listen, err)
 		}
 	}
+	var opsLn net.Listener
+	if cfg.Ops.Listen != "" {
+		opsLn, err = net.Listen("tcp", cfg.Ops.Listen)
+		if err != nil {
+			ln.Close()
+			if adminLn != nil {
+				adminLn.Close()
+			}
+			return fmt.Errorf("app: ops endpoints cannot listen on %s: %w", cfg.Ops.Listen, err)
+		}
+	}
+	var draining atomic.Bool
 
 	// Stages stop in this order; each has its own context.
 	front, stopFront := context.WithCancel(context.WithoutCancel(ctx))
@@ -185,7 +232,7 @@ func Run(ctx context.Context, o Options) error {
 
 	start(&backWG, "dispatcher", func() error { return disp.Run(back) })
 	start(&middleWG, "tracker", func() error { return tr.Run(middle) })
-	start(&frontWG, "proxy", func() error { return proxy.ServeListener(front, ln, px, log.With("component", "proxy")) })
+	start(&frontWG, "proxy", func() error { return proxy.ServeListener(front, ln, proxyHandler, log.With("component", "proxy")) })
 	start(&frontWG, "watcher", func() error { return w.Run(front) })
 	start(&frontWG, "workbooks", func() error { return wb.Run(front) })
 	start(&frontWG, "housekeeping", func() error { return housekeeping(front, st, tr, log) })
@@ -196,10 +243,21 @@ func Run(ctx context.Context, o Options) error {
 		}
 		start(&frontWG, "admin", func() error { return proxy.ServeListener(front, adminLn, h, log.With("component", "admin")) })
 	}
+	if opsLn != nil {
+		// The ops endpoints stop last, so that /metrics and /healthz keep
+		// answering while the proxy drains and deliveries finish, and
+		// /readyz says "draining" meanwhile.
+		h := ops.NewHealth(0, readiness(cfg, upstream, st, w, &draining)...)
+		start(&backWG, "ops", func() error {
+			return proxy.ServeListener(back, opsLn, ops.Handler(metrics, h), log.With("component", "ops"))
+		})
+	}
 	if o.Source.Path != "" {
 		rl := config.NewReloader(o.Source, func(nc *config.Config) error {
+			secrets.add(ops.ConfigSecrets(nc))
 			return apply(cfg, nc, wb, disp, o.LogLevel, log)
 		}, log.With("component", "config"))
+		rl.Observe = metrics.ObserveReload
 		start(&frontWG, "reloader", func() error { return rl.Run(front) })
 		if o.Reload != nil {
 			go func() {
@@ -227,6 +285,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Error("component failed; shutting down", "err", runErr)
 	}
 	log.Info("shutting down")
+	draining.Store(true)
 	stopFront()
 	frontWG.Wait()
 	px.Wait()
@@ -351,3 +410,68 @@ func housekeeping(ctx context.Context, st *store.Store, tr *track.Tracker, log *
 }
 
 var _ http.Handler = (*proxy.Proxy)(nil)
+
+// secretSet is the growing set of secret values the log redactor looks
+// for; it only grows, because work started under an old configuration may
+// still log an old secret after a reload.
+type secretSet struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[[]string]
+}
+
+func (s *secretSet) add(vs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next []string
+	if p := s.cur.Load(); p != nil {
+		next = slices.Clone(*p)
+	}
+	next = append(next, vs...)
+	slices.Sort(next)
+	next = slices.Compact(next)
+	s.cur.Store(&next)
+}
+
+func (s *secretSet) get() []string {
+	if p := s.cur.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// readiness lists /readyz's checks: a configuration is in force (always,
+// once Run got this far; a failed reload keeps the previous one, which is
+// still ready), the store answers, the engine was reached recently, and
+// the process is not draining.
+func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, w *watch.Watcher, draining *atomic.Bool) []ops.Check {
+	engine := ops.Check{Name: "engine"}
+	if cfg.Watch.Interval > 0 {
+		// The watcher backs off up to 30s while the engine is down, so a
+		// shorter limit would flap; a healthy watcher polls every interval.
+		engine.Run = ops.RecentContact(w.LastContact, max(5*cfg.Watch.Interval, 45*time.Second), nil)
+	} else {
+		h := http.Header{}
+		for k, v := range cfg.Watch.Headers {
+			h.Set(k, v)
+		}
+		root := *upstream
+		root.Path = strings.TrimSuffix(root.Path, "/") + "/"
+		engine.Run = ops.NewProber(root.String(), nil, 5*time.Second, h).Check
+	}
+	return []ops.Check{
+		{Name: "config", Run: func(context.Context) error { return nil }},
+		{Name: "store", Run: func(ctx context.Context) error {
+			if _, err := st.Checkpoint(ctx, trackerCheckpoint); err != nil {
+				return fmt.Errorf("store not readable: %w", err)
+			}
+			return nil
+		}},
+		engine,
+		{Name: "shutdown", Run: func(context.Context) error {
+			if draining.Load() {
+				return errors.New("draining")
+			}
+			return nil
+		}},
+	}
+}
