@@ -120,7 +120,9 @@ func TestOpsEndpointsAndRedaction(t *testing.T) {
 	proxyURL := "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, app.Options{Config: cfg, Source: src, Logger: log, Listener: ln, Version: "test"}) }()
+	go func() {
+		done <- app.Run(ctx, app.Options{Config: cfg, Source: src, Logger: log, Listener: ln, Version: "test"})
+	}()
 	defer func() {
 		cancel()
 		<-done
