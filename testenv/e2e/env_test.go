@@ -72,7 +72,10 @@ type env struct {
 	tapCfg TapConfig
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, "") }
+
+// newEnvWith is newEnv with extra callbacks in mistral-tap's config.
+func newEnvWith(t *testing.T, extraCallbacks string) *env {
 	t.Helper()
 	if mistralURL == "" {
 		t.Skip(skipMsg)
@@ -103,6 +106,7 @@ func newEnv(t *testing.T) *env {
 		StateDir:    filepath.Join(dir, "state"),
 		MistralURL:  serve(e.tapHook) + "/hook",
 		EnvelopeURL: serve(e.tapEnv) + "/envelope",
+		Extra:       extraCallbacks,
 	}
 	e.startTap()
 	t.Cleanup(func() {

@@ -326,6 +326,9 @@ type TapConfig struct {
 	StateDir    string
 	MistralURL  string // callback "all", format mistral
 	EnvelopeURL string // callback "envelope", format envelope
+	// Extra is appended to the callbacks list (YAML list items, indented
+	// by two spaces), for tests of filters.
+	Extra string
 }
 
 // YAML renders the config file.
@@ -345,7 +348,7 @@ callbacks:
     events: ["*"]
     url: %s
     format: envelope
-`, c.Listen, c.Upstream, c.StateDir, c.MistralURL, c.EnvelopeURL)
+`, c.Listen, c.Upstream, c.StateDir, c.MistralURL, c.EnvelopeURL) + c.Extra
 }
 
 // Tap is a running mistral-tap process.
