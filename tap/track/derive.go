@@ -78,6 +78,10 @@ type policies struct {
 	retry      int
 	waitBefore bool
 	waitAfter  bool
+	// started is the task's started_at (Unix seconds). Mistral stamps it
+	// anew when a task is rerun, so a later started_at on a task that was
+	// already finished means it ran again, even if both sightings say ERROR.
+	started int64
 }
 
 // pathFor returns the transitions an entity of kind k went through from
@@ -127,6 +131,12 @@ func pathFor(k event.Kind, from string, p0 policies, pending bool, to string, p1
 		default:
 			walk(event.StateRunning, true)
 		}
+	}
+
+	// A finished task seen again with a later started_at was rerun
+	// in between (ERROR→RUNNING is TASK_RERUN).
+	if task && event.Completed(cur) && p0.started != 0 && p1.started > p0.started {
+		walk(event.StateRunning, true)
 	}
 
 	// wait-before: RUNNING → DELAYED → RUNNING, each RUNNING a TASK_LAUNCHED.

@@ -105,11 +105,12 @@ type entity struct {
 	// runtime_context); pending: a wait-after delay whose first completion
 	// was not seen.
 	waitBefore, waitAfter, pending bool
+	started                        int64 // a task's started_at, Unix seconds
 	root                           *root
 }
 
 func (e *entity) policies() policies {
-	return policies{retry: e.retry, waitBefore: e.waitBefore, waitAfter: e.waitAfter}
+	return policies{retry: e.retry, waitBefore: e.waitBefore, waitAfter: e.waitAfter, started: e.started}
 }
 
 type root struct {
@@ -201,6 +202,16 @@ func (t *Tracker) Observe(o event.Observation) {
 	t.enqueue(pending{obs: []event.Observation{o}})
 }
 
+// ObserveAll queues the observations of one tapped response as one request
+// and returns at once, like Observe. A list of 1,000 executions is then one
+// queue entry instead of 1,000 (see processQueued).
+func (t *Tracker) ObserveAll(obs []event.Observation) {
+	if len(obs) == 0 {
+		return
+	}
+	t.enqueue(pending{obs: obs})
+}
+
 // ObserveSync queues observations as one batch and waits until the events
 // they produced are accepted by the Sink (or ctx ends). The watcher uses it
 // to advance its checkpoint only after its observations are durable.
@@ -234,8 +245,13 @@ func (t *Tracker) enqueue(p pending) bool {
 
 // maxBatch bounds how many queued requests are derived and committed at
 // once: large enough to amortise a durable commit, small enough to keep
-// latency low.
-const maxBatch = 256
+// latency low. maxBatchObs bounds the observations of a batch the same way
+// once requests carry whole lists (a single larger request is still taken
+// whole).
+const (
+	maxBatch    = 256
+	maxBatchObs = 8192
+)
 
 // Run processes queued observations until ctx ends, then drains what is
 // queued (bounded by a short grace period) so that a graceful shutdown
@@ -266,14 +282,25 @@ func (t *Tracker) Run(ctx context.Context) error {
 // processQueued handles one batch; it reports whether it found any work.
 func (t *Tracker) processQueued(ctx context.Context) bool {
 	t.mu.Lock()
-	n := min(len(t.queue), maxBatch)
-	batch := slices.Clone(t.queue[:n])
-	t.queue = slices.Delete(t.queue, 0, n)
+	n, size := 0, 0
+	for n < len(t.queue) && n < maxBatch && (n == 0 || size+len(t.queue[n].obs) <= maxBatchObs) {
+		size += len(t.queue[n].obs)
+		n++
+	}
+	// Take the head by re-slicing: deleting it from the front moved the
+	// whole backlog on every batch, quadratic under load (it was 40% of
+	// the CPU with clients listing 1,000 executions). Appends beyond the
+	// taken part never touch it; an empty queue drops the old array.
+	batch := t.queue[:n:n]
+	t.queue = t.queue[n:]
+	if len(t.queue) == 0 {
+		t.queue = nil
+	}
 	t.mu.Unlock()
 	if n == 0 {
 		return false
 	}
-	var obs []event.Observation
+	obs := make([]event.Observation, 0, size)
 	for _, p := range batch {
 		obs = append(obs, p.obs...)
 	}
@@ -590,6 +617,9 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 		kind = event.KindTask
 		n.parent = o.Task.WorkflowExecutionID
 		pol = policiesOf(o.Task.RuntimeContext)
+		if o.Task.StartedAt != nil {
+			pol.started = parseTS(*o.Task.StartedAt)
+		}
 	} else if o.Execution.TaskExecutionID != nil {
 		n.parent = *o.Execution.TaskExecutionID
 	}
@@ -605,7 +635,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 		var pending bool
 		n.steps, pending = pathFor(kind, "", policies{}, false, state, pol)
 		n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
-			waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending}
+			waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, started: pol.started}
 		return n
 	}
 	// Policies only ever advance within a run; a lower retry_no is a stale
@@ -613,6 +643,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 	pol.retry = max(pol.retry, known.retry)
 	pol.waitBefore = pol.waitBefore || known.waitBefore
 	pol.waitAfter = pol.waitAfter || known.waitAfter
+	pol.started = max(pol.started, known.started)
 	morePolicy := pol != known.policies()
 	newer := updated > known.updated ||
 		(updated == known.updated && state != known.state && reqAt > known.reqAt) ||
@@ -626,7 +657,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 	var pending bool
 	n.steps, pending = pathFor(kind, known.state, known.policies(), known.pending, state, pol)
 	n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
-		waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, root: known.root}
+		waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, started: pol.started, root: known.root}
 	return n
 }
 

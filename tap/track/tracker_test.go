@@ -86,6 +86,12 @@ func tkp(id, state string, updated int, before, after bool) event.Observation {
 	return o
 }
 
+// rerunAt sets a task's started_at, as Mistral does when it reruns it.
+func rerunAt(o event.Observation, sec int) event.Observation {
+	o.Task.StartedAt = sp(ts(sec))
+	return o
+}
+
 func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
 
 // names renders events as "TYPE entity" (with a * for inferred) for
@@ -180,7 +186,7 @@ func TestTrackerDerivation(t *testing.T) {
 			want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
 		},
 		{
-			name: "rerun of a failed task implies the workflow rerun",
+			name: "a failed task updated again without a new start yields nothing",
 			batches: [][]event.Observation{
 				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
 				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
@@ -195,6 +201,14 @@ func TestTrackerDerivation(t *testing.T) {
 				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
 			},
 			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1, TASK_FAILED t1, WORKFLOW_FAILED e1",
+		},
+		{
+			name: "rerun by another client that failed again between two polls",
+			batches: [][]event.Observation{
+				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+				batch(ex("e1", "ERROR", 0, 6), rerunAt(tk("t1", "a", "e1", "ERROR", 0, 6, 0), 5)),
+			},
+			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
 		},
 		{
 			name: "whole execution revealed by one poll comes out in causal order",
