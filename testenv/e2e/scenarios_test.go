@@ -271,6 +271,18 @@ var scenarios = []scenario{
 			s.t.Logf("rerun ended %s (%s)", got.State, deref(got.StateInfo))
 		}
 	}},
+	{"task-rerun-direct-fails-again", func(s *sc) {
+		// Another client reruns the task straight on Mistral (no proxy)
+		// and it fails again: only the watcher can see it, as ERROR then
+		// ERROR, told apart by the task's new started_at.
+		ex := s.start(s.e.api, "e2e_rerun", nil, nil)
+		s.wait(ex.ID, "ERROR")
+		tk := s.waitTask(ex.ID, "a", "ERROR")
+		time.Sleep(1500 * time.Millisecond) // let the watcher record the first failure
+		s.must(s.e.direct.RerunTask(s.ctx, tk.ID, nil))
+		time.Sleep(500 * time.Millisecond)
+		s.wait(ex.ID, "ERROR")
+	}},
 	{"direct-watcher-only", func(s *sc) {
 		ex := s.start(s.e.direct, "e2e_success", nil, nil)
 		s.wait(ex.ID, Terminal...)
