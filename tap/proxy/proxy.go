@@ -30,6 +30,14 @@ const DefaultMaxTapBody = 8 << 20
 // Observe must not block: it is called from the proxy's parse goroutines.
 type Observer interface{ Observe(event.Observation) }
 
+// BatchObserver is an Observer that also takes all the resources of one
+// response at once (the tracker does); the proxy prefers it, so that a list
+// of 1,000 executions costs one hand-over instead of 1,000.
+type BatchObserver interface {
+	Observer
+	ObserveAll([]event.Observation)
+}
+
 // WorkbookWatcher is told when a 2xx POST/PUT/DELETE on /v2/workbooks or
 // /v2/workflows passed through, so that workbook membership is refreshed.
 type WorkbookWatcher interface{ WorkbooksChanged() }
@@ -72,6 +80,9 @@ type Proxy struct {
 	log       *slog.Logger
 	now       func() time.Time
 	gp        *goproxy.ProxyHttpServer
+	// last remembers, per request target, the hash of the last body that
+	// was parsed and observed (see unchanged).
+	last lastBodies
 	// inflight counts parse and notify goroutines, see Wait.
 	inflight sync.WaitGroup
 	c        counters
@@ -104,11 +115,14 @@ type Stats struct {
 	SkippedResources uint64
 	// ParseErrors counts tapped bodies that were not the expected JSON.
 	ParseErrors uint64
+	// Unchanged counts tapped bodies byte-identical to the previous one
+	// for the same request, not parsed again (see lastBodies).
+	Unchanged uint64
 }
 
 type counters struct {
 	requests, refused, upstreamErrors, tapped, observations,
-	tooLarge, status, notJSON, incomplete, resources, parseErrors atomic.Uint64
+	tooLarge, status, notJSON, incomplete, resources, parseErrors, unchanged atomic.Uint64
 }
 
 // exchangeKey keys the per-request exchange in the request context.
@@ -207,6 +221,7 @@ func (p *Proxy) Stats() Stats {
 		SkippedIncomplete: c.incomplete.Load(),
 		SkippedResources:  c.resources.Load(),
 		ParseErrors:       c.parseErrors.Load(),
+		Unchanged:         c.unchanged.Load(),
 	}
 }
 
@@ -391,7 +406,8 @@ func (p *Proxy) tap(x *exchange, req *http.Request, resp *http.Response) {
 	if capture {
 		b.buf = getBuf(resp.ContentLength)
 		rt, at := x.route, x.received
-		b.done = func(buf []byte, truncated bool, err error) { p.tapped(rt, at, buf, truncated, err) }
+		key := req.Method + " " + req.URL.RequestURI()
+		b.done = func(buf []byte, truncated bool, err error) { p.tapped(rt, key, at, buf, truncated, err) }
 	}
 	resp.Body = b
 }
@@ -413,7 +429,7 @@ func jsonType(ct string) bool {
 // tapped runs when a captured body ended. Only a body read to io.EOF is
 // parsed, and in a goroutine: the client's last bytes may still be in the
 // server's buffers and must not wait for parsing.
-func (p *Proxy) tapped(rt route, at time.Time, buf []byte, truncated bool, err error) {
+func (p *Proxy) tapped(rt route, key string, at time.Time, buf []byte, truncated bool, err error) {
 	switch {
 	case err != io.EOF:
 		p.c.incomplete.Add(1)
@@ -426,6 +442,11 @@ func (p *Proxy) tapped(rt route, at time.Time, buf []byte, truncated bool, err e
 	p.inflight.Add(1)
 	go func() {
 		defer p.inflight.Done()
+		if p.last.unchanged(key, buf) {
+			putBuf(buf)
+			p.c.unchanged.Add(1)
+			return
+		}
 		res, err := parseBody(rt, buf, at)
 		// Decoded strings are copies: the buffer is free again.
 		putBuf(buf)
@@ -436,8 +457,12 @@ func (p *Proxy) tapped(rt route, at time.Time, buf []byte, truncated bool, err e
 		}
 		p.c.tapped.Add(1)
 		p.c.resources.Add(uint64(res.skipped))
-		for _, o := range res.obs {
-			p.obs.Observe(o)
+		if bo, ok := p.obs.(BatchObserver); ok {
+			bo.ObserveAll(res.obs)
+		} else {
+			for _, o := range res.obs {
+				p.obs.Observe(o)
+			}
 		}
 		p.c.observations.Add(uint64(len(res.obs)))
 	}()

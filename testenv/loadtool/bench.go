@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,8 @@ func bench(args []string) error {
 	warm := fs.Duration("warm", time.Second, "warm-up per cell (not measured)")
 	concs := fs.String("conc", "16,64", "client concurrency levels")
 	noNginx := fs.Bool("no-nginx", false, "skip nginx even if installed")
+	only := fs.String("only", "", "run only the workload whose name contains this")
+	profile := fs.String("tap-cpuprofile", "", "write mistral-tap's CPU profile to this file")
 	fs.Parse(args)
 
 	up, err := spawn("-role", "upstream", "-execs", "1000")
@@ -52,7 +55,7 @@ func bench(args []string) error {
 		return err
 	}
 	defer hu.stop()
-	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url)
+	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile)
 	if err != nil {
 		return err
 	}
@@ -83,7 +86,12 @@ func bench(args []string) error {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| workload | conc | target | req/s | p50 ms | p99 ms | p99.9 ms | server CPU-s / 10k req | req/s vs httputil | errors |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
-	wls := workloads(up.info["exec"])
+	var wls []workload
+	for _, w := range workloads(up.info["exec"]) {
+		if strings.Contains(w.name, *only) {
+			wls = append(wls, w)
+		}
+	}
 	best := map[string]float64{} // tap's max req/s per workload
 	for _, w := range wls {
 		for _, c := range ints(*concs) {

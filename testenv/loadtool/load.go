@@ -21,12 +21,12 @@ type workload struct {
 
 // result is one measured cell.
 type result struct {
-	n, errs  int
-	elapsed  time.Duration
-	lat      []time.Duration // sorted
-	cpu      time.Duration   // server CPU during the window
-	rps      float64
-	bytesIn  int64
+	n, errs int
+	elapsed time.Duration
+	lat     []time.Duration // sorted
+	cpu     time.Duration   // server CPU during the window
+	rps     float64
+	bytesIn int64
 }
 
 func (r *result) pct(p float64) time.Duration {

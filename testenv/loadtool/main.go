@@ -59,6 +59,7 @@ func serve(args []string) error {
 	interval := fs.Duration("interval", time.Second, "watch interval (tap)")
 	conc := fs.Int("concurrency", 16, "callback concurrency (tap)")
 	ordering := fs.String("ordering", "root", "callback ordering (tap)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the child (tap)")
 	execs := fs.Int("execs", 1000, "executions in the fake engine (upstream)")
 	fs.Parse(args)
 	switch *role {
@@ -67,7 +68,7 @@ func serve(args []string) error {
 	case "httputil":
 		return runHTTPUtil(*upstream)
 	case "tap":
-		return runTap(*upstream, *receiver, *interval, *conc, *ordering)
+		return runTap(*upstream, *receiver, *interval, *conc, *ordering, *profile)
 	}
 	return fmt.Errorf("serve: unknown role %q", *role)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,7 +65,17 @@ callbacks:
 
 // runTap is mistral-tap itself (app.Run), tapping, watching and delivering
 // every event to the parent's receiver.
-func runTap(upstream, receiver string, interval time.Duration, concurrency int, ordering string) error {
+func runTap(upstream, receiver string, interval time.Duration, concurrency int, ordering, profile string) error {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	dir, err := os.MkdirTemp("", "loadtool-tap-")
 	if err != nil {
 		return err

@@ -122,8 +122,8 @@ func runUpstream(execs int) error {
 	go http.Serve(cannedLn, c)
 	ready(map[string]string{
 		"fake": "http://" + fakeLn.Addr().String(), "canned": "http://" + cannedLn.Addr().String(),
-		"exec": u.execID,
-		"bytes_small": strconv.Itoa(len(c.get["/v2/executions/"+u.execID])),
+		"exec":          u.execID,
+		"bytes_small":   strconv.Itoa(len(c.get["/v2/executions/"+u.execID])),
 		"bytes_list100": strconv.Itoa(len(c.get[pathList100])), "bytes_list1000": strconv.Itoa(len(c.get[pathList1000])),
 	})
 	serveControl()
