@@ -136,7 +136,11 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 4})
+	// ContinueOnError: one failing collector (e.g. /proc hidden by a
+	// sandbox) must not blank the whole scrape.
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry: m.reg, MaxRequestsInFlight: 4, ErrorHandling: promhttp.ContinueOnError,
+	})
 }
 
 // ObserveReload records a configuration reload attempt; it has the
