@@ -78,6 +78,10 @@ type policies struct {
 	retry      int
 	waitBefore bool
 	waitAfter  bool
+	// joined: the task was triggered by more than one inbound task
+	// (runtime_context.triggered_by), i.e. it is a join that waited in
+	// WAITING, so its start is TASK_RESUMED, never TASK_LAUNCHED.
+	joined bool
 	// started is the task's started_at (Unix seconds). Mistral stamps it
 	// anew when a task is rerun, so a later started_at on a task that was
 	// already finished means it ran again, even if both sightings say ERROR.
@@ -118,6 +122,9 @@ func pathFor(k event.Kind, from string, p0 policies, pending bool, to string, p1
 	newBefore := task && p1.waitBefore && !p0.waitBefore
 	newAfter := task && p1.waitAfter && !p0.waitAfter
 
+	if cur == "" && task && p1.joined {
+		cur = event.StateWaiting // a join waited unseen; no event for that
+	}
 	if cur == "" {
 		// First sighting: Mistral's first notification is the launch, unless
 		// the entity is still waiting to start (IDLE, WAITING) where it sends
@@ -221,15 +228,16 @@ func finish(out []step, to string) []step {
 
 // policiesOf reads a task's runtime_context (a JSON-encoded string).
 func policiesOf(rc *string) policies {
-	if rc == nil || *rc == "" || (*rc)[0] != '{' || !strings.Contains(*rc, "_policy") {
+	if rc == nil || *rc == "" || (*rc)[0] != '{' || (!strings.Contains(*rc, "_policy") && !strings.Contains(*rc, "triggered_by")) {
 		return policies{}
 	}
 	var v struct {
 		Retry *struct {
 			No int `json:"retry_no"`
 		} `json:"retry_task_policy"`
-		Before *struct{} `json:"wait_before_policy"`
-		After  *struct{} `json:"wait_after_policy"`
+		Before    *struct{}         `json:"wait_before_policy"`
+		After     *struct{}         `json:"wait_after_policy"`
+		Triggered []json.RawMessage `json:"triggered_by"`
 	}
 	if json.Unmarshal([]byte(*rc), &v) != nil {
 		return policies{}
@@ -240,5 +248,6 @@ func policiesOf(rc *string) policies {
 	}
 	p.waitBefore = v.Before != nil
 	p.waitAfter = v.After != nil
+	p.joined = len(v.Triggered) > 1
 	return p
 }

@@ -644,6 +644,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 	pol.waitBefore = pol.waitBefore || known.waitBefore
 	pol.waitAfter = pol.waitAfter || known.waitAfter
 	pol.started = max(pol.started, known.started)
+	pol.joined = false // only matters at first sighting; not remembered
 	morePolicy := pol != known.policies()
 	newer := updated > known.updated ||
 		(updated == known.updated && state != known.state && reqAt > known.reqAt) ||

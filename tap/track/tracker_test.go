@@ -92,6 +92,11 @@ func rerunAt(o event.Observation, sec int) event.Observation {
 	return o
 }
 
+func withRC(o event.Observation, rc string) event.Observation {
+	o.Task.RuntimeContext = sp(rc)
+	return o
+}
+
 func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
 
 // names renders events as "TYPE entity" (with a * for inferred) for
@@ -278,6 +283,18 @@ func TestTrackerDerivation(t *testing.T) {
 			name:    "wait-after policy appears on a known success",
 			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "SUCCESS", 3, false, true))},
 			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
+		},
+		{
+			name: "a join first seen done started with TASK_RESUMED",
+			batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
+				`{"triggered_by": [{"task_id": "a", "event": "on-success"}, {"task_id": "b", "event": "on-success"}]}`))},
+			want: "TASK_RESUMED t1*, TASK_SUCCEEDED t1",
+		},
+		{
+			name: "a task triggered once first seen done started with TASK_LAUNCHED",
+			batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
+				`{"triggered_by": [{"task_id": "a", "event": "on-success"}]}`))},
+			want: "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
 		},
 		{
 			name:    "history before the horizon is ignored",
