@@ -271,15 +271,17 @@ func (c eventCounter) Accept(ctx context.Context, events []event.Event, states [
 	return nil
 }
 
-// Observer is the tracker's intake as both the proxy (Observe, must not
-// block) and the watcher (ObserveSync) use it.
+// Observer is the tracker's intake as both the proxy (Observe and
+// ObserveAll, must not block) and the watcher (ObserveSync) use it.
 type Observer interface {
 	Observe(o event.Observation)
+	ObserveAll(obs []event.Observation)
 	ObserveSync(ctx context.Context, obs []event.Observation) error
 }
 
 // CountObservations returns an Observer that counts observations by their
-// Source before handing them to next. It adds no blocking.
+// Source before handing them to next. It adds no blocking and keeps
+// ObserveAll, so the proxy still hands whole lists over at once.
 func (m *Metrics) CountObservations(next Observer) Observer { return obsCounter{next: next, m: m} }
 
 type obsCounter struct {
@@ -292,10 +294,29 @@ func (c obsCounter) Observe(o event.Observation) {
 	c.next.Observe(o)
 }
 
-func (c obsCounter) ObserveSync(ctx context.Context, obs []event.Observation) error {
-	for i := range obs {
-		c.m.observations.WithLabelValues(sourceLabel(obs[i].Source)).Inc()
+func (c obsCounter) ObserveAll(obs []event.Observation) {
+	c.count(obs)
+	c.next.ObserveAll(obs)
+}
+
+func (c obsCounter) count(obs []event.Observation) {
+	if len(obs) == 0 {
+		return
 	}
+	// One list comes from one source; add per run of equal sources.
+	src, n := obs[0].Source, 0
+	for i := range obs {
+		if obs[i].Source != src {
+			c.m.observations.WithLabelValues(sourceLabel(src)).Add(float64(n))
+			src, n = obs[i].Source, 0
+		}
+		n++
+	}
+	c.m.observations.WithLabelValues(sourceLabel(src)).Add(float64(n))
+}
+
+func (c obsCounter) ObserveSync(ctx context.Context, obs []event.Observation) error {
+	c.count(obs)
 	return c.next.ObserveSync(ctx, obs)
 }
 

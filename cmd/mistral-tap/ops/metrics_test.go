@@ -178,7 +178,8 @@ func TestCountEventsOnlyOnSuccess(t *testing.T) {
 
 type fakeObserver struct{ n int }
 
-func (f *fakeObserver) Observe(event.Observation) { f.n++ }
+func (f *fakeObserver) Observe(event.Observation)        { f.n++ }
+func (f *fakeObserver) ObserveAll(o []event.Observation) { f.n += len(o) }
 func (f *fakeObserver) ObserveSync(_ context.Context, o []event.Observation) error {
 	f.n += len(o)
 	return nil
@@ -190,10 +191,14 @@ func TestCountObservationsBySource(t *testing.T) {
 	o := m.CountObservations(inner)
 	o.Observe(event.Observation{Source: event.SourceTap})
 	o.ObserveSync(context.Background(), []event.Observation{{Source: event.SourceWatch}, {Source: event.SourceWatch}})
-	if inner.n != 3 {
-		t.Errorf("inner saw %d observations, want 3", inner.n)
+	o.ObserveAll([]event.Observation{{Source: event.SourceTap}, {Source: event.SourceTap}, {Source: event.SourceTap}})
+	if inner.n != 6 {
+		t.Errorf("inner saw %d observations, want 6", inner.n)
 	}
-	if got := toFloat(t, m.observations.WithLabelValues("tap")); got != 1 {
+	if _, ok := o.(proxy.BatchObserver); !ok {
+		t.Error("the counter hides proxy.BatchObserver")
+	}
+	if got := toFloat(t, m.observations.WithLabelValues("tap")); got != 4 {
 		t.Errorf("tap = %v", got)
 	}
 	if got := toFloat(t, m.observations.WithLabelValues("watch")); got != 2 {
