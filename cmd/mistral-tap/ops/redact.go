@@ -221,6 +221,7 @@ func ConfigSecrets(c *config.Config) []string {
 		add(bearerToken(v))
 	}
 	add(c.Admin.Token)
+	add(c.Watch.Keystone.Password)
 	addURL(c.Upstream)
 	for _, cb := range c.Callbacks {
 		for _, v := range cb.Headers {
