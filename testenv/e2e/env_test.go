@@ -14,12 +14,12 @@ import (
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
 
-const skipMsg = "MISTRAL_TAP_E2E_URL not set: real-engine tests need testenv/realmistral/mistral.sh start"
+const skipMsg = "MISTRAL_E2E_URL not set: real-engine tests need testenv/realmistral/mistral.sh start"
 
 var (
-	// mistralURL is Mistral's API root (MISTRAL_TAP_E2E_URL).
+	// mistralURL is Mistral's API root (MISTRAL_E2E_URL).
 	mistralURL string
-	// noTap runs the scenarios against Mistral only (MISTRAL_TAP_E2E_NO_TAP=1):
+	// noTap runs the scenarios against Mistral only (MISTRAL_E2E_NO_TAP=1):
 	// ground truth is recorded, parity is not checked.
 	noTap bool
 	// workDir holds the binary, configs, state and logs of this run.
@@ -29,8 +29,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	mistralURL = strings.TrimRight(os.Getenv("MISTRAL_TAP_E2E_URL"), "/")
-	noTap = os.Getenv("MISTRAL_TAP_E2E_NO_TAP") == "1"
+	mistralURL = strings.TrimRight(os.Getenv("MISTRAL_E2E_URL"), "/")
+	noTap = os.Getenv("MISTRAL_E2E_NO_TAP") == "1"
 	if mistralURL != "" {
 		var err error
 		workDir, err = os.MkdirTemp("", "mistral-tap-e2e-")
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if workDir != "" {
-		if code == 0 && os.Getenv("MISTRAL_TAP_E2E_KEEP") == "" {
+		if code == 0 && os.Getenv("MISTRAL_E2E_KEEP") == "" {
 			os.RemoveAll(workDir)
 		} else {
 			fmt.Printf("e2e work dir (binary, config, logs): %s\n", workDir)
@@ -81,7 +81,7 @@ func newEnvWith(t *testing.T, extraCallbacks string) *env {
 		t.Skip(skipMsg)
 	}
 	if !noTap && buildErr != nil {
-		t.Fatalf("mistral-tap does not build (set MISTRAL_TAP_E2E_NO_TAP=1 to record Mistral's events only): %v", buildErr)
+		t.Fatalf("mistral-tap does not build (set MISTRAL_E2E_NO_TAP=1 to record Mistral's events only): %v", buildErr)
 	}
 	e := &env{t: t, direct: NewClient(mistralURL),
 		mistral: receiver.New(), tapHook: receiver.New(), tapEnv: receiver.New()}

@@ -39,7 +39,7 @@ func TestFiltersOnRealWorkbooksAndNamespaces(t *testing.T) {
 		t.Skip(skipMsg)
 	}
 	if noTap {
-		t.Skip("MISTRAL_TAP_E2E_NO_TAP set")
+		t.Skip("MISTRAL_E2E_NO_TAP set")
 	}
 	filtered := receiver.New()
 	fs := httptest.NewServer(filtered)

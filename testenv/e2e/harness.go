@@ -3,8 +3,8 @@
 // the proxy, captures Mistral's own notifier events as ground truth, and
 // compares them with what mistral-tap delivered.
 //
-// The tests skip unless MISTRAL_TAP_E2E_URL points at Mistral's API root.
-// With MISTRAL_TAP_E2E_NO_TAP=1 they drive Mistral directly and only record
+// The tests skip unless MISTRAL_E2E_URL points at Mistral's API root.
+// With MISTRAL_E2E_NO_TAP=1 they drive Mistral directly and only record
 // its notifier's events (useful while the binary does not build).
 package e2e
 
@@ -386,13 +386,9 @@ func StartTap(ctx context.Context, bin string, cfg TapConfig, logPath string) (*
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	// mistral-tap reads MISTRAL_TAP_* variables as config and refuses
-	// unknown ones: keep the suite's own MISTRAL_TAP_E2E_* out of its env.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MISTRAL_TAP_E2E_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	// The suite's own variables are MISTRAL_E2E_*, not MISTRAL_TAP_*:
+	// mistral-tap reads MISTRAL_TAP_* as configuration and refuses unknown
+	// ones, so they are never mixed up.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -340,7 +340,7 @@ func TestScenarios(t *testing.T) {
 	if err := e.api.DefineWorkbook(ctx, workbookDSL); err != nil {
 		t.Fatal(err)
 	}
-	only := os.Getenv("MISTRAL_TAP_E2E_ONLY") // comma-separated scenario names
+	only := os.Getenv("MISTRAL_E2E_ONLY") // comma-separated scenario names
 	for _, scn := range scenarios {
 		if only != "" && !contains(strings.Split(only, ","), scn.name) {
 			continue
@@ -458,7 +458,7 @@ func (e *env) check(s *sc) {
 		t.Errorf("Mistral's own notifier sent nothing for %s", s.name)
 	}
 	if noTap {
-		report(t, "PARITY scenario=%s skipped (MISTRAL_TAP_E2E_NO_TAP=1)", s.name)
+		report(t, "PARITY scenario=%s skipped (MISTRAL_E2E_NO_TAP=1)", s.name)
 		return
 	}
 	envSorted := append([]Notification(nil), o.envelopes...)
@@ -534,7 +534,7 @@ func TestCLIWorkflowCreate(t *testing.T) {
 func TestTransparency(t *testing.T) {
 	e := newEnv(t)
 	if noTap {
-		t.Skip("MISTRAL_TAP_E2E_NO_TAP=1: no proxy to compare")
+		t.Skip("MISTRAL_E2E_NO_TAP=1: no proxy to compare")
 	}
 	ctx := ctxFor(t, time.Minute)
 	if err := e.api.DefineWorkflows(ctx, workflowsDSL); err != nil {
