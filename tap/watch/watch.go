@@ -290,7 +290,7 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		}
 	}
 
-	execs, tasks = uniqueExecutions(execs), uniqueTasks(tasks)
+	execs, tasks = unique(execs, execID), unique(tasks, taskID)
 	obs := make([]event.Observation, 0, len(execs)+len(tasks))
 	newest := cp
 	for i := range execs {
@@ -324,31 +324,22 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	return nil
 }
 
-// uniqueExecutions drops repeats (a row found by both the updated_at and
-// the created_at list), keeping the first.
-func uniqueExecutions(in []event.Execution) []event.Execution {
+// unique drops repeats (a row found by both the updated_at and the
+// created_at list), keeping the first.
+func unique[T any](in []T, id func(*T) string) []T {
 	seen := make(map[string]bool, len(in))
 	out := in[:0]
-	for _, x := range in {
-		if !seen[x.ID] {
-			seen[x.ID] = true
-			out = append(out, x)
+	for i := range in {
+		if k := id(&in[i]); !seen[k] {
+			seen[k] = true
+			out = append(out, in[i])
 		}
 	}
 	return out
 }
 
-func uniqueTasks(in []event.Task) []event.Task {
-	seen := make(map[string]bool, len(in))
-	out := in[:0]
-	for _, x := range in {
-		if !seen[x.ID] {
-			seen[x.ID] = true
-			out = append(out, x)
-		}
-	}
-	return out
-}
+func execID(x *event.Execution) string { return x.ID }
+func taskID(x *event.Task) string      { return x.ID }
 
 func maxTS(cur string, ts *string) string {
 	if ts == nil || len(*ts) < len(tsLayout) {
@@ -392,46 +383,36 @@ func appendPage(out any, raw json.RawMessage) (int, string, error) {
 	}
 	switch out := out.(type) {
 	case *[]event.Execution:
-		var page []event.Execution
-		if err := json.Unmarshal(raw, &page); err != nil {
-			return 0, "", err
-		}
-		*out = append(*out, keepExecutions(page)...)
-		if len(page) == 0 {
-			return 0, "", nil
-		}
-		return len(page), page[len(page)-1].ID, nil
+		return decodePage(raw, out, func(x *event.Execution) (string, string) { return x.ID, x.State })
 	case *[]event.Task:
-		var page []event.Task
-		if err := json.Unmarshal(raw, &page); err != nil {
-			return 0, "", err
-		}
-		*out = append(*out, keepTasks(page)...)
-		if len(page) == 0 {
-			return 0, "", nil
-		}
-		return len(page), page[len(page)-1].ID, nil
+		return decodePage(raw, out, func(x *event.Task) (string, string) { return x.ID, x.State })
 	}
 	return 0, "", fmt.Errorf("unsupported type %T", out)
 }
 
-// keepExecutions drops entries without an id or a state: they cannot be
-// tracked, and one bad row must not spoil the rest of the page.
-func keepExecutions(in []event.Execution) []event.Execution {
-	out := in[:0]
-	for _, x := range in {
-		if x.ID != "" && x.State != "" {
-			out = append(out, x)
-		}
+// decodePage decodes one page into out. The marker for the next page is the
+// last row as the engine sent it, taken before unusable rows are dropped.
+func decodePage[T any](raw json.RawMessage, out *[]T, idState func(*T) (string, string)) (int, string, error) {
+	var page []T
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return 0, "", err
 	}
-	return out
+	if len(page) == 0 {
+		return 0, "", nil
+	}
+	n := len(page)
+	last, _ := idState(&page[n-1])
+	*out = append(*out, usable(page, idState)...)
+	return n, last, nil
 }
 
-func keepTasks(in []event.Task) []event.Task {
+// usable drops entries without an id or a state: they cannot be tracked,
+// and one bad row must not spoil the rest of the page.
+func usable[T any](in []T, idState func(*T) (string, string)) []T {
 	out := in[:0]
-	for _, x := range in {
-		if x.ID != "" && x.State != "" {
-			out = append(out, x)
+	for i := range in {
+		if id, st := idState(&in[i]); id != "" && st != "" {
+			out = append(out, in[i])
 		}
 	}
 	return out

@@ -288,3 +288,13 @@ func TestStaticTokenHeader(t *testing.T) {
 		t.Errorf("tokens sent: %v", got)
 	}
 }
+
+// TestPageWithBadRowKeepsMarker: a row without a state is dropped, but the
+// next page's marker is still the last row the engine sent.
+func TestPageWithBadRowKeepsMarker(t *testing.T) {
+	var got []event.Execution
+	n, last, err := appendPage(&got, json.RawMessage(`[{"id": "a", "state": "RUNNING"}, {"id": "b"}, {"id": "c", "state": ""}]`))
+	if err != nil || n != 3 || last != "c" || len(got) != 1 || got[0].ID != "a" {
+		t.Fatalf("n=%d last=%q got=%v err=%v", n, last, got, err)
+	}
+}
