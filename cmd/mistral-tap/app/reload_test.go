@@ -1,0 +1,139 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
+	"github.com/mistral-tap/mistral-tap/testenv/receiver"
+)
+
+const reloadConfig = `
+listen: 127.0.0.1:0
+upstream: %s
+state_dir: %s
+watch: {interval: 100ms}
+delivery: {allow_networks: ["127.0.0.0/8"]}
+callbacks:
+  - name: %s
+    events: [WORKFLOW_SUCCEEDED]
+    url: %s/%s
+`
+
+// TestLiveReload: editing the callbacks file takes effect without a
+// restart; an invalid edit keeps the running configuration.
+func TestLiveReload(t *testing.T) {
+	eng := fakemistral.New(fakemistral.Options{})
+	defer eng.Close()
+	es := httptest.NewServer(eng)
+	defer es.Close()
+	first, second := receiver.New(), receiver.New()
+	mux := http.NewServeMux()
+	mux.Handle("/first", first)
+	mux.Handle("/second", second)
+	rs := httptest.NewServer(mux)
+	defer rs.Close()
+
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	path := filepath.Join(dir, "mistral-tap.yaml")
+	writeCfg := func(name string) {
+		t.Helper()
+		// Write-then-rename, as editors and config management do.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, fmt.Appendf(nil, reloadConfig, es.URL, state, name, rs.URL, name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("first")
+	src := config.Source{Path: path}
+	cfg, err := config.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Options{Config: cfg, Source: src, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if err := eng.DefineWorkflow("version: '2.0'\nwf:\n  tasks:\n    a:\n      action: std.noop\n", ""); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		t.Helper()
+		resp, err := http.Post("http://"+ln.Addr().String()+"/v2/executions", "application/json", strings.NewReader(`{"workflow_name": "wf"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var x struct{ ID string }
+		json.NewDecoder(resp.Body).Decode(&x)
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		if err := eng.WaitDone(wctx, x.ID); err != nil {
+			t.Fatal(err)
+		}
+		return x.ID
+	}
+	wait := func(r *receiver.Receiver, n int) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		if _, err := r.WaitFor(wctx, n); err != nil {
+			t.Fatalf("waiting for %d deliveries: %v", n, err)
+		}
+	}
+
+	run()
+	wait(first, 1)
+
+	// Replace the callback: new executions go to the new one only. The
+	// reload is asynchronous, so run executions until one arrives there.
+	writeCfg("second")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(second.Requests()) == 0 && time.Now().Before(deadline) {
+		run()
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(second.Requests()) == 0 {
+		t.Fatal("the edited callbacks file was never applied")
+	}
+	firstAfter := len(first.Requests())
+	run()
+	wait(second, len(second.Requests())+1)
+	if n := len(first.Requests()); n != firstAfter {
+		t.Errorf("removed callback still received %d deliveries", n-firstAfter)
+	}
+
+	// A broken edit is refused; the running configuration keeps working.
+	if err := os.WriteFile(path, []byte("callbacks:\n  - name: x\n    events: [NOPE]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := len(second.Requests())
+	run()
+	wait(second, before+1)
+}
