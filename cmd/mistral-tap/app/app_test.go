@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
-	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
@@ -69,41 +63,8 @@ func start(t *testing.T, eng *fakemistral.Engine, stateDir string) *harness {
 	rs := httptest.NewServer(mux)
 	t.Cleanup(rs.Close)
 
-	cfgPath := filepath.Join(t.TempDir(), "mistral-tap.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, testConfig, es.URL, stateDir, rs.URL, rs.URL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Source{Path: cfgPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.proxy = "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	go func() { done <- app.Run(ctx, app.Options{Config: cfg, Logger: log, Listener: ln}) }()
-	stopped := false
-	h.stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("app.Run did not return within 30s of cancel")
-		}
-	}
-	t.Cleanup(func() { h.stop() })
+	cfgPath := writeConfig(t, fmt.Sprintf(testConfig, es.URL, stateDir, rs.URL, rs.URL))
+	h.proxy, h.stop = runApp(t, cfgPath, false)
 	return h
 }
 

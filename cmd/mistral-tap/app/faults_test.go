@@ -5,18 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
-	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
@@ -71,23 +66,10 @@ func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
 	rs := httptest.NewServer(mux)
 	defer rs.Close()
 
-	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(cfgPath, fmt.Appendf(nil, faultConfig, es.URL, t.TempDir(), deadURL, rs.URL, rs.URL), 0o600)
-	cfg, err := config.Load(config.Source{Path: cfgPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	proxy := "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Options{Config: cfg, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	}()
+	proxy, stop := runApp(t, writeConfig(t, fmt.Sprintf(faultConfig, es.URL, t.TempDir(), deadURL, rs.URL, rs.URL)), false)
 	defer func() {
 		close(release) // let the hanging receiver go, then stop
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()

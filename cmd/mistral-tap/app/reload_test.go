@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
-	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
@@ -62,29 +57,13 @@ func TestLiveReload(t *testing.T) {
 		}
 	}
 	writeCfg("first")
-	src := config.Source{Path: path}
-	cfg, err := config.Load(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Options{Config: cfg, Source: src, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	proxy, _ := runApp(t, path, true)
 	if err := eng.DefineWorkflow("version: '2.0'\nwf:\n  tasks:\n    a:\n      action: std.noop\n", ""); err != nil {
 		t.Fatal(err)
 	}
 	run := func() string {
 		t.Helper()
-		resp, err := http.Post("http://"+ln.Addr().String()+"/v2/executions", "application/json", strings.NewReader(`{"workflow_name": "wf"}`))
+		resp, err := http.Post(proxy+"/v2/executions", "application/json", strings.NewReader(`{"workflow_name": "wf"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
