@@ -463,38 +463,7 @@ func (t *Tracker) derive(obs []event.Observation) change {
 		nodes[id] = n
 	}
 
-	// A task rerun implies its execution was rerun first (Mistral sends
-	// WORKFLOW_RERUN then TASK_RERUN): add that where the execution's own
-	// observation could not show it.
-	for _, n := range nodes {
-		if n.kind() != event.KindTask || !hasType(n.steps, event.TaskRerun) {
-			continue
-		}
-		p := nodes[n.parent]
-		known := t.entities[n.parent]
-		if known == nil || known.state != event.StateError {
-			continue
-		}
-		if p == nil {
-			// The execution is not in this batch: stand in for it with what
-			// the task tells about it, and leave it RUNNING so that its next
-			// ERROR fires WORKFLOW_FAILED again.
-			k := n.obs.Task
-			stand := &event.Execution{ID: n.parent, WorkflowName: k.WorkflowName, WorkflowNamespace: k.WorkflowNamespace,
-				WorkflowID: k.WorkflowID, ProjectID: k.ProjectID, CreatedAt: k.CreatedAt, State: event.StateRunning}
-			p = &node{obs: event.Observation{Source: n.obs.Source, Execution: stand}, id: n.parent,
-				next:  &entity{kind: event.KindExecution, state: event.StateRunning, updated: known.updated, reqAt: known.reqAt, root: known.root},
-				steps: []step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}}}
-			nodes[n.parent] = p
-			order = append([]string{n.parent}, order...)
-			continue
-		}
-		if hasType(p.steps, event.WorkflowRerun) {
-			continue
-		}
-		p.steps = append([]step{{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}},
-			steps(pathFor(event.KindExecution, event.StateRunning, policies{}, false, p.next.state, policies{}))...)
-	}
+	order = t.inferWorkflowReruns(nodes, order)
 
 	// Order: walk the batch as a tree (execution → tasks → sub-executions)
 	// so that an execution's start comes before its tasks' events and its
@@ -548,6 +517,43 @@ func (t *Tracker) derive(obs []event.Observation) change {
 		c.states = append(c.states, st)
 	}
 	return c
+}
+
+// inferWorkflowReruns adds WORKFLOW_RERUN where a task of the batch was
+// rerun but its execution's own observation cannot show it (Mistral sends
+// WORKFLOW_RERUN before TASK_RERUN). It returns order with any execution it
+// had to stand in for first.
+func (t *Tracker) inferWorkflowReruns(nodes map[string]*node, order []string) []string {
+	rerun := step{typ: event.WorkflowRerun, from: event.StateError, to: event.StateRunning, inferred: true}
+	var stands []string
+	for _, id := range order {
+		n := nodes[id]
+		if n == nil || n.kind() != event.KindTask || !hasType(n.steps, event.TaskRerun) {
+			continue
+		}
+		known := t.entities[n.parent]
+		if known == nil || known.state != event.StateError {
+			continue
+		}
+		p := nodes[n.parent]
+		switch {
+		case p == nil:
+			// The execution is not in this batch: stand in for it with what
+			// the task tells about it, and leave it RUNNING so that its next
+			// ERROR fires WORKFLOW_FAILED again.
+			k := n.obs.Task
+			stand := &event.Execution{ID: n.parent, WorkflowName: k.WorkflowName, WorkflowNamespace: k.WorkflowNamespace,
+				WorkflowID: k.WorkflowID, ProjectID: k.ProjectID, CreatedAt: k.CreatedAt, State: event.StateRunning}
+			nodes[n.parent] = &node{obs: event.Observation{Source: n.obs.Source, Execution: stand}, id: n.parent,
+				next:  &entity{kind: event.KindExecution, state: event.StateRunning, updated: known.updated, reqAt: known.reqAt, root: known.root},
+				steps: []step{rerun}}
+			stands = append(stands, n.parent)
+		case !hasType(p.steps, event.WorkflowRerun):
+			rest, _ := pathFor(event.KindExecution, event.StateRunning, policies{}, false, p.next.state, policies{})
+			p.steps = append([]step{rerun}, rest...)
+		}
+	}
+	return append(stands, order...)
 }
 
 func hasType(steps []step, typ event.Type) bool {
@@ -661,8 +667,6 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 		waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, started: pol.started, root: known.root}
 	return n
 }
-
-func steps(s []step, _ bool) []step { return s }
 
 // rootOf finds the root execution of a node's entity.
 func (t *Tracker) rootOf(c *change, n *node) *root {
