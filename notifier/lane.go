@@ -85,7 +85,7 @@ type lane struct {
 	heap        itemHeap           // items that may be sent (heads only when ordered)
 	ordered     bool
 	concurrency int
-	inflight    int
+	inflight    int // sends in progress (bounded by concurrency)
 	pending     int // pending rows in the store (exact when !spilled)
 
 	// spilled: the store may hold pending rows that are not in memory.
@@ -317,11 +317,19 @@ func (l *lane) probeMax() time.Duration {
 	return DefaultBreakerProbeMax
 }
 
+// sent frees the concurrency slot of a send whose outcome is queued for
+// commit (see Dispatcher.attempt).
+func (l *lane) sent() {
+	l.mu.Lock()
+	l.inflight--
+	l.mu.Unlock()
+	l.notify()
+}
+
 // completed applies a committed (or failed) update to memory.
 func (l *lane) completed(it *item, u store.Update, err error) {
 	l.mu.Lock()
 	it.inflight = false
-	l.inflight--
 	switch {
 	case err != nil:
 		// Not recorded: the row is still pending as before; try again soon.

@@ -20,6 +20,7 @@ func delivery(args []string) error {
 	samples := fs.Int("samples", 100, "tapped latency samples")
 	wsamples := fs.Int("watched", 20, "watched latency samples")
 	conc := fs.Int("concurrency", 16, "callback concurrency")
+	profile := fs.String("tap-cpuprofile", "", "write mistral-tap's CPU profile (whole run) to this file")
 	fs.Parse(args)
 
 	up, err := spawn("-role", "upstream", "-execs", "10")
@@ -31,7 +32,11 @@ func delivery(args []string) error {
 	if err != nil {
 		return err
 	}
-	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-concurrency", fmt.Sprint(*conc))
+	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-concurrency", fmt.Sprint(*conc)}
+	if *profile != "" {
+		tapArgs = append(tapArgs, "-cpuprofile", *profile)
+	}
+	tp, err := spawn(tapArgs...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,72 @@
+package notifier
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/send"
+	"github.com/mistral-tap/mistral-tap/notifier/store"
+)
+
+// gatedStore holds every commit that records an outcome until open is
+// closed, like a disk whose fsync takes forever.
+type gatedStore struct {
+	*store.Store
+	open chan struct{}
+}
+
+func (g *gatedStore) Commit(ctx context.Context, ws ...store.Write) error {
+	for _, w := range ws {
+		if len(w.Updates) > 0 {
+			<-g.open
+			break
+		}
+	}
+	return g.Store.Commit(ctx, ws...)
+}
+
+// The concurrency slot is freed when the outcome is queued for commit, so
+// a slow commit does not idle the lane; but a root's next delivery still
+// waits until its predecessor's outcome is committed.
+func TestSlotFreedBeforeCommitButRootWaits(t *testing.T) {
+	s := newFakeSender()
+	s.sent = make(chan send.Request, 16)
+	gate := make(chan struct{})
+	h := newHarness(t, "", s, routing(config.Callback{Name: "a", Concurrency: 1}), func(o *Options) {
+		o.Store = &gatedStore{Store: o.Store.(*store.Store), open: gate}
+	})
+	h.start()
+	h.accept(append(evs("r1", 2), evs("r2", 1)...)...)
+
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case r := <-s.sent:
+			return r.EventID
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+			return ""
+		}
+	}
+	first := next("first send")
+	second := next("second send while the first outcome is not committed")
+	heads := map[string]bool{"evt_r1_1": true, "evt_r2_1": true}
+	if !heads[first] || !heads[second] || first == second {
+		t.Fatalf("sent %s then %s with commits held; want both roots' heads", first, second)
+	}
+	// r1's second event must wait for evt_r1_1's outcome to be committed.
+	select {
+	case r := <-s.sent:
+		t.Fatalf("%s sent before its predecessor's outcome was committed", r.EventID)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	if got := next("r1's successor after the commit"); got != "evt_r1_2" {
+		t.Fatalf("sent %s, want evt_r1_2", got)
+	}
+	h.waitFor("all delivered", func() bool { return h.count(store.Delivered) == 3 })
+	_, _, order := s.snapshot()
+	checkOrder(t, order)
+}
