@@ -1,6 +1,6 @@
 // Package proxy is mistral-tap's reverse proxy: a goproxy server in reverse
-// mode (the NonproxyHandler idiom) that forwards every request to Mistral's
-// API unchanged and taps the responses.
+// mode (requests are pointed at the upstream before goproxy sees them) that
+// forwards every request to Mistral's API unchanged and taps the responses.
 //
 // Transparency: the client gets Mistral's status, headers and body bytes.
 // Hop-by-hop headers (RFC 7230 §6.1: the fixed list plus every header named

@@ -129,7 +129,7 @@ type counters struct {
 type exchangeKey struct{}
 
 // exchange is the proxy's state for one request, carried from ServeHTTP
-// through goproxy's second pass to the transport.
+// through goproxy to the transport.
 type exchange struct {
 	received time.Time
 	route    route
@@ -196,7 +196,7 @@ func New(opts Options) (*Proxy, error) {
 	gp.Tr = tr
 	gp.Logger = goproxyLogger{p.log}
 	gp.Verbose = p.log.Enabled(context.Background(), slog.LevelDebug)
-	gp.NonproxyHandler = http.HandlerFunc(p.rewrite)
+	gp.NonproxyHandler = http.HandlerFunc(p.toUpstream)
 	// ServeHTTP refuses CONNECT before goproxy sees it; this is the second
 	// lock on the same door.
 	gp.OnRequest().HandleConnect(goproxy.AlwaysReject)
@@ -231,8 +231,9 @@ func (p *Proxy) Stats() Stats {
 func (p *Proxy) Wait() { p.inflight.Wait() }
 
 // ServeHTTP forwards r to Mistral. It refuses what would make the sidecar
-// an open proxy, then hands the request to goproxy as a relative request,
-// which goproxy routes to the NonproxyHandler (rewrite).
+// an open proxy, then hands goproxy the request already pointed at the
+// upstream (see toUpstream), so goproxy runs the hooks and the round trip
+// in a single pass.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.c.requests.Add(1)
 	received := p.now()
@@ -242,24 +243,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.writeFault(w, http.StatusMethodNotAllowed, "Client", "CONNECT is not supported: this is a reverse proxy for Mistral only")
 		return
 	}
-	if r.URL.IsAbs() || r.URL.Host != "" {
-		rel, ok := p.relative(r.URL)
+	u := r.URL
+	if u.IsAbs() || u.Host != "" {
+		rel, ok := p.relative(u)
 		if !ok {
 			p.c.refused.Add(1)
-			p.log.Debug("refused absolute-URL request for a foreign host", "method", r.Method, "host", r.URL.Host)
+			p.log.Debug("refused absolute-URL request for a foreign host", "method", r.Method, "host", u.Host)
 			p.writeFault(w, http.StatusForbidden, "Client", "not an open proxy: only "+p.up.Host+" is served")
 			return
 		}
-		r = r.WithContext(r.Context()) // shallow copy: do not mutate the server's request
-		r.URL = rel
+		u = rel
 	}
-	if !strings.HasPrefix(r.URL.Path, "/") {
+	if !strings.HasPrefix(u.Path, "/") {
 		p.c.refused.Add(1)
 		p.writeFault(w, http.StatusBadRequest, "Client", "request target must be a path")
 		return
 	}
-	x := &exchange{received: received, route: classify(p.prefix, r.Method, r.URL.Path), w: w}
-	p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+	x := &exchange{received: received, route: classify(p.prefix, r.Method, u.Path), w: w}
+	// WithContext is a shallow copy: the server's request is not mutated.
+	out := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	out.URL = u
+	p.toUpstream(w, out)
 }
 
 // relative turns an absolute-form request target (a client using the
@@ -299,11 +303,17 @@ func hostPort(scheme, host string) string {
 	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
-// rewrite is goproxy's NonproxyHandler: it points the relative request at
-// the upstream and passes it to goproxy again, which now runs the hooks and
-// the round trip (the idiom of goproxy's examples/transparent, issue #261).
+// toUpstream points a relative request (which it owns) at the upstream and
+// passes it to goproxy, which runs the hooks and the round trip. ServeHTTP
+// calls it directly: going through goproxy's NonproxyHandler first (the
+// idiom of goproxy's examples/transparent, issue #261) would cost a second
+// pass through goproxy's handler per request (a ProxyCtx and the arguments
+// of its request log line, URL.String() included, which goproxy evaluates
+// even when not verbose). It stays the NonproxyHandler so that a relative
+// request reaching goproxy by any other way is still forwarded, never
+// answered with goproxy's text 500.
 // r.Host keeps the client's value so Mistral's `next` links name the proxy.
-func (p *Proxy) rewrite(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) toUpstream(w http.ResponseWriter, r *http.Request) {
 	u := *r.URL
 	u.Scheme, u.Host = p.up.Scheme, p.up.Host
 	u.Path, u.RawPath = joinURLPath(p.up, r.URL)

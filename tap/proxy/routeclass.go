@@ -27,9 +27,11 @@ func RouteClass(prefix, method, path string) string {
 	if !ok {
 		return "other"
 	}
-	seg := strings.Split(rest, "/")
+	// Only the first segment and whether more follow matter; Cut does not
+	// allocate (this runs for every proxied request).
+	first, _, below := strings.Cut(rest, "/")
 	one, many := "", ""
-	switch seg[0] {
+	switch first {
 	case "executions":
 		one, many = "execution", "executions"
 	case "tasks":
@@ -38,11 +40,11 @@ func RouteClass(prefix, method, path string) string {
 		one, many = "action_execution", "action_executions"
 	case "workbooks", "workflows", "actions", "cron_triggers", "event_triggers",
 		"environments", "services", "members", "code_sources", "dynamic_actions":
-		return seg[0]
+		return first
 	default:
 		return "other"
 	}
-	if len(seg) == 1 {
+	if !below {
 		return many
 	}
 	return one

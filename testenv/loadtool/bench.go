@@ -39,6 +39,8 @@ func bench(args []string) error {
 	noNginx := fs.Bool("no-nginx", false, "skip nginx even if installed")
 	only := fs.String("only", "", "run only the workload whose name contains this")
 	profile := fs.String("tap-cpuprofile", "", "write mistral-tap's CPU profile to this file")
+	only2 := fs.String("targets", "", "comma-separated substrings: run only the targets whose name contains one (direct: canned and httputil always run, they are the baselines)")
+	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
 	fs.Parse(args)
 
 	up, err := spawn("-role", "upstream", "-execs", "1000")
@@ -75,6 +77,20 @@ func bench(args []string) error {
 			defer ng.stop()
 			targets = append(targets, target{"nginx → canned", ng.addr, ng.cpu})
 		}
+	}
+
+	if *only2 != "" {
+		targets = slices.DeleteFunc(targets, func(t target) bool {
+			if t.name == "direct: canned" || t.name == "httputil → canned" {
+				return false
+			}
+			for _, s := range strings.Split(*only2, ",") {
+				if s != "" && strings.Contains(t.name, s) {
+					return false
+				}
+			}
+			return true
+		})
 	}
 
 	out := bufio.NewWriter(os.Stdout)
@@ -122,6 +138,12 @@ func bench(args []string) error {
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	for _, w := range wls {
 		rate := best[w.name] / 2
+		if *fixedRate > 0 {
+			rate = *fixedRate
+		}
+		if rate <= 0 {
+			continue // mistral-tap was not measured: no rate to derive
+		}
 		var direct time.Duration
 		for _, t := range targets {
 			if t.name == "direct: fake engine" {
@@ -162,7 +184,7 @@ func bench(args []string) error {
 		slices.Sort(lb)
 		fmt.Fprintf(out, "| %s | %s | %s |\n", t.name, ms(fb[2]), ms(lb[2]))
 	}
-	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; webhooks received: %d\n", float64(tp.rss())/(1<<20), rcv.count.Load())
+	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load())
 	return nil
 }
 

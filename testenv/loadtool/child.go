@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,18 @@ func (c *child) rss() int64 {
 	return n
 }
 
+// gcStats describes the child's garbage collections so far.
+func (c *child) gcStats() string {
+	a, err := c.ask("gc")
+	if err != nil {
+		return "GC unknown"
+	}
+	var n uint32
+	var pause, heap uint64
+	fmt.Sscanf(a, "GC %d %d %d", &n, &pause, &heap)
+	return fmt.Sprintf("%d GCs, %.1f ms total pause, heap goal %.1f MiB", n, float64(pause)/1e6, float64(heap)/(1<<20))
+}
+
 // stop closes stdin and waits for a graceful exit (bounded).
 func (c *child) stop() {
 	c.in.Close()
@@ -143,6 +156,10 @@ func serveControl() {
 			fmt.Printf("CPU %d\n", selfCPU().Nanoseconds())
 		case "rss":
 			fmt.Printf("RSS %d\n", selfRSS())
+		case "gc":
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("GC %d %d %d\n", ms.NumGC, ms.PauseTotalNs, ms.NextGC)
 		default:
 			fmt.Println("ERR unknown command")
 		}

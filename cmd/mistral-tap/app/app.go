@@ -70,6 +70,7 @@ func Run(ctx context.Context, o Options) error {
 	if cfg == nil {
 		return errors.New("app: no configuration")
 	}
+	tuneGC()
 	// Every log line of every component goes through the redactor, which
 	// knows the configuration's secrets (and, after a reload, the new
 	// ones as well: in-flight work may still quote the old).

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,20 @@ type Metrics struct {
 	reloadSuccess   prometheus.Gauge
 	reloadTime      prometheus.Gauge
 	now             func() time.Time
+
+	// Children of requests and requestDuration already resolved, so that
+	// a proxied request costs a map read instead of the vector's label
+	// hashing, its lock and the formatting of the status code. The label
+	// sets are bounded (route class, method label, status code), so the
+	// caches are too.
+	reqChildren sync.Map // reqKey → prometheus.Counter
+	durChildren sync.Map // route class → prometheus.Observer
+}
+
+// reqKey is one label set of proxy_requests_total; code 0 is "hijacked".
+type reqKey struct {
+	route, method string
+	code          int
 }
 
 // NewMetrics registers every metric on a new registry. Version is exported
@@ -168,15 +183,39 @@ func (m *Metrics) InstrumentProxy(next http.Handler, class func(*http.Request) s
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			// A hijacked connection has no status we can see.
-			code := "hijacked"
+			code := 0
 			if !sw.hijacked {
-				code = strconv.Itoa(sw.code())
+				code = sw.code()
 			}
-			m.requests.WithLabelValues(rc, methodLabel(r.Method), code).Inc()
-			m.requestDuration.WithLabelValues(rc).Observe(m.now().Sub(start).Seconds())
+			m.requestCounter(reqKey{rc, methodLabel(r.Method), code}).Inc()
+			m.durationObserver(rc).Observe(m.now().Sub(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// requestCounter returns the proxy_requests_total child for k, resolving
+// it once.
+func (m *Metrics) requestCounter(k reqKey) prometheus.Counter {
+	if c, ok := m.reqChildren.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	code := "hijacked"
+	if k.code != 0 {
+		code = strconv.Itoa(k.code)
+	}
+	c, _ := m.reqChildren.LoadOrStore(k, m.requests.WithLabelValues(k.route, k.method, code))
+	return c.(prometheus.Counter)
+}
+
+// durationObserver returns the proxy_request_duration_seconds child for a
+// route class, resolving it once.
+func (m *Metrics) durationObserver(route string) prometheus.Observer {
+	if o, ok := m.durChildren.Load(route); ok {
+		return o.(prometheus.Observer)
+	}
+	o, _ := m.durChildren.LoadOrStore(route, m.requestDuration.WithLabelValues(route))
+	return o.(prometheus.Observer)
 }
 
 // methodLabel keeps the method label bounded: clients may send anything.
