@@ -231,14 +231,23 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 			continue
 		}
 		cp := copyEvent(ev)
+		var first *store.Delivery
 		for _, name := range names {
 			if _, ok := rt.Routes[name]; !ok {
 				d.log.Warn("matcher returned an unknown callback; event not routed to it", "callback", name, "event", ev.ID)
 				continue
 			}
-			del, err := store.NewDelivery(ev, name, now)
-			if err != nil {
-				return fmt.Errorf("notifier: accepting events: %w", err)
+			var del store.Delivery
+			if first == nil {
+				var err error
+				if del, err = store.NewDelivery(ev, name, now); err != nil {
+					return fmt.Errorf("notifier: accepting events: %w", err)
+				}
+				first = &del
+			} else {
+				// Same event, same JSON: encode it once, not per callback.
+				del = *first
+				del.ID, del.Callback = store.DeliveryID(ev.ID, name), name
 			}
 			w.Insert = append(w.Insert, del)
 			items = append(items, &item{id: del.ID, root: del.RootID, seq: del.Seq, nextAt: del.NextAt,
@@ -481,13 +490,18 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 // request builds the send.Request for one delivery.
 func request(rt Route, def config.Delivery, it *item, msg Message) send.Request {
 	cb := rt.Callback
-	h := msg.Header.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
-	for k, v := range cb.Headers {
-		if h.Get(k) == "" {
-			h.Set(k, v)
+	// send copies the header into each request, so it is only cloned here
+	// when the callback's headers are added to it.
+	h := msg.Header
+	if len(cb.Headers) > 0 {
+		h = h.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		for k, v := range cb.Headers {
+			if h.Get(k) == "" {
+				h.Set(k, v)
+			}
 		}
 	}
 	method := msg.Method

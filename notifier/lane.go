@@ -345,7 +345,12 @@ func (l *lane) completed(it *item, u store.Update, err error) {
 		if l.tracking {
 			l.recentlyDone[it.id] = struct{}{}
 		}
-		if l.spilled && len(l.items) <= l.d.o.MaxLoaded/2 {
+		// A refill reads up to MaxLoaded rows, those still in memory
+		// included: waiting until a quarter is left (rather than half)
+		// makes it read 1.33 rows per row it adds instead of 2, and a
+		// quarter still covers the read (measured ~50 ms for 10,000 rows
+		// against ~0.4 s to deliver 2,500 at 6,000/s).
+		if l.spilled && len(l.items) <= l.d.o.MaxLoaded/4 {
 			l.needRefill = true
 		}
 	}

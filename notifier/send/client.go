@@ -221,15 +221,22 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 		// sent: the place to stamp and sign each attempt.
 		RequestLogHook: func(_ retryablehttp.Logger, hr *http.Request, i int) {
 			attempts.Add(1)
-			// The header map is shared with the previous attempt's request,
-			// which the transport may still hold: write to a copy.
-			hr.Header = hr.Header.Clone()
+			if i > 0 {
+				// The header map is shared with the previous attempt's
+				// request, which the transport may still hold: write to a
+				// copy. The first attempt owns the map built above.
+				hr.Header = hr.Header.Clone()
+			}
 			ts := c.now()
 			hr.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
 			if sig := signer.Sign(r.EventID, ts, r.Body); sig != "" {
 				hr.Header.Set("webhook-signature", sig)
 			}
-			c.log.Debug("webhook attempt", "callback", r.Callback, "event_id", r.EventID, "attempt", i+1, "method", method, "url", redacted)
+			// Guarded: the arguments would be boxed on every attempt even
+			// with debug off.
+			if c.log.Enabled(ctx, slog.LevelDebug) {
+				c.log.Debug("webhook attempt", "callback", r.Callback, "event_id", r.EventID, "attempt", i+1, "method", method, "url", redacted)
+			}
 		},
 	}
 	resp, err := rc.Do(req)

@@ -148,7 +148,27 @@ type Store struct {
 	w, r *sql.DB
 	lock *os.File
 	log  *slog.Logger
+	// Commit's statements, prepared once on the writer: re-preparing them
+	// in every transaction cost a parse per statement per commit, which
+	// dominates small commits (an idle system commits one delivery at a
+	// time).
+	ins, ups, upd, dis *sql.Stmt
 }
+
+// Commit's statements.
+const (
+	insertDelivery = `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
+		attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	upsertState = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
+		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
+	updateDelivery = `UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
+		last_error = ?, last_status = ?, updated_at = ? WHERE id = ?`
+	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
+)
 
 // Open opens (creating and migrating if needed) the database at path. If
 // path is a directory, FileName is used inside it.
@@ -206,7 +226,19 @@ func Open(path string, o Options) (*Store, error) {
 		s.closeLock()
 		return nil, err
 	}
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback}} {
+		if *p.st, err = s.w.Prepare(p.q); err != nil {
+			s.closeStmts()
+			s.w.Close()
+			s.closeLock()
+			return nil, fmt.Errorf("store: preparing statements: %w", err)
+		}
+	}
 	if s.r, err = sql.Open("sqlite", dsn(false)); err != nil {
+		s.closeStmts()
 		s.w.Close()
 		s.closeLock()
 		return nil, fmt.Errorf("store: opening %s for reading: %w", path, err)
@@ -222,8 +254,17 @@ func (s *Store) closeLock() {
 	}
 }
 
+func (s *Store) closeStmts() {
+	for _, st := range []*sql.Stmt{s.ins, s.ups, s.upd, s.dis} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
 // Close closes the database and releases the dispatcher lock.
 func (s *Store) Close() error {
+	s.closeStmts()
 	err := errors.Join(s.r.Close(), s.w.Close())
 	s.closeLock()
 	return err
@@ -334,26 +375,18 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) error {
 		return fmt.Errorf("store: beginning commit: %w", err)
 	}
 	defer tx.Rollback()
+	// The transaction's handles on the statements prepared at Open: on the
+	// writer's single connection database/sql reuses them as they are.
 	var ins, ups, upd, dis *sql.Stmt
-	prep := func(p **sql.Stmt, q string) error {
-		if *p != nil {
-			return nil
+	stmt := func(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
+		if *p == nil {
+			*p = tx.StmtContext(ctx, shared)
 		}
-		st, err := tx.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("store: preparing statement: %w", err)
-		}
-		*p = st
-		return nil
+		return *p
 	}
 	for _, w := range writes {
 		for i, d := range w.Insert {
-			if err := prep(&ins, `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
-				attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`); err != nil {
-				return err
-			}
-			res, err := ins.ExecContext(ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
+			res, err := stmt(&ins, s.ins).ExecContext(ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
 				string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
 				d.LastError, d.LastStatus, string(d.Event))
 			if err != nil {
@@ -368,33 +401,19 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) error {
 			}
 		}
 		for _, st := range w.States {
-			if err := prep(&ups, `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
-				root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
-				retry_count = excluded.retry_count, last_seq = excluded.last_seq`); err != nil {
-				return err
-			}
-			if _, err := ups.ExecContext(ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
+			if _, err := stmt(&ups, s.ups).ExecContext(ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
 				st.RetryCount, int64(st.LastSeq)); err != nil {
 				return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
 			}
 		}
 		for _, u := range w.Updates {
-			if err := prep(&upd, `UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
-				last_error = ?, last_status = ?, updated_at = ? WHERE id = ?`); err != nil {
-				return err
-			}
-			if _, err := upd.ExecContext(ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
+			if _, err := stmt(&upd, s.upd).ExecContext(ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
 				u.LastStatus, ms(u.UpdatedAt), u.ID); err != nil {
 				return fmt.Errorf("store: updating delivery %s: %w", u.ID, err)
 			}
 		}
 		for _, d := range w.Disable {
-			if err := prep(&dis, `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
-				ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`); err != nil {
-				return err
-			}
-			if _, err := dis.ExecContext(ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
+			if _, err := stmt(&dis, s.dis).ExecContext(ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
 				return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
 			}
 		}
