@@ -21,7 +21,10 @@ func (c *countingObserver) Observe(event.Observation) { c.n.Add(1) }
 // tapping proxy (parse off the critical path), the tapping proxy waiting for
 // the parse after every request (full cost), and a plain
 // httputil.ReverseProxy baseline.
-func benchProxies(b *testing.B, path string, body []byte) {
+//
+// With parallel set, requests are sent from concurrent clients (and
+// tap+parse, which waits for the parse after every request, is left out).
+func benchProxies(b *testing.B, path string, body []byte, parallel bool) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -29,23 +32,38 @@ func benchProxies(b *testing.B, path string, body []byte) {
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConns: 64, MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
 
+	get := func(b *testing.B, url string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			b.Error(err)
+		}
+		resp.Body.Close()
+	}
 	run := func(b *testing.B, front http.Handler, after func()) {
 		srv := httptest.NewServer(front)
 		defer srv.Close()
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
+		if parallel && after == nil {
+			// Concurrent clients (GOMAXPROCS×8 goroutines), as under load:
+			// contention and GC show here, not in the serial loop.
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					get(b, srv.URL+path)
+				}
+			})
+			return
+		}
 		for b.Loop() {
-			resp, err := client.Get(srv.URL + path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-				b.Fatal(err)
-			}
-			resp.Body.Close()
+			get(b, srv.URL+path)
 			if after != nil {
 				after()
 			}
@@ -65,6 +83,9 @@ func benchProxies(b *testing.B, path string, body []byte) {
 		p.Wait()
 	})
 	b.Run("tap+parse", func(b *testing.B) {
+		if parallel {
+			b.Skip("serial only")
+		}
 		p, obs := newTap(b)
 		run(b, p, p.Wait)
 		if obs.n.Load() == 0 {
@@ -90,11 +111,15 @@ func benchProxies(b *testing.B, path string, body []byte) {
 }
 
 func BenchmarkProxySmallGET(b *testing.B) {
-	benchProxies(b, "/v2/executions/6b9f0c1e-1111-4a5b-9c1d-000000000001", fixture(b, "execution.json"))
+	benchProxies(b, "/v2/executions/6b9f0c1e-1111-4a5b-9c1d-000000000001", fixture(b, "execution.json"), false)
+}
+
+func BenchmarkProxySmallGETParallel(b *testing.B) {
+	benchProxies(b, "/v2/executions/6b9f0c1e-1111-4a5b-9c1d-000000000001", fixture(b, "execution.json"), true)
 }
 
 func BenchmarkProxyList1000(b *testing.B) {
-	benchProxies(b, "/v2/executions", bigList(1000))
+	benchProxies(b, "/v2/executions", bigList(1000), false)
 }
 
 func BenchmarkParseList1000(b *testing.B) {

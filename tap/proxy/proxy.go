@@ -80,6 +80,9 @@ type Proxy struct {
 	log       *slog.Logger
 	now       func() time.Time
 	gp        *goproxy.ProxyHttpServer
+	// toMistral is p.roundTrip as goproxy's RoundTripper, made once: a
+	// method value converted per request would allocate per request.
+	toMistral goproxy.RoundTripper
 	// last remembers, per request target, the hash of the last body that
 	// was parsed and observed (see unchanged).
 	last lastBodies
@@ -134,6 +137,9 @@ type exchange struct {
 	received time.Time
 	route    route
 	w        http.ResponseWriter
+	// body is the tap installed on the response, allocated with the
+	// exchange (one request has one response).
+	body tapBody
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -203,6 +209,7 @@ func New(opts Options) (*Proxy, error) {
 	gp.OnRequest().DoFunc(p.onRequest)
 	gp.OnResponse().DoFunc(p.onResponse)
 	p.gp = gp
+	p.toMistral = goproxy.RoundTripperFunc(p.roundTrip)
 	return p, nil
 }
 
@@ -355,7 +362,7 @@ func singleJoiningSlash(a, b string) string {
 // must run first) and routes the round trip through p.roundTrip.
 func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	removeHopByHop(r.Header)
-	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+	ctx.RoundTripper = p.toMistral
 	return r, nil
 }
 
@@ -408,16 +415,16 @@ func (p *Proxy) tap(x *exchange, req *http.Request, resp *http.Response) {
 	if !capture && !stream {
 		return // leave the body alone: nothing to do
 	}
-	b := &tapBody{rc: resp.Body, capture: capture, max: p.maxTap}
+	b := &x.body
+	*b = tapBody{rc: resp.Body, capture: capture, max: p.maxTap}
 	if stream {
 		rc := http.NewResponseController(x.w)
 		b.flush = func() { _ = rc.Flush() }
 	}
 	if capture {
 		b.buf = getBuf(resp.ContentLength)
-		rt, at := x.route, x.received
-		key := req.Method + " " + req.URL.RequestURI()
-		b.done = func(buf []byte, truncated bool, err error) { p.tapped(rt, key, at, buf, truncated, err) }
+		b.p, b.route, b.at = p, x.route, x.received
+		b.key = req.Method + " " + req.URL.RequestURI()
 	}
 	resp.Body = b
 }

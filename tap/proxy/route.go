@@ -54,14 +54,16 @@ func classify(prefix, method, path string) route {
 	if !ok {
 		return route{}
 	}
-	seg := strings.Split(rest, "/")
-	for _, s := range seg {
-		if s == "" {
-			return route{}
-		}
+	// No strings.Split: this runs for every request, and only the number
+	// of segments, the first and the third matter. An empty segment ("//",
+	// or a slash left at either end) leaves the path untapped.
+	if rest == "" || rest[0] == '/' || rest[len(rest)-1] == '/' || strings.Contains(rest, "//") {
+		return route{}
 	}
+	first, tail, _ := strings.Cut(rest, "/")
+	nseg := strings.Count(rest, "/") + 1
 
-	switch seg[0] {
+	switch first {
 	case "workbooks", "workflows":
 		switch method {
 		case http.MethodPost, http.MethodPut, http.MethodDelete:
@@ -79,10 +81,10 @@ func classify(prefix, method, path string) route {
 		return route{}
 	}
 	kind := event.KindExecution
-	if seg[0] == "tasks" {
+	if first == "tasks" {
 		kind = event.KindTask
 	}
-	switch len(seg) {
+	switch nseg {
 	case 1:
 		// GET lists; POST /v2/executions creates one and returns it.
 		if get {
@@ -95,7 +97,8 @@ func classify(prefix, method, path string) route {
 		return route{kind: kind}
 	case 3:
 		if kind == event.KindExecution && get {
-			switch seg[2] {
+			_, third, _ := strings.Cut(tail, "/")
+			switch third {
 			case "tasks":
 				return route{kind: event.KindTask, list: true}
 			case "executions":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 )
 
 // bufPool recycles capture buffers up to maxPooledBuf: a busy client listing
@@ -42,7 +43,7 @@ var errClosedEarly = errors.New("body closed before EOF")
 // client. It does two independent jobs:
 //
 //   - with capture set, it keeps a copy of at most max bytes and, once, at
-//     io.EOF or Close, hands it to done together with the way the body
+//     io.EOF or Close, hands it to p.tapped together with the way the body
 //     ended (io.EOF means complete);
 //   - with flush set (bodies of unknown length), it flushes what the client
 //     has been written before every read that may block on the upstream, so
@@ -60,8 +61,13 @@ type tapBody struct {
 	max       int64
 	buf       []byte
 	truncated bool
-	done      func(buf []byte, truncated bool, err error)
 	once      sync.Once
+	// Where a captured body goes (p.tapped); fields rather than a closure
+	// so that a tapped response costs no extra allocation.
+	p     *Proxy
+	route route
+	key   string
+	at    time.Time
 }
 
 // Read implements io.Reader.
@@ -99,10 +105,10 @@ func (b *tapBody) Close() error {
 
 func (b *tapBody) finish(err error) {
 	b.once.Do(func() {
-		if b.capture && b.done != nil {
+		if b.capture && b.p != nil {
 			buf := b.buf
 			b.buf = nil
-			b.done(buf, b.truncated, err)
+			b.p.tapped(b.route, b.key, b.at, buf, b.truncated, err)
 		}
 	})
 }
