@@ -7,34 +7,6 @@ import (
 	"time"
 )
 
-// bufPool recycles capture buffers up to maxPooledBuf: a busy client listing
-// executions would otherwise allocate a list-sized buffer per response.
-// Bigger buffers are left to the GC so the pool never pins MaxTapBody-sized
-// memory.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
-
-const maxPooledBuf = 1 << 20
-
-// getBuf returns an empty buffer with room for at least n bytes (n <= 0:
-// unknown).
-func getBuf(n int64) []byte {
-	bp := bufPool.Get().(*[]byte)
-	if n > int64(cap(*bp)) {
-		bufPool.Put(bp)
-		return make([]byte, 0, n)
-	}
-	return (*bp)[:0]
-}
-
-// putBuf returns a buffer to the pool; the caller must not use it again.
-func putBuf(b []byte) {
-	if b == nil || cap(b) > maxPooledBuf {
-		return
-	}
-	b = b[:0]
-	bufPool.Put(&b)
-}
-
 // errClosedEarly is what a tapped body reports when it was closed before
 // io.EOF: the client went away or goproxy stopped copying.
 var errClosedEarly = errors.New("body closed before EOF")
