@@ -40,6 +40,7 @@ func bench(args []string) error {
 	only := fs.String("only", "", "run only the workload whose name contains this")
 	profile := fs.String("tap-cpuprofile", "", "write mistral-tap's CPU profile to this file")
 	only2 := fs.String("targets", "", "comma-separated substrings: run only the targets whose name contains one (direct: canned and httputil always run, they are the baselines)")
+	events := fs.String("tap-events", "*", "events filter of mistral-tap's one callback: e.g. TASK_FAILED (never emitted by the canned upstream) measures the tap and derivation without webhook delivery")
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
 	fs.Parse(args)
 
@@ -57,7 +58,7 @@ func bench(args []string) error {
 		return err
 	}
 	defer hu.stop()
-	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile)
+	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile, "-events", *events)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func serve(args []string) error {
 	conc := fs.Int("concurrency", 16, "callback concurrency (tap)")
 	ordering := fs.String("ordering", "root", "callback ordering (tap)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the child (tap)")
+	events := fs.String("events", "*", "the callback's events filter (tap); an event nothing emits turns delivery off while keeping derivation")
 	execs := fs.Int("execs", 1000, "executions in the fake engine (upstream)")
 	fs.Parse(args)
 	switch *role {
@@ -68,7 +69,7 @@ func serve(args []string) error {
 	case "httputil":
 		return runHTTPUtil(*upstream)
 	case "tap":
-		return runTap(*upstream, *receiver, *interval, *conc, *ordering, *profile)
+		return runTap(*upstream, *receiver, *interval, *conc, *ordering, *profile, *events)
 	}
 	return fmt.Errorf("serve: unknown role %q", *role)
 }

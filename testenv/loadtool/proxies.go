@@ -57,7 +57,7 @@ delivery:
   allow_networks: ["127.0.0.0/8"]
 callbacks:
   - name: load
-    events: ["*"]
+    events: [%q]
     url: %s
     concurrency: %d
     ordering: %s
@@ -65,7 +65,7 @@ callbacks:
 
 // runTap is mistral-tap itself (app.Run), tapping, watching and delivering
 // every event to the parent's receiver.
-func runTap(upstream, receiver string, interval time.Duration, concurrency int, ordering, profile string) error {
+func runTap(upstream, receiver string, interval time.Duration, concurrency int, ordering, profile, events string) error {
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -82,7 +82,7 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "mistral-tap.yaml")
-	cfgText := fmt.Sprintf(tapConfig, upstream, filepath.Join(dir, "state"), interval, receiver, concurrency, ordering)
+	cfgText := fmt.Sprintf(tapConfig, upstream, filepath.Join(dir, "state"), interval, events, receiver, concurrency, ordering)
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
