@@ -443,6 +443,11 @@ func jsonType(ct string) bool {
 	return mt == "application/json" || mt == "text/plain" || strings.HasSuffix(mt, "+json")
 }
 
+// inlineCheckMax is the largest tapped body whose unchanged check runs on
+// the request's goroutine (see tapped); bigger ones are hashed with the
+// parse, off the response path.
+const inlineCheckMax = 4 << 10
+
 // tapped runs when a captured body ended. Only a body read to io.EOF is
 // parsed, and in a goroutine: the client's last bytes may still be in the
 // server's buffers and must not wait for parsing.
@@ -456,10 +461,20 @@ func (p *Proxy) tapped(rt route, key string, at time.Time, buf []byte, truncated
 		p.c.tooLarge.Add(1)
 		return
 	}
+	// A small body is checked against the last one right here: hashing a
+	// single execution takes well under a microsecond, less than starting
+	// and scheduling a goroutine, and a polled resource that did not
+	// change then costs no goroutine at all.
+	small := len(buf) <= inlineCheckMax
+	if small && p.last.unchanged(key, buf) {
+		putBuf(buf)
+		p.c.unchanged.Add(1)
+		return
+	}
 	p.inflight.Add(1)
 	go func() {
 		defer p.inflight.Done()
-		if p.last.unchanged(key, buf) {
+		if !small && p.last.unchanged(key, buf) {
 			putBuf(buf)
 			p.c.unchanged.Add(1)
 			return
