@@ -21,6 +21,8 @@ type Config struct {
 	Proxy Proxy `koanf:"proxy" yaml:"proxy"`
 	// Watch configures active polling of the API.
 	Watch Watch `koanf:"watch" yaml:"watch"`
+	// Tracker tunes what mistral-tap remembers about executions and tasks.
+	Tracker Tracker `koanf:"tracker" yaml:"tracker"`
 	// Delivery holds defaults for every callback's delivery.
 	Delivery Delivery `koanf:"delivery" yaml:"delivery"`
 	// Log configures logging.
@@ -96,6 +98,15 @@ type Keystone struct {
 	ProjectName string `koanf:"project_name" yaml:"project_name"`
 	// ProjectDomainName is the project's domain. Default "Default".
 	ProjectDomainName string `koanf:"project_domain_name" yaml:"project_domain_name"`
+}
+
+// Tracker tunes the tracker's memory.
+type Tracker struct {
+	// Retention is how long a finished execution or task is remembered
+	// after its last update. Afterwards it is forgotten (memory and store
+	// stay bounded) and seeing it again fires nothing; a rerun after that
+	// is reported as a launch. Default 1h.
+	Retention time.Duration `koanf:"retention" yaml:"retention"`
 }
 
 // Delivery holds delivery defaults that each callback may override.
@@ -260,7 +271,8 @@ func Default() Config {
 			ResponseHeaderTimeout: 120 * time.Second,
 			MaxIdleConnsPerHost:   64,
 		},
-		Watch: Watch{Interval: time.Second, PageSize: 500},
+		Watch:   Watch{Interval: time.Second, PageSize: 500},
+		Tracker: Tracker{Retention: time.Hour},
 		Delivery: Delivery{
 			Timeout:      10 * time.Second,
 			Retries:      3,

@@ -296,6 +296,7 @@ func RestartRequired(old, new *Config) []string {
 	diff("proxy.response_header_timeout", old.Proxy.ResponseHeaderTimeout, new.Proxy.ResponseHeaderTimeout)
 	diff("proxy.max_idle_conns_per_host", old.Proxy.MaxIdleConnsPerHost, new.Proxy.MaxIdleConnsPerHost)
 	diff("log.format", old.Log.Format, new.Log.Format)
+	diff("tracker.retention", old.Tracker.Retention, new.Tracker.Retention)
 	diff("admin.listen", old.Admin.Listen, new.Admin.Listen)
 	diff("ops.listen", old.Ops.Listen, new.Ops.Listen)
 	return out

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mistral-tap/mistral-tap/notifier/payload"
 )
@@ -64,6 +65,10 @@ func (c *Config) validate(p *problems) {
 				p.add("watch.keystone."+field, "", "watch.keystone."+field, "", "required with watch.keystone.auth_url")
 			}
 		}
+	}
+
+	if c.Tracker.Retention < time.Minute {
+		p.add("tracker.retention", "", "tracker.retention", c.Tracker.Retention.String(), "must be at least 1m (finished entities must outlive the watcher's overlap and a client's next look)")
 	}
 
 	// delivery

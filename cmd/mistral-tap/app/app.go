@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("app: watcher: %w", err)
 	}
-	tr, err = track.New(track.Options{Sink: metrics.CountEvents(disp), Fetcher: w, States: states, Horizon: horizon, Logger: log.With("component", "track")})
+	tr, err = track.New(track.Options{Sink: metrics.CountEvents(disp), Fetcher: w, States: states, Horizon: horizon, Logger: log.With("component", "track"), Retention: cfg.Tracker.Retention})
 	if err != nil {
 		return fmt.Errorf("app: tracker: %w", err)
 	}
