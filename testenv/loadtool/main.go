@@ -7,6 +7,7 @@
 //	go run ./testenv/loadtool bench    [-dur 3s] [-conc 16,64]
 //	go run ./testenv/loadtool delivery [-events 20000]
 //	go run ./testenv/loadtool watch    [-active 10,1000,10000] [-window 15s]
+//	go run ./testenv/loadtool soak     [-dur 10m] [-rate 20] [-retention 1m]
 //	go run ./testenv/loadtool all
 package main
 
@@ -35,6 +36,8 @@ func main() {
 		err = delivery(args)
 	case "watch":
 		err = watchCost(args)
+	case "soak":
+		err = soak(args)
 	case "all":
 		if err = bench(args); err == nil {
 			if err = delivery(nil); err == nil {
@@ -62,6 +65,7 @@ func serve(args []string) error {
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the child (tap)")
 	events := fs.String("events", "*", "the callback's events filter (tap); an event nothing emits turns delivery off while keeping derivation")
 	execs := fs.Int("execs", 1000, "executions in the fake engine (upstream)")
+	fs.DurationVar(&tapRetention, "retention", time.Hour, "tracker.retention (tap)")
 	fs.Parse(args)
 	switch *role {
 	case "upstream":

@@ -53,6 +53,8 @@ upstream: %s
 state_dir: %s
 watch:
   interval: %s
+tracker:
+  retention: RETENTION
 delivery:
   allow_networks: ["127.0.0.0/8"]
 callbacks:
@@ -83,6 +85,7 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "mistral-tap.yaml")
 	cfgText := fmt.Sprintf(tapConfig, upstream, filepath.Join(dir, "state"), interval, events, receiver, concurrency, ordering)
+	cfgText = strings.Replace(cfgText, "RETENTION", tapRetention.String(), 1)
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
