@@ -374,4 +374,11 @@ func TestRestartRequired(t *testing.T) {
 	if got, want := RestartRequired(&a, &b), []string{"listen", "ops.listen"}; !slices.Equal(got, want) {
 		t.Errorf("RestartRequired = %v, want %v", got, want)
 	}
+	// The watcher and the delivery client are built once: say so.
+	c := Default()
+	c.Watch.Interval, c.Watch.Headers = 5*time.Second, map[string]string{"X-Auth-Token": "t"}
+	c.Delivery.AllowNetworks, c.Delivery.Retries = []string{"10.0.0.0/8"}, 7
+	if got, want := RestartRequired(&a, &c), []string{"watch.interval", "watch.headers", "delivery.allow_networks"}; !slices.Equal(got, want) {
+		t.Errorf("RestartRequired = %v, want %v", got, want)
+	}
 }

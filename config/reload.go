@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,8 +279,10 @@ func (r *Reloader) rearmDelay() time.Duration { return max(r.Debounce, 50*time.M
 // RestartRequired lists the keys that differ between old and new but are
 // only read at start: the listen addresses, the upstream (the tracker's
 // state and the watcher's checkpoint belong to one engine), the state
-// directory, the proxy's transport settings and the log format. Everything
-// else (callbacks, delivery, watch, log level) applies live.
+// directory, the proxy's transport settings, the log format, the tracker's
+// retention, the watcher's settings and delivery.allow_networks (the
+// watcher and the delivery client are built once). Callbacks, the other
+// delivery settings and the log level apply live.
 func RestartRequired(old, new *Config) []string {
 	var out []string
 	diff := func(key string, a, b any) {
@@ -297,6 +301,18 @@ func RestartRequired(old, new *Config) []string {
 	diff("proxy.max_idle_conns_per_host", old.Proxy.MaxIdleConnsPerHost, new.Proxy.MaxIdleConnsPerHost)
 	diff("log.format", old.Log.Format, new.Log.Format)
 	diff("tracker.retention", old.Tracker.Retention, new.Tracker.Retention)
+	// The watcher and the delivery client are built once at start.
+	diff("watch.interval", old.Watch.Interval, new.Watch.Interval)
+	diff("watch.page_size", old.Watch.PageSize, new.Watch.PageSize)
+	diff("watch.replay", old.Watch.Replay, new.Watch.Replay)
+	diff("watch.all_projects", old.Watch.AllProjects, new.Watch.AllProjects)
+	diff("watch.keystone", old.Watch.Keystone, new.Watch.Keystone)
+	if !reflect.DeepEqual(old.Watch.Headers, new.Watch.Headers) {
+		out = append(out, "watch.headers")
+	}
+	if !slices.Equal(old.Delivery.AllowNetworks, new.Delivery.AllowNetworks) {
+		out = append(out, "delivery.allow_networks")
+	}
 	diff("admin.listen", old.Admin.Listen, new.Admin.Listen)
 	diff("ops.listen", old.Ops.Listen, new.Ops.Listen)
 	return out

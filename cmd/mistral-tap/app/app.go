@@ -126,7 +126,10 @@ func Run(ctx context.Context, o Options) error {
 		Callbacks:   func() []notifier.CallbackStatus { return disp.Status() },
 	}, o.Version)
 
-	wb := workbooks.New(workbooks.Options{BaseURL: cfg.Upstream, Headers: cfg.Watch.Headers, AllProjects: cfg.Watch.AllProjects, Client: engineClient(cfg), Log: log.With("component", "workbooks")})
+	// One client (and one Keystone token) for all of mistral-tap's own
+	// requests to Mistral.
+	engine := engineClient(cfg)
+	wb := workbooks.New(workbooks.Options{BaseURL: cfg.Upstream, Headers: cfg.Watch.Headers, AllProjects: cfg.Watch.AllProjects, Client: engine, Log: log.With("component", "workbooks")})
 	routing, err := Routing(cfg, wb)
 	if err != nil {
 		return err
@@ -139,7 +142,7 @@ func Run(ctx context.Context, o Options) error {
 	w, err = watch.New(watch.Options{
 		Upstream: upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
 		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
-		Checkpoints: st, Client: engineClient(cfg), Logger: log.With("component", "watch"),
+		Checkpoints: st, Client: engine, Logger: log.With("component", "watch"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: watcher: %w", err)
