@@ -80,6 +80,7 @@ type Store interface {
 	Commit(ctx context.Context, writes ...store.Write) error
 	Pending(ctx context.Context, callback string, limit int) ([]store.Delivery, error)
 	CountPending(ctx context.Context) (map[string]int, error)
+	PendingSummary(ctx context.Context, callback string) (int, time.Time, error)
 	Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error)
 	DisabledCallbacks(ctx context.Context) (map[string]store.Disabled, error)
 	Enable(ctx context.Context, name string) error

@@ -456,3 +456,76 @@ func TestPolicyBackoff(t *testing.T) {
 		t.Errorf("retry beyond max_age deadline: %+v", u)
 	}
 }
+
+// hookStore runs hook inside every Pending read (after the read).
+type hookStore struct {
+	Store
+	hook func()
+}
+
+func (s hookStore) Pending(ctx context.Context, cb string, limit int) ([]store.Delivery, error) {
+	rows, err := s.Store.Pending(ctx, cb, limit)
+	if s.hook != nil {
+		s.hook()
+	}
+	return rows, err
+}
+
+// An event accepted while a refill reads the store joins memory when the
+// read was complete: it must not mark the lane spilled (which made a busy
+// lane re-read the store back to back) nor be lost or sent twice.
+func TestAcceptDuringRefillDoesNotSpill(t *testing.T) {
+	s := newFakeSender()
+	var h *harness
+	var once sync.Once
+	var inRead atomic.Bool
+	var reads atomic.Int32
+	hs := hookStore{}
+	h = newHarness(t, "", s, routing(config.Callback{Name: "a"}), func(o *Options) {
+		hs.Store = o.Store
+		hs.hook = func() {
+			if inRead.Load() {
+				reads.Add(1)
+				once.Do(func() {
+					go h.accept(evs("r2", 1)...)
+					// Wait until Accept handed the item to the lane, which
+					// happens while the read still holds it as late.
+					deadline := time.Now().Add(5 * time.Second)
+					for time.Now().Before(deadline) {
+						l := h.lane("a")
+						l.mu.Lock()
+						n := len(l.late)
+						l.mu.Unlock()
+						if n > 0 {
+							return
+						}
+						time.Sleep(time.Millisecond)
+					}
+				})
+			}
+		}
+		o.Store = &hs
+	})
+	h.start()
+	h.accept(evs("r1", 2)...)
+	h.waitFor("first delivered", func() bool { return h.count(store.Delivered) == 2 })
+	inRead.Store(true)
+	h.d.Replay(context.Background(), ReplayFilter{ID: "none"}) // forces a refill
+	h.waitFor("late delivered", func() bool { return h.count(store.Delivered) == 3 })
+	l := h.lane("a")
+	l.mu.Lock()
+	spilled, pending := l.spilled, l.pending
+	l.mu.Unlock()
+	if spilled || pending != 0 || reads.Load() != 1 {
+		t.Fatalf("spilled %v, pending %d, store reads %d; want false, 0, 1", spilled, pending, reads.Load())
+	}
+	if a, _, _ := s.snapshot(); a["a/evt_r2_1"] != 1 {
+		t.Fatalf("late event attempted %d times", a["a/evt_r2_1"])
+	}
+}
+
+func (h *harness) lane(name string) *lane {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	return h.d.lanes[name]
+}
