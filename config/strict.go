@@ -53,15 +53,6 @@ func (ix *fileIndex) locate(e *FieldError) {
 	}
 }
 
-// has reports whether the file sets the key at path.
-func (ix *fileIndex) has(path string) bool {
-	if ix == nil {
-		return false
-	}
-	_, ok := ix.nodes[path]
-	return ok
-}
-
 var durationType = reflect.TypeOf(time.Duration(0))
 
 type strictWalker struct {
