@@ -146,16 +146,22 @@ func (e *Engine) execObjs(keep func(*execution) bool) []obj {
 }
 
 func (e *Engine) taskObjs(keep func(*task) bool) []obj {
-	var ts []*task
-	for _, t := range e.tasks {
-		if keep == nil || keep(t) {
-			ts = append(ts, t)
+	return renderSorted(e.tasks, keep, func(t *task) uint64 { return t.seq }, e.taskObj)
+}
+
+// renderSorted renders the entries of m that keep accepts, in creation
+// order (seq), as the API lists them.
+func renderSorted[T any](m map[string]*T, keep func(*T) bool, seq func(*T) uint64, render func(*T) obj) []obj {
+	var xs []*T
+	for _, x := range m {
+		if keep == nil || keep(x) {
+			xs = append(xs, x)
 		}
 	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].seq < ts[j].seq })
-	out := make([]obj, len(ts))
-	for i, t := range ts {
-		out[i] = e.taskObj(t)
+	sort.Slice(xs, func(i, j int) bool { return seq(xs[i]) < seq(xs[j]) })
+	out := make([]obj, len(xs))
+	for i, x := range xs {
+		out[i] = render(x)
 	}
 	return out
 }
@@ -444,18 +450,7 @@ func (e *Engine) routeTasks(w http.ResponseWriter, r *http.Request, rest []strin
 }
 
 func (e *Engine) actionObjs(keep func(*actionExec) bool) []obj {
-	var as []*actionExec
-	for _, a := range e.actions {
-		if keep == nil || keep(a) {
-			as = append(as, a)
-		}
-	}
-	sort.Slice(as, func(i, j int) bool { return as[i].seq < as[j].seq })
-	out := make([]obj, len(as))
-	for i, a := range as {
-		out[i] = e.actionObj(a)
-	}
-	return out
+	return renderSorted(e.actions, keep, func(a *actionExec) uint64 { return a.seq }, e.actionObj)
 }
 
 func (e *Engine) routeActions(w http.ResponseWriter, r *http.Request, rest []string) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,22 +73,14 @@ func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
 		}
 	}()
 
-	post := func(path, ctype, body string) (int, []byte) {
-		resp, err := http.Post(proxy+path, ctype, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	if code, b := post("/v2/workflows", "text/plain", "version: '2.0'\nwf:\n  tasks:\n    a:\n      action: std.noop\n"); code != 201 {
+	postPath := func(path, ctype, body string) (int, []byte) { return post(t, proxy+path, ctype, body) }
+	if code, b := postPath("/v2/workflows", "text/plain", "version: '2.0'\nwf:\n  tasks:\n    a:\n      action: std.noop\n"); code != 201 {
 		t.Fatalf("define: %d %s", code, b)
 	}
 
 	// Dead engine: the client gets Mistral's error shape from the proxy.
 	eng.SetDown(true)
-	code, body := post("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
+	code, body := postPath("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
 	var fault struct {
 		Faultcode, Faultstring string
 	}
@@ -100,7 +91,7 @@ func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
 	eng.SetDown(false)
 
 	start := time.Now()
-	code, body = post("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
+	code, body = postPath("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
 	if code != 201 {
 		t.Fatalf("start: %d %s", code, body)
 	}
