@@ -84,3 +84,97 @@ func (b *tapBody) finish(err error) {
 		}
 	})
 }
+
+// minRead is the least room WriteTo reads into while capturing: with less
+// left, the capture buffer grows first.
+const minRead = 4 << 10
+
+// scratchSize is WriteTo's read size once nothing is captured (a stream
+// that is not tapped, or a body past max).
+const scratchSize = 64 << 10
+
+// WriteTo implements io.WriterTo, which goproxy's io.Copy prefers to any
+// copy loop of its own. While capturing, the upstream body is read straight
+// into the capture buffer and written to the client from there: the tap
+// costs no second copy of the bytes, and each read takes as much as the
+// socket holds instead of io.Copy's 32 KiB, so a list of 1,000 executions
+// crosses the proxy in a few large reads and writes rather than 15 of each.
+// Every read is written out before the next one starts, so a slow upstream
+// still streams.
+func (b *tapBody) WriteTo(w io.Writer) (int64, error) {
+	if b.capture && b.p != nil {
+		// The last bytes reach the client before finish hands the body
+		// to the parser (it is the buffer they are written from): count
+		// the copy as in flight so that Proxy.Wait covers it.
+		b.p.inflight.Add(1)
+		defer b.p.inflight.Done()
+	}
+	var written int64
+	var scratch []byte
+	defer func() {
+		if scratch != nil {
+			putBuf(scratch)
+		}
+	}()
+	for {
+		if b.flush != nil && b.dirty {
+			b.flush()
+			b.dirty = false
+		}
+		capturing := b.capture && !b.truncated
+		var p []byte
+		if capturing {
+			if cap(b.buf)-len(b.buf) < minRead {
+				b.grow()
+			}
+			p = b.buf[len(b.buf):cap(b.buf)]
+		} else {
+			if scratch == nil {
+				scratch = getBuf(scratchSize)
+			}
+			p = scratch[:cap(scratch)]
+		}
+		n, rerr := b.rc.Read(p)
+		if n > 0 {
+			b.dirty = true
+			nw, werr := w.Write(p[:n])
+			written += int64(nw)
+			if capturing {
+				if int64(len(b.buf))+int64(n) > b.max {
+					// Too large to tap; the bytes are already written.
+					b.truncated = true
+					putBuf(b.buf)
+					b.buf = nil
+				} else {
+					b.buf = b.buf[:len(b.buf)+n]
+				}
+			}
+			if werr == nil && nw != n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				// The client is gone; goproxy's Close reports the body
+				// as incomplete.
+				return written, werr
+			}
+		}
+		if rerr != nil {
+			b.finish(rerr)
+			if rerr == io.EOF {
+				return written, nil
+			}
+			return written, rerr
+		}
+	}
+}
+
+// grow doubles the capture buffer (at least one pooled class, at most
+// max+minRead so that a body one byte over max is still seen as too large).
+func (b *tapBody) grow() {
+	size := 2 * int64(cap(b.buf))
+	size = max(size, minPooledBuf)
+	size = min(size, b.max+minRead)
+	nb := append(getBuf(size), b.buf...)
+	putBuf(b.buf)
+	b.buf = nb
+}
