@@ -14,20 +14,29 @@ import (
 var errCommitterStopped = errors.New("notifier: committer stopped")
 
 // op is one write waiting for the committer; after runs once it is durable
-// (err nil) or failed.
+// (err nil) or failed. A deferred op is one nobody waits for (tracker
+// states that produced no delivery): it may wait up to the committer's
+// deferDelay for company, so that a burst of them shares one transaction.
 type op struct {
-	w     store.Write
-	after func(err error)
+	w        store.Write
+	after    func(err error)
+	deferred bool
 }
 
 // committer group-commits writes: while one transaction (and its fsync) is
 // running, the next writes queue up, and the next transaction takes all of
 // them. Under load this amortises the fsync over hundreds of writes without
 // adding latency when idle.
+//
+// Deferred writes (see op) are the exception: a batch made only of them
+// waits up to deferDelay, or until a write somebody waits for arrives and
+// takes them along. Ops commit in the order they were submitted, whatever
+// their batch, so a deferred write is never durable after a later one.
 type committer struct {
-	st       Store
-	delay    time.Duration
-	maxBatch int
+	st         Store
+	delay      time.Duration
+	deferDelay time.Duration
+	maxBatch   int
 
 	mu      sync.RWMutex // held shared by submitters, exclusively to stop
 	stopped bool
@@ -35,20 +44,31 @@ type committer struct {
 	done    chan struct{}
 }
 
-func newCommitter(st Store, delay time.Duration) *committer {
-	c := &committer{st: st, delay: delay, maxBatch: 2048, ops: make(chan op, 4096), done: make(chan struct{})}
+func newCommitter(st Store, delay, deferDelay time.Duration) *committer {
+	c := &committer{st: st, delay: delay, deferDelay: deferDelay, maxBatch: 2048,
+		ops: make(chan op, 4096), done: make(chan struct{})}
 	go c.run()
 	return c
 }
 
 // submit queues w; after is called from the committer goroutine.
 func (c *committer) submit(w store.Write, after func(error)) error {
+	return c.enqueue(op{w: w, after: after})
+}
+
+// submitDeferred queues w as a deferred write; after (which may be nil)
+// is called from the committer goroutine once it is durable or failed.
+func (c *committer) submitDeferred(w store.Write, after func(error)) error {
+	return c.enqueue(op{w: w, after: after, deferred: true})
+}
+
+func (c *committer) enqueue(o op) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.stopped {
 		return errCommitterStopped
 	}
-	c.ops <- op{w: w, after: after}
+	c.ops <- o
 	return nil
 }
 
@@ -82,9 +102,31 @@ func (c *committer) run() {
 	defer close(c.done)
 	for first := range c.ops {
 		batch := []op{first}
-		var timer <-chan time.Time
-		if c.delay > 0 {
-			timer = time.After(c.delay)
+		deferredOnly := first.deferred && c.deferDelay > 0
+		var timer *time.Timer
+		var expired <-chan time.Time
+		setTimer := func(d time.Duration) {
+			if timer != nil {
+				timer.Stop()
+				timer, expired = nil, nil
+			}
+			if d > 0 {
+				timer = time.NewTimer(d)
+				expired = timer.C
+			}
+		}
+		if deferredOnly {
+			setTimer(c.deferDelay)
+		} else {
+			setTimer(c.delay)
+		}
+		add := func(o op) {
+			batch = append(batch, o)
+			if deferredOnly && !o.deferred {
+				// Somebody waits for this one: stop deferring.
+				deferredOnly = false
+				setTimer(c.delay)
+			}
 		}
 	gather:
 		for len(batch) < c.maxBatch {
@@ -93,9 +135,9 @@ func (c *committer) run() {
 				if !ok {
 					break gather
 				}
-				batch = append(batch, o)
+				add(o)
 			default:
-				if timer == nil {
+				if expired == nil {
 					break gather
 				}
 				select {
@@ -103,12 +145,14 @@ func (c *committer) run() {
 					if !ok {
 						break gather
 					}
-					batch = append(batch, o)
-				case <-timer:
+					add(o)
+				case <-expired:
+					timer, expired = nil, nil
 					break gather
 				}
 			}
 		}
+		setTimer(0)
 		c.flush(batch)
 	}
 }
