@@ -28,6 +28,14 @@ func workloads(execID string) []workload {
 	}
 }
 
+// webhookFloor is the target that measures what one webhook per created
+// execution costs a plain proxy (runHTTPUtilWebhook).
+const webhookFloor = "httputil+webhook → canned"
+
+// runs reports whether target t is measured on w: the webhook floor only
+// differs from httputil on POST.
+func (w workload) runs(t target) bool { return t.name != webhookFloor || w.method == "POST" }
+
 // bench is part 1: the same workloads direct, through httputil, nginx and
 // mistral-tap, at fixed concurrencies, then at half of mistral-tap's
 // maximum rate for added latency, then first-byte timing on a slow list.
@@ -42,7 +50,18 @@ func bench(args []string) error {
 	only2 := fs.String("targets", "", "comma-separated substrings: run only the targets whose name contains one (direct: canned and httputil always run, they are the baselines)")
 	events := fs.String("tap-events", "*", "events filter of mistral-tap's one callback: e.g. TASK_FAILED (never emitted by the canned upstream) measures the tap and derivation without webhook delivery")
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
+	pin := fs.Bool("pin", false, "give the proxies CPU 1 to themselves: this process (clients, receiver) and the upstream run on CPU 0, each proxy on CPU 1")
 	fs.Parse(args)
+	proxyCPUs := ""
+	if *pin {
+		if runtime.NumCPU() < 2 {
+			return fmt.Errorf("-pin needs 2 CPUs, have %d", runtime.NumCPU())
+		}
+		if err := pinSelf(0); err != nil {
+			return err
+		}
+		proxyCPUs = "1"
+	}
 
 	up, err := spawn("-role", "upstream", "-execs", "1000")
 	if err != nil {
@@ -53,12 +72,17 @@ func bench(args []string) error {
 	if err != nil {
 		return err
 	}
-	hu, err := spawn("-role", "httputil", "-upstream", up.info["canned"])
+	hu, err := spawnOn(proxyCPUs, "-role", "httputil", "-upstream", up.info["canned"])
 	if err != nil {
 		return err
 	}
 	defer hu.stop()
-	tp, err := spawn("-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile, "-events", *events)
+	hw, err := spawnOn(proxyCPUs, "-role", "httputil-webhook", "-upstream", up.info["canned"], "-receiver", rcv.url)
+	if err != nil {
+		return err
+	}
+	defer hw.stop()
+	tp, err := spawnOn(proxyCPUs, "-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile, "-events", *events)
 	if err != nil {
 		return err
 	}
@@ -68,10 +92,11 @@ func bench(args []string) error {
 		{"direct: fake engine", up.info["fake"], up.cpu},
 		{"direct: canned", up.info["canned"], up.cpu},
 		{"httputil → canned", hu.info["addr"], hu.cpu},
+		{webhookFloor, hw.info["addr"], hw.cpu},
 		{"mistral-tap → canned", tp.info["addr"], tp.cpu},
 	}
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil && !*noNginx {
-		ng, err := startNginx(up.info["canned"])
+		ng, err := startNginx(up.info["canned"], proxyCPUs)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nginx skipped:", err)
 		} else {
@@ -82,7 +107,7 @@ func bench(args []string) error {
 
 	if *only2 != "" {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
-			if t.name == "direct: canned" || t.name == "httputil → canned" {
+			if t.name == "direct: canned" || t.name == "httputil → canned" || t.name == webhookFloor {
 				return false
 			}
 			for _, s := range strings.Split(*only2, ",") {
@@ -97,6 +122,11 @@ func bench(args []string) error {
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	fmt.Fprintf(out, "# loadtool bench — %s, GOMAXPROCS=%d, %s per cell after %s warm-up\n\n", cpuModel(), runtime.GOMAXPROCS(0), *dur, *warm)
+	if *pin {
+		fmt.Fprintln(out, "Pinned (-pin): clients, receiver and upstream on CPU 0; each proxy alone on CPU 1.")
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintf(out, "%q runs only on the POST workload: httputil plus one webhook per created execution from an in-memory queue, the least any notifier pays; mistral-tap's POST rows also give their ratio to it.\n\n", webhookFloor)
 	fmt.Fprintf(out, "Body sizes: one execution %s B, list of 100 %s B, list of 1,000 %s B.\n\n",
 		up.info["bytes_small"], up.info["bytes_list100"], up.info["bytes_list1000"])
 	fmt.Fprintln(out, "## Closed loop (fixed concurrency)")
@@ -114,15 +144,24 @@ func bench(args []string) error {
 		for _, c := range ints(*concs) {
 			res := map[string]result{}
 			for _, t := range targets {
+				if !w.runs(t) {
+					continue
+				}
 				r := closedLoop(t.base, w, c, *warm, *dur, t.cpu)
 				res[t.name] = r
 			}
 			floor := res["httputil → canned"].rps
 			for _, t := range targets {
+				if !w.runs(t) {
+					continue
+				}
 				r := res[t.name]
 				ratio := "—"
 				if t.name != "httputil → canned" && floor > 0 && t.name != "direct: fake engine" {
 					ratio = fmt.Sprintf("%.2f×", r.rps/floor)
+				}
+				if wf := res[webhookFloor].rps; t.name == "mistral-tap → canned" && wf > 0 {
+					ratio += fmt.Sprintf(" (%.2f× %s)", r.rps/wf, webhookFloor)
 				}
 				fmt.Fprintf(out, "| %s | %d | %s | %.0f | %s | %s | %s | %.2f | %s | %d |\n",
 					w.name, c, t.name, r.rps, ms(r.pct(0.5)), ms(r.pct(0.99)), ms(r.pct(0.999)), r.cpuPer10k(), ratio, r.errs)
@@ -147,7 +186,7 @@ func bench(args []string) error {
 		}
 		var direct time.Duration
 		for _, t := range targets {
-			if t.name == "direct: fake engine" {
+			if t.name == "direct: fake engine" || !w.runs(t) {
 				continue
 			}
 			r := openLoop(t.base, w, rate, *dur, t.cpu)
@@ -170,7 +209,7 @@ func bench(args []string) error {
 	fmt.Fprintln(out, "| target | time to first body byte ms (median of 5) | time to last byte ms |")
 	fmt.Fprintln(out, "|---|---|---|")
 	for _, t := range targets {
-		if t.name == "direct: fake engine" {
+		if t.name == "direct: fake engine" || t.name == webhookFloor {
 			continue
 		}
 		var fb, lb []time.Duration

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A child is a server role running in its own process, so that its CPU time
@@ -29,12 +31,20 @@ type child struct {
 }
 
 // spawn starts `<this binary> serve <args...>` and waits for READY.
-func spawn(args ...string) (*child, error) {
+func spawn(args ...string) (*child, error) { return spawnOn("", args...) }
+
+// spawnOn is spawn with the child pinned to the CPU list cpus (taskset
+// syntax) from its first instruction, so that every thread of its runtime
+// and its GOMAXPROCS follow; "" inherits this process's CPUs.
+func spawnOn(cpus string, args ...string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding own binary: %w", err)
 	}
 	cmd := exec.Command(self, append([]string{"serve"}, args...)...)
+	if cpus != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", cpus, self, "serve"}, args...)...)
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -121,6 +131,28 @@ func (c *child) stop() {
 		c.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// pinSelf moves every thread of this process to CPU cpu and runs Go on
+// one P; threads created later inherit the affinity, and so do children.
+func pinSelf(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("pinning: %w", err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("pinning thread %d to CPU %d: %w", tid, cpu, err)
+		}
+	}
+	runtime.GOMAXPROCS(1)
+	return nil
 }
 
 // selfCPU is this process's user+system time (getrusage).

@@ -56,7 +56,7 @@ func main() {
 // serve runs one child role (see child.go).
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	role := fs.String("role", "", "upstream | httputil | tap")
+	role := fs.String("role", "", "upstream | httputil | httputil-webhook | tap")
 	upstream := fs.String("upstream", "", "upstream URL")
 	receiver := fs.String("receiver", "", "webhook receiver URL (tap)")
 	interval := fs.Duration("interval", time.Second, "watch interval (tap)")
@@ -72,6 +72,8 @@ func serve(args []string) error {
 		return runUpstream(*execs)
 	case "httputil":
 		return runHTTPUtil(*upstream)
+	case "httputil-webhook":
+		return runHTTPUtilWebhook(*upstream, *receiver)
 	case "tap":
 		return runTap(*upstream, *receiver, *interval, *conc, *ordering, *profile, *events)
 	}
