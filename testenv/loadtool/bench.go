@@ -50,6 +50,7 @@ func bench(args []string) error {
 	only2 := fs.String("targets", "", "comma-separated substrings: run only the targets whose name contains one (direct: canned and httputil always run, they are the baselines)")
 	events := fs.String("tap-events", "*", "events filter of mistral-tap's one callback: e.g. TASK_FAILED (never emitted by the canned upstream) measures the tap and derivation without webhook delivery")
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
+	fs.StringVar(&tapGOGC, "tap-gogc", "", "GOGC for mistral-tap only (default: mistral-tap's own, 400 unless GOGC is set)")
 	pin := fs.Bool("pin", false, "give the proxies CPU 1 to themselves: this process (clients, receiver) and the upstream run on CPU 0, each proxy on CPU 1")
 	fs.Parse(args)
 	proxyCPUs := ""

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ type child struct {
 	info map[string]string
 }
 
+// tapGOGC, when set (bench -tap-gogc), is GOGC for the mistral-tap child
+// only; the baselines keep the environment's.
+var tapGOGC string
+
 // spawn starts `<this binary> serve <args...>` and waits for READY.
 func spawn(args ...string) (*child, error) { return spawnOn("", args...) }
 
@@ -46,6 +51,9 @@ func spawnOn(cpus string, args ...string) (*child, error) {
 		cmd = exec.Command("taskset", append([]string{"-c", cpus, self, "serve"}, args...)...)
 	}
 	cmd.Stderr = os.Stderr
+	if tapGOGC != "" && slices.Contains(args, "tap") {
+		cmd.Env = append(os.Environ(), "GOGC="+tapGOGC)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
