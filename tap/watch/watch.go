@@ -82,6 +82,11 @@ const checkpointKey = "watch.updated_at"
 // the tracker drops what it knows.
 const overlap = 2 * time.Second
 
+// clockMargin is how far the API server's clock (its Date header) may run
+// ahead of the clocks that stamp updated_at (Mistral's engine and
+// executors) without the watcher missing a row; see Watcher.floor.
+const clockMargin = 10 * time.Second
+
 // maxPages bounds one poll so that a misbehaving engine (a marker that never
 // advances) cannot trap the watcher.
 const maxPages = 10000
@@ -103,6 +108,7 @@ type Watcher struct {
 
 	mu          sync.Mutex
 	checkpoint  string
+	lastPoll    time.Time // engine clock at the last good poll's first request; zero if unknown
 	stats       Stats
 	lastErr     string
 	lastContact time.Time
@@ -258,7 +264,11 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	if t, err := time.Parse(tsLayout, cp); err == nil {
 		since = t.Add(-overlap).Format(tsLayout)
 	}
+	if floor := w.floor(); floor > since {
+		since = floor
+	}
 	requested := w.o.Now()
+	var engineNow time.Time
 
 	q := url.Values{}
 	q.Set("sort_dirs", "asc,asc")
@@ -276,13 +286,17 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		q.Set(col, "gte:"+since)
 		q.Set("sort_keys", col+",id")
 		q.Set("fields", executionFields)
-		if err := w.list(ctx, "executions", q, &execs); err != nil {
+		var date *time.Time
+		if col == "updated_at" {
+			date = &engineNow // the poll's first request
+		}
+		if err := w.list(ctx, "executions", q, &execs, date); err != nil {
 			return err
 		}
 		all := q.Get("all_projects")
 		q.Del("all_projects")
 		q.Set("fields", taskFields)
-		if err := w.list(ctx, "tasks", q, &tasks); err != nil {
+		if err := w.list(ctx, "tasks", q, &tasks, nil); err != nil {
 			return err
 		}
 		if all != "" {
@@ -315,6 +329,7 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	w.checkpoint = newest
+	w.lastPoll = engineNow
 	w.stats.Polls++
 	w.stats.Resources += uint64(len(obs))
 	if t, err := time.Parse(tsLayout, newest); err == nil {
@@ -322,6 +337,27 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// floor is a lower bound for the next poll's filter besides the checkpoint.
+// The checkpoint is the newest timestamp seen, so while nothing changes it
+// stays put and every poll re-reads the rows stamped within the overlap
+// before it: a burst of 1,000 executions finishing in one second was read
+// again on every idle poll (3 pages per list), however long ago it was.
+// A row that becomes visible after a poll started was committed after it,
+// so (Mistral commits within the overlap of stamping) it is stamped no
+// earlier than the engine's clock at that poll's first request minus the
+// overlap. With clockMargin for clock skew between the API server and the
+// engine, idle polls go back to four requests once the engine's clock is
+// clockMargin+overlap past the last change. No Date header: no floor.
+func (w *Watcher) floor() string {
+	w.mu.Lock()
+	t := w.lastPoll
+	w.mu.Unlock()
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Add(-clockMargin - overlap).Format(tsLayout)
 }
 
 // unique drops repeats (a row found by both the updated_at and the
@@ -353,16 +389,18 @@ func maxTS(cur string, ts *string) string {
 }
 
 // list reads every page of /v2/<res> matching q into out (a pointer to a
-// slice of event.Execution or event.Task).
-func (w *Watcher) list(ctx context.Context, res string, q url.Values, out any) error {
+// slice of event.Execution or event.Task). With date not nil it stores the
+// engine's clock as of the first page (see get).
+func (w *Watcher) list(ctx context.Context, res string, q url.Values, out any, date *time.Time) error {
 	q = cloneValues(q)
 	q.Set("limit", fmt.Sprint(w.o.PageSize))
 	q.Del("marker")
 	for page := 0; page < maxPages; page++ {
 		var env map[string]json.RawMessage
-		if err := w.get(ctx, "/v2/"+res, q, &env); err != nil {
+		if err := w.get(ctx, "/v2/"+res, q, &env, date); err != nil {
 			return err
 		}
+		date = nil // the first page's
 		n, last, err := appendPage(out, env[res])
 		if err != nil {
 			return fmt.Errorf("watch: malformed %s list from the engine: %w", res, err)
@@ -431,7 +469,10 @@ func cloneValues(v url.Values) url.Values {
 var queryReplacer = strings.NewReplacer("+", "%20", "%3A", ":", "%2C", ",")
 
 // get does one GET and decodes the JSON body into out.
-func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any) error {
+// get fetches path into out. With date not nil it also stores the
+// engine's clock (the Date header) as of this response, or the zero time
+// when the header is missing or unreadable.
+func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any, date *time.Time) error {
 	u := *w.o.Upstream
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	// Mistral parses "updated_at=gte:2024-05-01 10:00:00" with the space
@@ -474,6 +515,12 @@ func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any) e
 	w.mu.Lock()
 	w.lastContact = w.o.Now()
 	w.mu.Unlock()
+	if date != nil {
+		*date = time.Time{}
+		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			*date = t
+		}
+	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("watch: GET %s: malformed JSON from the engine: %w", path, err)
 	}
@@ -502,7 +549,7 @@ const maxFetchExecutions = 50
 func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error) {
 	requested := w.o.Now()
 	var x event.Execution
-	if err := w.get(ctx, "/v2/executions/"+url.PathEscape(executionID), url.Values{}, &x); err != nil {
+	if err := w.get(ctx, "/v2/executions/"+url.PathEscape(executionID), url.Values{}, &x, nil); err != nil {
 		return nil, err
 	}
 	if x.ID == "" || x.State == "" {
@@ -514,7 +561,7 @@ func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]
 		q.Set("root_execution_id", x.ID)
 		q.Set("fields", executionFields)
 		var subs []event.Execution
-		if err := w.list(ctx, "executions", q, &subs); err != nil {
+		if err := w.list(ctx, "executions", q, &subs, nil); err != nil {
 			return nil, err
 		}
 		if len(subs) > maxFetchExecutions {
@@ -532,7 +579,7 @@ func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]
 		q.Set("workflow_execution_id", execs[i].ID)
 		q.Set("fields", taskFields)
 		var ts []event.Task
-		if err := w.list(ctx, "tasks", q, &ts); err != nil {
+		if err := w.list(ctx, "tasks", q, &ts, nil); err != nil {
 			return nil, err
 		}
 		for j := range ts {
