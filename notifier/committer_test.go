@@ -174,3 +174,32 @@ func TestAcceptDefersStateOnlyWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpointWaitsForDeferredStates: a checkpoint saved after deferred
+// states is durable only together with them (the watcher's checkpoint must
+// never move past an observation whose state a crash could still lose).
+func TestCheckpointWaitsForDeferredStates(t *testing.T) {
+	h := newHarness(t, "", newFakeSender(), routing(config.Callback{Name: "cb"}), func(o *Options) { o.StatesDelay = time.Hour })
+	h.start()
+	ctx := context.Background()
+	if err := h.d.Accept(ctx, nil, []track.EntityState{{ID: "a", RootID: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := h.st.LoadStates(ctx); len(all) != 0 {
+		t.Fatalf("%d states saved right after Accept, want 0 (deferred for an hour)", len(all))
+	}
+	if err := h.d.SetCheckpoint(ctx, "watch.updated_at", "2026-11-28 10:00:00"); err != nil {
+		t.Fatal(err)
+	}
+	all, err := h.st.LoadStates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := h.st.Checkpoint(ctx, "watch.updated_at")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || cp != "2026-11-28 10:00:00" {
+		t.Fatalf("after SetCheckpoint: %d states, checkpoint %q; want the deferred state saved with it", len(all), cp)
+	}
+}

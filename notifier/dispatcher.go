@@ -313,6 +313,25 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 	return nil
 }
 
+// SetCheckpoint saves a position (the watcher's) in order with Accept's
+// writes: it is durable only once every write accepted before it is,
+// deferred tracker states included (Options.StatesDelay). So a watcher
+// whose checkpoint moved past an observation never finds, after a crash,
+// that the state the observation produced was lost.
+func (d *Dispatcher) SetCheckpoint(ctx context.Context, key, value string) error {
+	w := store.Write{Checkpoints: []store.Checkpoint{{Key: key, Value: value}}}
+	var err error
+	if c := d.committerOrNil(); c != nil {
+		err = c.commit(ctx, w)
+	} else {
+		err = d.st.Commit(ctx, w)
+	}
+	if err != nil {
+		return fmt.Errorf("notifier: saving checkpoint %s: %w", key, err)
+	}
+	return nil
+}
+
 func copyEvent(ev *event.Event) *event.Event {
 	cp := *ev
 	if ev.Execution != nil {

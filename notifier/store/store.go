@@ -125,10 +125,15 @@ type Write struct {
 	Updates []Update
 	// Disable marks callbacks disabled.
 	Disable []Disabled
+	// Checkpoints are saved positions (the watcher's), upserted by key.
+	Checkpoints []Checkpoint
 	// Inserted, if not nil, must have len(Insert); Commit sets Inserted[i]
 	// to whether Insert[i] was new (false: the id already existed).
 	Inserted []bool
 }
+
+// Checkpoint is a saved position: a key and its value.
+type Checkpoint struct{ Key, Value string }
 
 // Options tunes Open.
 type Options struct {
@@ -166,6 +171,8 @@ const (
 		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
 	updateDelivery = `UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
 		last_error = ?, last_status = ?, updated_at = ? WHERE id = ?`
+	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
 )
@@ -427,6 +434,11 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) error {
 		for _, d := range w.Disable {
 			if _, err := stmt(&dis, s.dis).ExecContext(ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
 				return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
+			}
+		}
+		for _, c := range w.Checkpoints {
+			if _, err := tx.ExecContext(ctx, upsertCheckpoint, c.Key, c.Value); err != nil {
+				return fmt.Errorf("store: saving checkpoint %s: %w", c.Key, err)
 			}
 		}
 	}
@@ -751,8 +763,7 @@ func (s *Store) Checkpoint(ctx context.Context, key string) (string, error) {
 
 // SetCheckpoint durably saves value under key.
 func (s *Store) SetCheckpoint(ctx context.Context, key, value string) error {
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO checkpoints (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+	if _, err := s.w.ExecContext(ctx, upsertCheckpoint, key, value); err != nil {
 		return fmt.Errorf("store: saving checkpoint %s: %w", key, err)
 	}
 	return nil

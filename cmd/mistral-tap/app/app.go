@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) error {
 	w, err = watch.New(watch.Options{
 		Upstream: upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
 		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
-		Checkpoints: st, Client: engine, Logger: log.With("component", "watch"),
+		Checkpoints: watchCheckpoints{st, disp}, Client: engine, Logger: log.With("component", "watch"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: watcher: %w", err)
@@ -478,4 +478,17 @@ func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, w *watch.
 			return nil
 		}},
 	}
+}
+
+// watchCheckpoints reads the watcher's checkpoint from the store and saves
+// it through the dispatcher, in order with the tracker's deferred states
+// (notifier.Options.StatesDelay): the checkpoint never becomes durable
+// ahead of what the observations before it produced.
+type watchCheckpoints struct {
+	*store.Store
+	d *notifier.Dispatcher
+}
+
+func (c watchCheckpoints) SetCheckpoint(ctx context.Context, key, value string) error {
+	return c.d.SetCheckpoint(ctx, key, value)
 }
