@@ -82,11 +82,6 @@ const checkpointKey = "watch.updated_at"
 // the tracker drops what it knows.
 const overlap = 2 * time.Second
 
-// clockMargin is how far the API server's clock (its Date header) may run
-// ahead of the clocks that stamp updated_at (Mistral's engine and
-// executors) without the watcher missing a row; see Watcher.floor.
-const clockMargin = 10 * time.Second
-
 // maxPages bounds one poll so that a misbehaving engine (a marker that never
 // advances) cannot trap the watcher.
 const maxPages = 10000
@@ -108,7 +103,8 @@ type Watcher struct {
 
 	mu          sync.Mutex
 	checkpoint  string
-	lastPoll    time.Time // engine clock at the last good poll's first request; zero if unknown
+	seenAt      time.Time // when a poll first saw the checkpoint's row (Now); zero after a start
+	settled     string    // the checkpoint once no row stamped at or before it can still appear
 	stats       Stats
 	lastErr     string
 	lastContact time.Time
@@ -260,15 +256,18 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	if cp == "" {
 		cp = w.o.Now().UTC().Format(tsLayout)
 	}
+	w.mu.Lock()
+	settled := w.settled == cp
+	w.mu.Unlock()
 	since := cp
 	if t, err := time.Parse(tsLayout, cp); err == nil {
 		since = t.Add(-overlap).Format(tsLayout)
-	}
-	if floor := w.floor(); floor > since {
-		since = floor
+		if settled {
+			// See settle: only rows stamped after the checkpoint's second.
+			since = t.Add(time.Second).Format(tsLayout)
+		}
 	}
 	requested := w.o.Now()
-	var engineNow time.Time
 
 	q := url.Values{}
 	q.Set("sort_dirs", "asc,asc")
@@ -286,17 +285,13 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		q.Set(col, "gte:"+since)
 		q.Set("sort_keys", col+",id")
 		q.Set("fields", executionFields)
-		var date *time.Time
-		if col == "updated_at" {
-			date = &engineNow // the poll's first request
-		}
-		if err := w.list(ctx, "executions", q, &execs, date); err != nil {
+		if err := w.list(ctx, "executions", q, &execs); err != nil {
 			return err
 		}
 		all := q.Get("all_projects")
 		q.Del("all_projects")
 		q.Set("fields", taskFields)
-		if err := w.list(ctx, "tasks", q, &tasks, nil); err != nil {
+		if err := w.list(ctx, "tasks", q, &tasks); err != nil {
 			return err
 		}
 		if all != "" {
@@ -328,8 +323,8 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		}
 	}
 	w.mu.Lock()
+	w.settle(cp, newest, requested)
 	w.checkpoint = newest
-	w.lastPoll = engineNow
 	w.stats.Polls++
 	w.stats.Resources += uint64(len(obs))
 	if t, err := time.Parse(tsLayout, newest); err == nil {
@@ -339,25 +334,34 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	return nil
 }
 
-// floor is a lower bound for the next poll's filter besides the checkpoint.
-// The checkpoint is the newest timestamp seen, so while nothing changes it
-// stays put and every poll re-reads the rows stamped within the overlap
-// before it: a burst of 1,000 executions finishing in one second was read
-// again on every idle poll (3 pages per list), however long ago it was.
-// A row that becomes visible after a poll started was committed after it,
-// so (Mistral commits within the overlap of stamping) it is stamped no
-// earlier than the engine's clock at that poll's first request minus the
-// overlap. With clockMargin for clock skew between the API server and the
-// engine, idle polls go back to four requests once the engine's clock is
-// clockMargin+overlap past the last change. No Date header: no floor.
-func (w *Watcher) floor() string {
-	w.mu.Lock()
-	t := w.lastPoll
-	w.mu.Unlock()
-	if t.IsZero() {
-		return ""
+// settle decides, after a good poll that started at started and moved the
+// checkpoint from cp to newest, whether the next polls may skip the overlap.
+// Called with w.mu held.
+//
+// Why: the checkpoint is the newest timestamp seen, so while nothing changes
+// it stays put and every poll re-read every row stamped in the overlap
+// before it — a burst of 1,000 executions finishing in one second cost 3
+// pages per list on every idle poll, for as long as nothing else changed.
+// The overlap exists for rows committed up to overlap after they were
+// stamped. When the checkpoint's row was seen, the engine's clock had
+// reached its stamp; so every row stamped at or before the checkpoint is
+// committed within overlap (+1 s, stamps are truncated to the second) of
+// that moment, measured on our own clock: no clock is compared across
+// hosts. A poll that started after that and read the overlap has seen them
+// all, and until the checkpoint moves the next polls ask only for rows
+// stamped after its second: four requests when idle. The assumption is the
+// overlap's own (a row committed later than that after its stamp was never
+// guaranteed).
+func (w *Watcher) settle(cp, newest string, started time.Time) {
+	switch {
+	case newest != cp || w.seenAt.IsZero():
+		// A new checkpoint (or the first poll since the start): its row
+		// was visible by now at the latest.
+		w.seenAt = w.o.Now()
+		w.settled = ""
+	case w.settled != cp && started.Sub(w.seenAt) > overlap+time.Second:
+		w.settled = cp
 	}
-	return t.UTC().Add(-clockMargin - overlap).Format(tsLayout)
 }
 
 // unique drops repeats (a row found by both the updated_at and the
@@ -389,18 +393,16 @@ func maxTS(cur string, ts *string) string {
 }
 
 // list reads every page of /v2/<res> matching q into out (a pointer to a
-// slice of event.Execution or event.Task). With date not nil it stores the
-// engine's clock as of the first page (see get).
-func (w *Watcher) list(ctx context.Context, res string, q url.Values, out any, date *time.Time) error {
+// slice of event.Execution or event.Task).
+func (w *Watcher) list(ctx context.Context, res string, q url.Values, out any) error {
 	q = cloneValues(q)
 	q.Set("limit", fmt.Sprint(w.o.PageSize))
 	q.Del("marker")
 	for page := 0; page < maxPages; page++ {
 		var env map[string]json.RawMessage
-		if err := w.get(ctx, "/v2/"+res, q, &env, date); err != nil {
+		if err := w.get(ctx, "/v2/"+res, q, &env); err != nil {
 			return err
 		}
-		date = nil // the first page's
 		n, last, err := appendPage(out, env[res])
 		if err != nil {
 			return fmt.Errorf("watch: malformed %s list from the engine: %w", res, err)
@@ -469,10 +471,7 @@ func cloneValues(v url.Values) url.Values {
 var queryReplacer = strings.NewReplacer("+", "%20", "%3A", ":", "%2C", ",")
 
 // get does one GET and decodes the JSON body into out.
-// get fetches path into out. With date not nil it also stores the
-// engine's clock (the Date header) as of this response, or the zero time
-// when the header is missing or unreadable.
-func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any, date *time.Time) error {
+func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any) error {
 	u := *w.o.Upstream
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	// Mistral parses "updated_at=gte:2024-05-01 10:00:00" with the space
@@ -515,12 +514,6 @@ func (w *Watcher) get(ctx context.Context, path string, q url.Values, out any, d
 	w.mu.Lock()
 	w.lastContact = w.o.Now()
 	w.mu.Unlock()
-	if date != nil {
-		*date = time.Time{}
-		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-			*date = t
-		}
-	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("watch: GET %s: malformed JSON from the engine: %w", path, err)
 	}
@@ -549,7 +542,7 @@ const maxFetchExecutions = 50
 func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error) {
 	requested := w.o.Now()
 	var x event.Execution
-	if err := w.get(ctx, "/v2/executions/"+url.PathEscape(executionID), url.Values{}, &x, nil); err != nil {
+	if err := w.get(ctx, "/v2/executions/"+url.PathEscape(executionID), url.Values{}, &x); err != nil {
 		return nil, err
 	}
 	if x.ID == "" || x.State == "" {
@@ -561,7 +554,7 @@ func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]
 		q.Set("root_execution_id", x.ID)
 		q.Set("fields", executionFields)
 		var subs []event.Execution
-		if err := w.list(ctx, "executions", q, &subs, nil); err != nil {
+		if err := w.list(ctx, "executions", q, &subs); err != nil {
 			return nil, err
 		}
 		if len(subs) > maxFetchExecutions {
@@ -579,7 +572,7 @@ func (w *Watcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]
 		q.Set("workflow_execution_id", execs[i].ID)
 		q.Set("fields", taskFields)
 		var ts []event.Task
-		if err := w.list(ctx, "tasks", q, &ts, nil); err != nil {
+		if err := w.list(ctx, "tasks", q, &ts); err != nil {
 			return nil, err
 		}
 		for j := range ts {

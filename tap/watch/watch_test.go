@@ -25,19 +25,12 @@ type engine struct {
 	tasks    []map[string]any
 	requests []*url.URL
 	down     bool
-	// date is the engine's clock in the Date header; zero sends none (Go's
-	// server would otherwise send the real clock).
-	date time.Time
 }
 
 func (e *engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.requests = append(e.requests, r.URL)
-	w.Header()["Date"] = nil
-	if !e.date.IsZero() {
-		w.Header().Set("Date", e.date.UTC().Format(http.TimeFormat))
-	}
 	if e.down {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprint(w, `{"faultcode": "Server", "faultstring": "database down", "debuginfo": null}`)
@@ -222,64 +215,72 @@ func TestPollIsConstantWhenIdle(t *testing.T) {
 	}
 }
 
-// TestIdleAfterBurstIsConstant: rows stamped within the overlap before the
+// TestIdleAfterBurstSettles: rows stamped within the overlap before the
 // checkpoint were re-read by every idle poll (a burst of executions ending
 // in one second cost 3 pages per list for as long as nothing else
-// changed). With the engine's clock from the Date header, idle polls are
-// back to four requests once it is past the burst, rows committed late are
-// still found, and without a Date header nothing changes.
-func TestIdleAfterBurstIsConstant(t *testing.T) {
-	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		name       string
-		engineNow  time.Time // zero: no Date header
-		wantSecond int       // requests of the second (idle) poll
+// changed). Once a poll that started overlap+1s after the checkpoint's row
+// was seen has read the overlap, idle polls ask only for rows stamped after
+// the checkpoint's second: four requests. A new row moves the checkpoint
+// and brings the overlap back.
+func TestIdleAfterBurstSettles(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	e := &engine{}
+	// 5 executions and 5 tasks stamped in the same second, pages of 2.
+	for i := range 5 {
+		e.add("exec", fmt.Sprintf("e%d", i), "SUCCESS", "2026-11-28 10:00:01")
+		e.add("task", fmt.Sprintf("t%d", i), "SUCCESS", "2026-11-28 10:00:01")
+	}
+	o := &observer{}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	var now time.Time
+	w, err := New(Options{Upstream: u, Interval: time.Second, PageSize: 2, Observer: o, Checkpoints: &memCP{},
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = t0
+	if err := w.loadCheckpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		at        time.Duration // clock at the poll
+		add       string        // a row stamped at this time appears before the poll
+		wantReqs  int
+		wantSince string
 	}{
-		{"engine clock past the burst", now.Add(time.Minute), 4},
-		{"engine clock just after the burst", now.Add(5 * time.Second), 12},
-		{"no Date header", time.Time{}, 12},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			e := &engine{date: c.engineNow}
-			// 5 executions and 5 tasks stamped in the same second, pages of 2.
-			for i := range 5 {
-				e.add("exec", fmt.Sprintf("e%d", i), "SUCCESS", "2026-11-28 10:00:01")
-				e.add("task", fmt.Sprintf("t%d", i), "SUCCESS", "2026-11-28 10:00:01")
-			}
-			o := &observer{}
-			w := newWatcher(t, e, now, o, &memCP{})
-			if err := w.Poll(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			first := len(e.reqs())
-			if first != 12 || len(o.obs) != 10 {
-				t.Fatalf("first poll: %d requests, %d observations; want 12 (3 pages × 4 lists) and 10", first, len(o.obs))
-			}
-			if err := w.Poll(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if got := len(e.reqs()) - first; got != c.wantSecond {
-				t.Errorf("idle poll: %d requests, want %d", got, c.wantSecond)
-			}
-			if c.engineNow.IsZero() {
-				return
-			}
-			// A row stamped just before the engine's clock at the last poll
-			// but committed after it must still be found.
-			late := c.engineNow.Add(-overlap).Format(tsLayout)
-			e.add("exec", "late", "SUCCESS", late)
-			o.obs = nil
-			if err := w.Poll(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			found := false
-			for _, ob := range o.obs {
-				found = found || (ob.Execution != nil && ob.Execution.ID == "late")
-			}
-			if !found {
-				t.Errorf("a row stamped %s, committed after the poll at engine time %s, was missed", late, c.engineNow.Format(tsLayout))
-			}
-		})
+		{at: 2 * time.Second, wantReqs: 12, wantSince: "2026-11-28 09:59:58"}, // the burst, 3 pages × 4 lists
+		{at: 3 * time.Second, wantReqs: 12, wantSince: "2026-11-28 09:59:59"}, // too soon to settle
+		{at: 6 * time.Second, wantReqs: 12, wantSince: "2026-11-28 09:59:59"}, // reads the overlap once more, settles
+		{at: 7 * time.Second, wantReqs: 4, wantSince: "2026-11-28 10:00:02"},  // idle: four requests
+		{at: 60 * time.Second, wantReqs: 4, wantSince: "2026-11-28 10:00:02"},
+		{at: 61 * time.Second, add: "2026-11-28 10:01:00", wantReqs: 4, wantSince: "2026-11-28 10:00:02"},
+		{at: 62 * time.Second, wantReqs: 4, wantSince: "2026-11-28 10:00:58"}, // moved: the overlap is back
+	}
+	for i, st := range steps {
+		if st.add != "" {
+			e.add("exec", "new", "RUNNING", st.add)
+		}
+		now = t0.Add(st.at)
+		before := len(e.reqs())
+		if err := w.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		reqs := e.reqs()
+		if got := len(reqs) - before; got != st.wantReqs {
+			t.Errorf("poll %d at +%v: %d requests, want %d", i, st.at, got, st.wantReqs)
+		}
+		if got := strings.TrimPrefix(reqs[before].Query().Get("updated_at"), "gte:"); got != st.wantSince {
+			t.Errorf("poll %d at +%v: updated_at >= %s, want %s", i, st.at, got, st.wantSince)
+		}
+	}
+	found := false
+	for _, ob := range o.obs {
+		found = found || (ob.Execution != nil && ob.Execution.ID == "new")
+	}
+	if !found {
+		t.Error("the row added after the watcher settled was not observed")
 	}
 }
 
