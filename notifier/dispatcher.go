@@ -288,13 +288,7 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 		}
 	}
 	w.Inserted = make([]bool, len(w.Insert))
-	var err error
-	if c := d.committerOrNil(); c != nil {
-		err = c.commit(ctx, w)
-	} else {
-		err = d.st.Commit(ctx, w)
-	}
-	if err != nil {
+	if err := d.commit(ctx, w); err != nil {
 		return fmt.Errorf("notifier: accepting %d events: %w", len(events), err)
 	}
 	byLane := map[string][]*item{}
@@ -320,16 +314,19 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 // that the state the observation produced was lost.
 func (d *Dispatcher) SetCheckpoint(ctx context.Context, key, value string) error {
 	w := store.Write{Checkpoints: []store.Checkpoint{{Key: key, Value: value}}}
-	var err error
-	if c := d.committerOrNil(); c != nil {
-		err = c.commit(ctx, w)
-	} else {
-		err = d.st.Commit(ctx, w)
-	}
-	if err != nil {
+	if err := d.commit(ctx, w); err != nil {
 		return fmt.Errorf("notifier: saving checkpoint %s: %w", key, err)
 	}
 	return nil
+}
+
+// commit makes w durable, through the committer's ordered queue while Run
+// is running, directly otherwise.
+func (d *Dispatcher) commit(ctx context.Context, w store.Write) error {
+	if c := d.committerOrNil(); c != nil {
+		return c.commit(ctx, w)
+	}
+	return d.st.Commit(ctx, w)
 }
 
 func copyEvent(ev *event.Event) *event.Event {

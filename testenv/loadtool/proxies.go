@@ -27,23 +27,36 @@ import (
 // runHTTPUtil is the floor for a Go proxy: httputil.ReverseProxy with the
 // same upstream transport as mistral-tap.
 func runHTTPUtil(upstream string) error {
-	u, err := url.Parse(upstream)
+	rp, err := newHTTPUtil(upstream)
 	if err != nil {
 		return err
+	}
+	return serveChild(rp)
+}
+
+func newHTTPUtil(upstream string) (*httputil.ReverseProxy, error) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return nil, err
 	}
 	tr, err := proxy.NewTransport(proxy.TransportOptions{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rp := &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.Out.Host = pr.In.Host },
 		Transport: tr,
-	}
+	}, nil
+}
+
+// serveChild serves h on a loopback port, reports it READY and answers the
+// parent until it goes away.
+func serveChild(h http.Handler) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	go http.Serve(ln, rp)
+	go http.Serve(ln, h)
 	ready(map[string]string{"addr": "http://" + ln.Addr().String()})
 	serveControl()
 	return nil
@@ -236,11 +249,7 @@ func (n *nginxServer) stop() {
 // durability, no matching, no retries: what any notifier that sends one
 // HTTP request per event pays at least, on the same cores.
 func runHTTPUtilWebhook(upstream, receiver string) error {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		return err
-	}
-	tr, err := proxy.NewTransport(proxy.TransportOptions{})
+	rp, err := newHTTPUtil(upstream)
 	if err != nil {
 		return err
 	}
@@ -257,29 +266,18 @@ func runHTTPUtilWebhook(upstream, receiver string) error {
 			}
 		}()
 	}
-	rp := &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.Out.Host = pr.In.Host },
-		Transport: tr,
-		ModifyResponse: func(resp *http.Response) error {
-			if resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
-				return nil
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				return err
-			}
-			resp.Body = io.NopCloser(bytes.NewReader(body))
-			queue <- body
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
 			return nil
-		},
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		queue <- body
+		return nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go http.Serve(ln, rp)
-	ready(map[string]string{"addr": "http://" + ln.Addr().String()})
-	serveControl()
-	return nil
+	return serveChild(rp)
 }
