@@ -77,6 +77,12 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, "") }
 // newEnvWith is newEnv with extra callbacks in mistral-tap's config.
 func newEnvWith(t *testing.T, extraCallbacks string) *env {
 	t.Helper()
+	return newEnvTuned(t, extraCallbacks, nil)
+}
+
+// newEnvTuned is newEnvWith with a last say on mistral-tap's config.
+func newEnvTuned(t *testing.T, extraCallbacks string, tune func(*TapConfig)) *env {
+	t.Helper()
 	if mistralURL == "" {
 		t.Skip(skipMsg)
 	}
@@ -107,6 +113,9 @@ func newEnvWith(t *testing.T, extraCallbacks string) *env {
 		MistralURL:  serve(e.tapHook) + "/hook",
 		EnvelopeURL: serve(e.tapEnv) + "/envelope",
 		Extra:       extraCallbacks,
+	}
+	if tune != nil {
+		tune(&e.tapCfg)
 	}
 	e.startTap()
 	t.Cleanup(func() {

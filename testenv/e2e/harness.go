@@ -329,17 +329,29 @@ type TapConfig struct {
 	// Extra is appended to the callbacks list (YAML list items, indented
 	// by two spaces), for tests of filters.
 	Extra string
+	// PageSize is watch.page_size; 0 keeps the default.
+	PageSize int
+	// Ops is ops.listen (metrics); "" keeps it off.
+	Ops string
 }
 
 // YAML renders the config file.
 func (c TapConfig) YAML() string {
+	watch := "{interval: 1s}"
+	if c.PageSize > 0 {
+		watch = fmt.Sprintf("{interval: 1s, page_size: %d}", c.PageSize)
+	}
+	var extra string
+	if c.Ops != "" {
+		extra += fmt.Sprintf("ops: {listen: %q}\n", c.Ops)
+	}
 	return fmt.Sprintf(`listen: %s
 upstream: %s
 state_dir: %s
-watch: {interval: 1s}
+watch: %s
 delivery: {allow_networks: ["127.0.0.0/8"]}
 log: {level: debug}
-callbacks:
+`, c.Listen, c.Upstream, c.StateDir, watch) + extra + fmt.Sprintf(`callbacks:
   - name: all
     events: ["*"]
     url: %s
@@ -348,7 +360,7 @@ callbacks:
     events: ["*"]
     url: %s
     format: envelope
-`, c.Listen, c.Upstream, c.StateDir, c.MistralURL, c.EnvelopeURL) + c.Extra
+`, c.MistralURL, c.EnvelopeURL) + c.Extra
 }
 
 // Tap is a running mistral-tap process.
