@@ -71,6 +71,7 @@ func Run(ctx context.Context, o Options) error {
 		return errors.New("app: no configuration")
 	}
 	tuneGC()
+	cgroupLimit, softLimit := tuneMemoryLimit()
 	// Every log line of every component goes through the redactor, which
 	// knows the configuration's secrets (and, after a reload, the new
 	// ones as well: in-flight work may still quote the old).
@@ -79,6 +80,9 @@ func Run(ctx context.Context, o Options) error {
 	log := slog.New(slog.DiscardHandler)
 	if o.Logger != nil {
 		log = slog.New(ops.RedactingHandler(o.Logger.Handler(), secrets.get))
+	}
+	if softLimit > 0 {
+		log.Info("Go memory limit set from the container's (GOMEMLIMIT unset)", "cgroup_limit_bytes", cgroupLimit, "soft_limit_bytes", softLimit)
 	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
