@@ -21,6 +21,9 @@ var errClosedEarly = errors.New("body closed before EOF")
 //     has been written before every read that may block on the upstream, so
 //     that a slow list streams instead of waiting in the server's buffers.
 //
+// goproxy's io.Copy uses WriteTo, which does both without a second copy
+// of the bytes; Read does the same for any other reader of the body.
+//
 // It is installed at the transport, not in an OnResponse hook: goproxy
 // deletes Content-Length when a hook replaces resp.Body, and it does not
 // when the body it received is already this wrapper.
