@@ -151,6 +151,17 @@ func (e *env) stopTap() {
 	e.tap = nil
 }
 
+// skipWithoutTap skips tests that need both a real Mistral and mistral-tap.
+func skipWithoutTap(t *testing.T) {
+	t.Helper()
+	if mistralURL == "" {
+		t.Skip(skipMsg)
+	}
+	if noTap {
+		t.Skip("MISTRAL_E2E_NO_TAP set")
+	}
+}
+
 func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -35,12 +35,7 @@ e2e_filter:
 // dotted names), namespace and workflow/task glob filters against a real
 // Mistral: each filtered callback gets exactly its events.
 func TestFiltersOnRealWorkbooksAndNamespaces(t *testing.T) {
-	if mistralURL == "" {
-		t.Skip(skipMsg)
-	}
-	if noTap {
-		t.Skip("MISTRAL_E2E_NO_TAP set")
-	}
+	skipWithoutTap(t)
 	filtered := receiver.New()
 	fs := httptest.NewServer(filtered)
 	defer fs.Close()

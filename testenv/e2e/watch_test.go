@@ -27,12 +27,7 @@ e2e_idle:
 // (before the fix: three pages per list, for as long as nothing changed).
 // Every execution's WORKFLOW_SUCCEEDED is delivered.
 func TestWatcherIdleAfterBurst(t *testing.T) {
-	if mistralURL == "" {
-		t.Skip(skipMsg)
-	}
-	if noTap {
-		t.Skip("MISTRAL_E2E_NO_TAP set")
-	}
+	skipWithoutTap(t)
 	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
