@@ -363,6 +363,8 @@ export MISTRAL_URL=$MISTRAL_URL
 export MISTRAL_E2E_URL=$MISTRAL_URL
 export MISTRAL_E2E_DIR=$STATE_DIR
 export MISTRAL_E2E_LOG=$MISTRAL_LOG
+export MISTRAL_E2E_PG_DSN=postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable
+export MISTRAL_E2E_AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT/
 EOF
 }
 
