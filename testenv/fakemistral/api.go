@@ -477,21 +477,27 @@ func readText(r *http.Request) (string, error) {
 	return string(b), err
 }
 
-func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []string) {
+// defCollection is one of Mistral's definition collections (workflows,
+// workbooks): both share the REST shape list/create/update on the collection
+// and get/delete on a member, and differ only in these hooks.
+type defCollection[T any] struct {
+	list     listConf
+	all      map[string]*T
+	seq      func(*T) uint64
+	render   func(d *T, withDefinition bool) obj
+	create   func(text, ns string, update bool) (any, error) // the response body
+	find     func(id, ns string) *T
+	remove   func(*T)
+	notFound string // fmt layout with the identifier and the namespace
+}
+
+func routeDefs[T any](e *Engine, w http.ResponseWriter, r *http.Request, rest []string, c defCollection[T]) {
 	ns := r.URL.Query().Get("namespace")
 	if len(rest) == 0 {
 		switch r.Method {
 		case http.MethodGet:
-			var ws []*workflowDef
-			for _, wf := range e.workflows {
-				ws = append(ws, wf)
-			}
-			sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
-			items := make([]obj, len(ws))
-			for i, wf := range ws {
-				items[i] = e.workflowObj(wf, false)
-			}
-			e.serveList(w, r, workflowList, items, nil)
+			items := renderSorted(c.all, nil, c.seq, func(d *T) obj { return c.render(d, false) })
+			e.serveList(w, r, c.list, items, nil)
 		case http.MethodPost, http.MethodPut:
 			if !onlyArgs(w, r, "namespace", "scope", "skip_validation") {
 				return
@@ -501,20 +507,16 @@ func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []s
 				writeDefErr(w, err)
 				return
 			}
-			defs, err := e.createWorkflows(text, ns, r.Method == http.MethodPut)
+			body, err := c.create(text, ns, r.Method == http.MethodPut)
 			if err != nil {
 				writeDefErr(w, err)
 				return
-			}
-			out := make([]obj, len(defs))
-			for i, d := range defs {
-				out[i] = e.workflowObj(d, true)
 			}
 			status := 201
 			if r.Method == http.MethodPut {
 				status = 200
 			}
-			writeText(w, status, obj{{"workflows", out}})
+			writeText(w, status, body)
 		default:
 			methodNotAllowed(w, "GET", "POST", "PUT")
 		}
@@ -527,85 +529,68 @@ func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []s
 	if !onlyArgs(w, r, "namespace") {
 		return
 	}
-	var wf *workflowDef
-	for _, d := range e.workflows {
-		if (d.Name == rest[0] || d.ID == rest[0]) && (d.Namespace == ns || d.ID == rest[0]) {
-			wf = d
-		}
-	}
-	if wf == nil {
-		writeErr(w, 404, fmt.Sprintf("Workflow not found [workflow_identifier=%s, namespace=%s]", rest[0], ns))
+	d := c.find(rest[0], ns)
+	if d == nil {
+		writeErr(w, 404, fmt.Sprintf(c.notFound, rest[0], ns))
 		return
 	}
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, 200, e.workflowObj(wf, false))
+		writeJSON(w, 200, c.render(d, false))
 	case http.MethodDelete:
-		delete(e.workflows, wf.ID)
+		c.remove(d)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		methodNotAllowed(w, "GET", "DELETE")
 	}
 }
 
+func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []string) {
+	routeDefs(e, w, r, rest, defCollection[workflowDef]{
+		list:   workflowList,
+		all:    e.workflows,
+		seq:    func(d *workflowDef) uint64 { return d.seq },
+		render: e.workflowObj,
+		create: func(text, ns string, update bool) (any, error) {
+			defs, err := e.createWorkflows(text, ns, update)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]obj, len(defs))
+			for i, d := range defs {
+				out[i] = e.workflowObj(d, true)
+			}
+			return obj{{"workflows", out}}, nil
+		},
+		find: func(id, ns string) *workflowDef {
+			var wf *workflowDef
+			for _, d := range e.workflows {
+				if (d.Name == id || d.ID == id) && (d.Namespace == ns || d.ID == id) {
+					wf = d
+				}
+			}
+			return wf
+		},
+		remove:   func(d *workflowDef) { delete(e.workflows, d.ID) },
+		notFound: "Workflow not found [workflow_identifier=%s, namespace=%s]",
+	})
+}
+
 func (e *Engine) routeWorkbooks(w http.ResponseWriter, r *http.Request, rest []string) {
-	ns := r.URL.Query().Get("namespace")
-	if len(rest) == 0 {
-		switch r.Method {
-		case http.MethodGet:
-			var wbs []*workbookDef
-			for _, wb := range e.workbooks {
-				wbs = append(wbs, wb)
-			}
-			sort.Slice(wbs, func(i, j int) bool { return wbs[i].seq < wbs[j].seq })
-			items := make([]obj, len(wbs))
-			for i, wb := range wbs {
-				items[i] = e.workbookObj(wb)
-			}
-			e.serveList(w, r, workbookList, items, nil)
-		case http.MethodPost, http.MethodPut:
-			if !onlyArgs(w, r, "namespace", "scope", "skip_validation") {
-				return
-			}
-			text, err := readText(r)
+	routeDefs(e, w, r, rest, defCollection[workbookDef]{
+		list:   workbookList,
+		all:    e.workbooks,
+		seq:    func(d *workbookDef) uint64 { return d.seq },
+		render: func(d *workbookDef, _ bool) obj { return e.workbookObj(d) },
+		create: func(text, ns string, update bool) (any, error) {
+			wb, err := e.createWorkbook(text, ns, update)
 			if err != nil {
-				writeDefErr(w, err)
-				return
+				return nil, err
 			}
-			wb, err := e.createWorkbook(text, ns, r.Method == http.MethodPut)
-			if err != nil {
-				writeDefErr(w, err)
-				return
-			}
-			status := 201
-			if r.Method == http.MethodPut {
-				status = 200
-			}
-			writeText(w, status, e.workbookObj(wb))
-		default:
-			methodNotAllowed(w, "GET", "POST", "PUT")
-		}
-		return
-	}
-	if len(rest) != 1 {
-		e.notFound(w)
-		return
-	}
-	if !onlyArgs(w, r, "namespace") {
-		return
-	}
-	wb := e.findWorkbook(rest[0], ns)
-	if wb == nil {
-		writeErr(w, 404, fmt.Sprintf("Workbook not found [workbook_name=%s, namespace=%s]", rest[0], ns))
-		return
-	}
-	switch r.Method {
-	case http.MethodGet:
-		writeJSON(w, 200, e.workbookObj(wb))
-	case http.MethodDelete:
-		e.deleteWorkbook(wb)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		methodNotAllowed(w, "GET", "DELETE")
-	}
+			return e.workbookObj(wb), nil
+		},
+		find:     e.findWorkbook,
+		remove:   e.deleteWorkbook,
+		notFound: "Workbook not found [workbook_name=%s, namespace=%s]",
+	})
 }
