@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/gctune"
 	"github.com/mistral-tap/mistral-tap/config"
 )
 
@@ -52,6 +53,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return errReported
 	}
 	log, lv := newLogger(stderr, cfg)
+	gctune.Apply(log)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/gctune"
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/tap/proxy"
 )
@@ -116,6 +117,7 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	started := make(chan struct{})
+	gctune.Apply(log) // as cmd/mistral-tap run does: this child is the mistral-tap process
 	go func() {
 		done <- app.Run(ctx, app.Options{Config: cfg, Logger: log, Listener: ln, Version: "loadtool",
 			Ready: func(string) { close(started) }})

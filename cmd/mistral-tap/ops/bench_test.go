@@ -12,7 +12,7 @@ import (
 // classification, the status recorder and the two metric updates, around a
 // handler that does nothing.
 func BenchmarkInstrumentProxy(b *testing.B) {
-	m := NewMetrics(Sources{}, "bench")
+	m := NewMetrics("bench")
 	h := m.InstrumentProxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	}), func(r *http.Request) string { return proxy.RouteClass("", r.Method, r.URL.Path) })

@@ -79,7 +79,7 @@ type reqKey struct {
 
 // NewMetrics registers every metric on a new registry. Version is exported
 // as mistral_tap_build_info{version}.
-func NewMetrics(src Sources, version string) *Metrics {
+func NewMetrics(version string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), now: time.Now}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "proxy_requests_total",
@@ -141,9 +141,16 @@ func NewMetrics(src Sources, version string) *Metrics {
 		m.requests, m.requestDuration, m.observations, m.events,
 		m.deliveries, m.deliveryLatency, m.attempts,
 		m.reloads, m.reloadSuccess, m.reloadTime, info,
-		&snapshotCollector{src: src},
 	)
 	return m
+}
+
+// Read registers the scrape-time collectors over src. The counting
+// wrappers (CountEvents, TimeDeliveries, ...) are needed while the
+// components are built, the sources only once they exist, so this is a
+// separate step; call it once.
+func (m *Metrics) Read(src Sources) {
+	m.reg.MustRegister(&snapshotCollector{src: src})
 }
 
 // Registry is the private registry, for tests and for adding metrics.

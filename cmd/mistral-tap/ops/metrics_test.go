@@ -23,7 +23,7 @@ import (
 func classByPath(r *http.Request) string { return proxy.RouteClass("", r.Method, r.URL.Path) }
 
 func TestInstrumentProxyCountsByRouteAndCode(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	h := m.InstrumentProxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v2/executions":
@@ -82,7 +82,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func TestInstrumentProxyKeepsFlusherAndHijacker(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	var flushOK, hijackOK bool
 	h := m.InstrumentProxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f, ok := w.(http.Flusher); ok {
@@ -114,7 +114,7 @@ func TestInstrumentProxyKeepsFlusherAndHijacker(t *testing.T) {
 // TestInstrumentProxyStreams checks that a flushed chunk reaches the client
 // before the handler returns, through a real server.
 func TestInstrumentProxyStreams(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	release := make(chan struct{})
 	h := m.InstrumentProxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "first\n")
@@ -143,7 +143,7 @@ func (f sinkFunc) Accept(ctx context.Context, evs []event.Event, st []track.Enti
 }
 
 func TestCountEventsOnlyOnSuccess(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	fail := true
 	s := m.CountEvents(sinkFunc(func(context.Context, []event.Event, []track.EntityState) error {
 		if fail {
@@ -186,7 +186,7 @@ func (f *fakeObserver) ObserveSync(_ context.Context, o []event.Observation) err
 }
 
 func TestCountObservationsBySource(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	inner := &fakeObserver{}
 	o := m.CountObservations(inner)
 	o.Observe(event.Observation{Source: event.SourceTap})
@@ -211,7 +211,7 @@ type senderFunc func(context.Context, send.Request) send.Result
 func (f senderFunc) Send(ctx context.Context, r send.Request) send.Result { return f(ctx, r) }
 
 func TestTimeDeliveries(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	s := m.TimeDeliveries(senderFunc(func(_ context.Context, r send.Request) send.Result {
 		if r.Callback == "bad" {
 			return send.Result{Outcome: send.Retryable, Attempts: 4, Duration: 2 * time.Second}
@@ -235,7 +235,7 @@ func TestTimeDeliveries(t *testing.T) {
 }
 
 func TestObserveReload(t *testing.T) {
-	m := NewMetrics(Sources{}, "test")
+	m := NewMetrics("test")
 	m.now = func() time.Time { return time.Unix(1000, 0) }
 	m.ObserveReload(errors.New("bad yaml"))
 	if got := toFloat(t, m.reloadSuccess); got != 0 {
@@ -256,7 +256,8 @@ func TestObserveReload(t *testing.T) {
 // TestScrape reads the snapshots through the /metrics handler, as
 // Prometheus does, and lints the exposition.
 func TestScrape(t *testing.T) {
-	m := NewMetrics(Sources{
+	m := NewMetrics("v1.2.3")
+	m.Read(Sources{
 		Proxy:       func() proxy.Stats { return proxy.Stats{Requests: 7, Tapped: 5, SkippedTooLarge: 2} },
 		Watch:       func() watch.Stats { return watch.Stats{Polls: 3, Errors: 1, Lag: 1500 * time.Millisecond} },
 		LastContact: func() time.Time { return time.Unix(42, 0) },
@@ -264,7 +265,7 @@ func TestScrape(t *testing.T) {
 		Callbacks: func() []notifier.CallbackStatus {
 			return []notifier.CallbackStatus{{Name: "ops", Pending: 3, OldestPendingAge: 90 * time.Second, Breaker: notifier.BreakerOpen}}
 		},
-	}, "v1.2.3")
+	})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)

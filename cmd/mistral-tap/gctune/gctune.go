@@ -1,6 +1,11 @@
-package app
+// Package gctune sets the Go runtime's process-wide garbage-collector
+// target and soft memory limit for a mistral-tap process. The command calls
+// Apply once at start; code that embeds app.Run (tests, the demo) does not,
+// because these settings belong to the process, not to a component.
+package gctune
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -9,7 +14,7 @@ import (
 	"strings"
 )
 
-// DefaultGCPercent is the garbage collector target Run sets when the
+// DefaultGCPercent is the garbage collector target Apply sets when the
 // environment does not choose one (GOGC unset).
 //
 // Why: mistral-tap's live heap is small (a few MiB plus ~200 B per tracked
@@ -20,12 +25,21 @@ import (
 // same cores. 400 lets the heap grow to five times the live heap between
 // collections: a few tens of MiB more for a sidecar, a fraction of the GC
 // work. GOGC and GOMEMLIMIT in the environment are honoured as usual; in a
-// container with a memory limit and no GOMEMLIMIT, Run sets a soft limit
+// container with a memory limit and no GOMEMLIMIT, Apply sets a soft limit
 // itself (memoryLimitShare).
 const DefaultGCPercent = 400
 
-// tuneGC applies DefaultGCPercent unless GOGC is set. It is process-wide,
-// so Run calls it once at start; doing it again is harmless.
+// Apply sets DefaultGCPercent unless GOGC is set, and the soft memory limit
+// from the cgroup unless GOMEMLIMIT is set, and logs the limit it chose.
+// Calling it again is harmless.
+func Apply(log *slog.Logger) {
+	tuneGC()
+	if cgroup, soft := tuneMemoryLimit(); soft > 0 && log != nil {
+		log.Info("Go memory limit set from the container's (GOMEMLIMIT unset)", "cgroup_limit_bytes", cgroup, "soft_limit_bytes", soft)
+	}
+}
+
+// tuneGC applies DefaultGCPercent unless GOGC is set.
 func tuneGC() {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return
@@ -33,7 +47,7 @@ func tuneGC() {
 	debug.SetGCPercent(DefaultGCPercent)
 }
 
-// memoryLimitShare is the share of the container's memory limit that Run
+// memoryLimitShare is the share of the container's memory limit that Apply
 // gives the Go runtime as its soft limit when GOMEMLIMIT is not set.
 //
 // Why: DefaultGCPercent lets the heap grow to five times the live heap, and

@@ -1,0 +1,270 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/ops"
+	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
+	"github.com/mistral-tap/mistral-tap/notifier"
+	"github.com/mistral-tap/mistral-tap/notifier/admin"
+	"github.com/mistral-tap/mistral-tap/notifier/send"
+	"github.com/mistral-tap/mistral-tap/notifier/store"
+	"github.com/mistral-tap/mistral-tap/tap/proxy"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/watch"
+)
+
+// app holds every component of one mistral-tap process, built by build and
+// run by run. Nothing in it is nil once build returned without an error,
+// except the optional listeners (admin, ops) and the reloader.
+type app struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	secrets  *secretSet
+	upstream *url.URL
+	draining atomic.Bool
+
+	st      *store.Store
+	sender  *send.Client
+	metrics *ops.Metrics
+	wb      *workbooks.Resolver
+	disp    *notifier.Dispatcher
+	w       *watch.Watcher
+	tr      *track.Tracker
+	px      *proxy.Proxy
+
+	proxyHandler, adminHandler, opsHandler http.Handler
+	ln, adminLn, opsLn                     net.Listener
+	reloader                               *config.Reloader
+
+	closers []func() // undo what build did, run by close in reverse order
+}
+
+// build constructs every component from o.Config. On error, whatever it
+// had opened is closed again.
+func build(ctx context.Context, o Options) (a *app, err error) {
+	a = &app{cfg: o.Config, secrets: &secretSet{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.initLogger(o.Logger)
+	if a.upstream, err = url.Parse(a.cfg.Upstream); err != nil {
+		return nil, fmt.Errorf("app: upstream %q: %w", config.RedactURL(a.cfg.Upstream), err)
+	}
+	// Metrics are always counted (a few atomic adds per request) and
+	// served only when ops.listen is set; the scrape-time sources are
+	// attached once the components exist.
+	a.metrics = ops.NewMetrics(o.Version)
+	steps := []func(context.Context, Options) error{a.openStore, a.buildDelivery, a.buildObservation, a.buildProxy, a.buildEndpoints, a.listen}
+	for _, step := range steps {
+		if err := step(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	a.metrics.Read(ops.Sources{
+		Proxy: a.px.Stats, Watch: a.w.Stats, LastContact: a.w.LastContact,
+		Tracker: a.tr.Stats, Callbacks: a.disp.Status,
+	})
+	return a, nil
+}
+
+// close releases what build acquired, in reverse order.
+func (a *app) close() {
+	for _, c := range slices.Backward(a.closers) {
+		c()
+	}
+	a.closers = nil
+}
+
+func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
+
+// initLogger routes every component's log lines through the redactor,
+// which knows the configuration's secrets (and, after a reload, the new
+// ones as well: in-flight work may still quote the old).
+func (a *app) initLogger(base *slog.Logger) {
+	a.secrets.add(ops.ConfigSecrets(a.cfg))
+	a.log = slog.New(slog.DiscardHandler)
+	if base != nil {
+		a.log = slog.New(ops.RedactingHandler(base.Handler(), a.secrets.get))
+	}
+}
+
+func (a *app) openStore(ctx context.Context, _ Options) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("app: creating state_dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(a.cfg.StateDir, store.FileName), store.Options{Exclusive: true, Logger: a.log.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("app: opening state in %s: %w", a.cfg.StateDir, err)
+	}
+	a.st = st
+	a.onClose(func() { st.Close() })
+	return nil
+}
+
+// buildDelivery builds the sending client, the workbook resolver the
+// routing needs, and the dispatcher.
+func (a *app) buildDelivery(_ context.Context, o Options) error {
+	sender, err := send.New(send.Options{AllowNetworks: a.cfg.Delivery.AllowNetworks, Logger: a.log.With("component", "send"), Version: o.Version})
+	if err != nil {
+		return fmt.Errorf("app: delivery client: %w", err)
+	}
+	a.sender = sender
+	a.onClose(func() { sender.Close() })
+	// One client (and one Keystone token) for all of mistral-tap's own
+	// requests to Mistral.
+	engine := engineClient(a.cfg)
+	a.wb = workbooks.New(workbooks.Options{BaseURL: a.cfg.Upstream, Headers: a.cfg.Watch.Headers, AllProjects: a.cfg.Watch.AllProjects, Client: engine, Log: a.log.With("component", "workbooks")})
+	routing, err := Routing(a.cfg, a.wb)
+	if err != nil {
+		return err
+	}
+	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.metrics.TimeDeliveries(sender), Routing: routing, Logger: a.log.With("component", "notifier")})
+	if err != nil {
+		return fmt.Errorf("app: dispatcher: %w", err)
+	}
+	return nil
+}
+
+// buildObservation builds the watcher and the tracker from the state the
+// store kept.
+func (a *app) buildObservation(ctx context.Context, _ Options) error {
+	states, err := a.st.LoadStates(ctx)
+	if err != nil {
+		return fmt.Errorf("app: loading tracker state: %w", err)
+	}
+	horizon, err := track.LoadHorizon(ctx, a.st.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	cfg := a.cfg
+	a.w, err = watch.New(watch.Options{
+		Upstream: a.upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
+		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
+		Checkpoints: watchCheckpoints{a.st, a.disp}, Client: engineClient(cfg), Logger: a.log.With("component", "watch"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: watcher: %w", err)
+	}
+	a.tr, err = track.New(track.Options{Sink: a.metrics.CountEvents(a.disp), Fetcher: a.w, States: states, Horizon: horizon, Logger: a.log.With("component", "track"), Retention: cfg.Tracker.Retention})
+	if err != nil {
+		return fmt.Errorf("app: tracker: %w", err)
+	}
+	if horizon.IsZero() {
+		// First start: remember from when on entities count as new, so a
+		// restart after downtime replays what happened meanwhile rather
+		// than treating it as history.
+		if err := a.st.SetCheckpoint(ctx, track.HorizonCheckpoint, a.tr.Horizon().Format(time.RFC3339)); err != nil {
+			return fmt.Errorf("app: saving tracker horizon: %w", err)
+		}
+	}
+	a.w.SetObserver(a.metrics.CountObservations(a.tr))
+	return nil
+}
+
+func (a *app) buildProxy(_ context.Context, _ Options) error {
+	cfg := a.cfg
+	tp, err := proxy.NewTransport(proxy.TransportOptions{
+		DialTimeout: cfg.Proxy.DialTimeout, ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout,
+		MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost, CAFile: cfg.Proxy.CAFile,
+	})
+	if err != nil {
+		return fmt.Errorf("app: upstream transport: %w", err)
+	}
+	a.px, err = proxy.New(proxy.Options{
+		Upstream: a.upstream, PathPrefix: cfg.Proxy.PathPrefix, MaxTapBody: cfg.Proxy.MaxTapBody,
+		Transport: tp, Observer: a.metrics.CountObservations(a.tr), Workbooks: a.wb, Logger: a.log.With("component", "proxy"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: proxy: %w", err)
+	}
+	prefix := cfg.Proxy.PathPrefix
+	a.proxyHandler = a.metrics.InstrumentProxy(a.px, func(r *http.Request) string {
+		return proxy.RouteClass(prefix, r.Method, r.URL.Path)
+	})
+	return nil
+}
+
+// buildEndpoints builds the admin API, the ops endpoints and the config
+// reloader, each only when configured.
+func (a *app) buildEndpoints(_ context.Context, o Options) error {
+	cfg := a.cfg
+	if cfg.Admin.Listen != "" {
+		h, err := admin.New(a.disp, cfg.Admin.Token, a.log.With("component", "admin"))
+		if err != nil {
+			return fmt.Errorf("app: admin API: %w", err)
+		}
+		a.adminHandler = h
+	}
+	if cfg.Ops.Listen != "" {
+		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.w, &a.draining)...))
+	}
+	if o.Source.Path != "" {
+		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {
+			a.secrets.add(ops.ConfigSecrets(nc))
+			return apply(cfg, nc, a.wb, a.disp, o.LogLevel, a.log)
+		}, a.log.With("component", "config"))
+		a.reloader.Observe = a.metrics.ObserveReload
+	}
+	return nil
+}
+
+// listen binds the proxy's, the admin API's and the ops endpoints'
+// addresses, so that a port in use fails the start rather than a stage.
+func (a *app) listen(_ context.Context, o Options) error {
+	a.ln = o.Listener
+	if a.ln == nil {
+		ln, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("app: proxy cannot listen on %s: %w", a.cfg.Listen, err)
+		}
+		a.ln = ln
+	}
+	a.onClose(func() { a.ln.Close() })
+	var err error
+	if a.adminLn, err = listenOptional("admin API", a.cfg.Admin.Listen); err != nil {
+		return err
+	}
+	if a.opsLn, err = listenOptional("ops endpoints", a.cfg.Ops.Listen); err != nil {
+		return err
+	}
+	for _, ln := range []net.Listener{a.adminLn, a.opsLn} {
+		if ln != nil {
+			a.onClose(func() { ln.Close() })
+		}
+	}
+	return nil
+}
+
+func listenOptional(what, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: %s cannot listen on %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+func (a *app) serveProxy(ctx context.Context) error {
+	return proxy.ServeListener(ctx, a.ln, a.proxyHandler, a.log.With("component", "proxy"))
+}
+
+func (a *app) logRunning() {
+	a.log.Info("mistral-tap running", "listen", a.ln.Addr().String(), "upstream", config.RedactURL(a.cfg.Upstream),
+		"callbacks", len(a.cfg.Callbacks), "watch_interval", a.cfg.Watch.Interval, "state_dir", a.cfg.StateDir)
+}
