@@ -253,6 +253,25 @@ func (e *Engine) WaitDone(ctx context.Context, execID string) error {
 	}
 }
 
+// WaitEvents waits until cond holds for the notifications so far (checked
+// on every state change, never by polling), or ctx ends. cond must not
+// block.
+func (e *Engine) WaitEvents(ctx context.Context, cond func([]NotifierEvent) bool) error {
+	for {
+		e.mu.Lock()
+		ch := e.changed
+		e.mu.Unlock()
+		if cond(e.NotifierEvents()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for notifications: %w", ctx.Err())
+		}
+	}
+}
+
 func (e *Engine) treeDone(ex *execution) bool {
 	if !event.Completed(ex.State) {
 		return false

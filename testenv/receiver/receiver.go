@@ -113,20 +113,29 @@ func (r *Receiver) snapshot() []Request {
 // WaitFor blocks until at least n requests arrived and returns them all, or
 // returns what arrived so far with an error when ctx ends first.
 func (r *Receiver) WaitFor(ctx context.Context, n int) ([]Request, error) {
+	got, err := r.WaitUntil(ctx, func(reqs []Request) bool { return len(reqs) >= n })
+	if err != nil {
+		return got, fmt.Errorf("waiting for %d webhook requests, got %d: %w", n, len(got), err)
+	}
+	return got, nil
+}
+
+// WaitUntil blocks until cond holds for the requests so far (checked on
+// every arrival, never by polling) and returns them, or returns what arrived
+// so far with ctx's error when ctx ends first. cond must not block.
+func (r *Receiver) WaitUntil(ctx context.Context, cond func([]Request) bool) ([]Request, error) {
 	for {
 		r.mu.Lock()
-		if len(r.reqs) >= n {
-			out := r.snapshot()
-			r.mu.Unlock()
-			return out, nil
-		}
+		snap := r.snapshot()
 		ch := r.changed
 		r.mu.Unlock()
+		if cond(snap) {
+			return snap, nil
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			got := r.Requests()
-			return got, fmt.Errorf("waiting for %d webhook requests, got %d: %w", n, len(got), ctx.Err())
+			return r.Requests(), ctx.Err()
 		}
 	}
 }

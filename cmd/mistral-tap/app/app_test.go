@@ -27,6 +27,7 @@ type harness struct {
 	proxy    string
 	all      *receiver.Receiver
 	failures *receiver.Receiver
+	ops      string // host:port of the ops endpoints (metrics)
 	stop     func() error
 }
 
@@ -34,6 +35,8 @@ const testConfig = `
 listen: 127.0.0.1:0
 upstream: %s
 state_dir: %s
+ops:
+  listen: %s
 watch:
   interval: 100ms
 delivery:
@@ -63,46 +66,86 @@ func start(t *testing.T, eng *fakemistral.Engine, stateDir string) *harness {
 	rs := httptest.NewServer(mux)
 	t.Cleanup(rs.Close)
 
-	cfgPath := writeConfig(t, fmt.Sprintf(testConfig, es.URL, stateDir, rs.URL, rs.URL))
+	h.ops = freeAddr(t)
+	cfgPath := writeConfig(t, fmt.Sprintf(testConfig, es.URL, stateDir, h.ops, rs.URL, rs.URL))
 	h.proxy, h.stop = runApp(t, cfgPath, false)
 	return h
 }
 
 func (h *harness) do(method, path, ctype, body string) (int, []byte) {
 	h.t.Helper()
+	return h.doT(h.t, method, path, ctype, body)
+}
+
+// doT is do reporting failures on t (a parallel subtest's own).
+func (h *harness) doT(t *testing.T, method, path, ctype, body string) (int, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest(method, h.proxy+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }
 
-func (h *harness) startExec(wf string, input string) string {
-	h.t.Helper()
+func (h *harness) startExec(t *testing.T, wf string, input string) string {
+	t.Helper()
 	if input == "" {
 		input = "{}"
 	}
-	code, b := h.do("POST", "/v2/executions", "application/json", fmt.Sprintf(`{"workflow_name": %q, "input": %s}`, wf, input))
+	code, b := h.doT(t, "POST", "/v2/executions", "application/json", fmt.Sprintf(`{"workflow_name": %q, "input": %s}`, wf, input))
 	if code != 201 {
-		h.t.Fatalf("start %s: %d %s", wf, code, b)
+		t.Fatalf("start %s: %d %s", wf, code, b)
 	}
 	var x struct{ ID string }
 	json.Unmarshal(b, &x)
 	return x.ID
 }
 
-func (h *harness) wait(id string) {
-	h.t.Helper()
+func (h *harness) wait(t *testing.T, id string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := h.engine.WaitDone(ctx, id); err != nil {
-		h.t.Fatalf("execution %s: %v", id, err)
+		t.Fatalf("execution %s: %v", id, err)
+	}
+}
+
+// waitEngine waits until the engine has sent notification ev for an entity
+// of root's tree (at least n of them).
+func (h *harness) waitEngine(t *testing.T, root, ev string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := h.engine.WaitEvents(ctx, func(evs []fakemistral.NotifierEvent) bool {
+		c := 0
+		for _, e := range evs {
+			if e.RootExecutionID == root && e.Event == ev {
+				c++
+			}
+		}
+		return c >= n
+	})
+	if err != nil {
+		t.Fatalf("engine never sent %s for %s: %v", ev, root, err)
+	}
+}
+
+// waitDelivered waits until the "all" callback received ev for entity id.
+func (h *harness) waitDelivered(t *testing.T, ev, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := h.all.WaitUntil(ctx, func(reqs []receiver.Request) bool {
+		return slices.Contains(delivered(t, reqs), pair{ev, id})
+	})
+	if err != nil {
+		t.Fatalf("%s for %s never delivered: %v", ev, id, err)
 	}
 }
 
@@ -149,17 +192,51 @@ func multiset(ps []pair) []string {
 	return s
 }
 
-// waitCount waits until r got at least n requests and then stays quiet
-// briefly, so extra deliveries would show up.
-func waitCount(t *testing.T, r *receiver.Receiver, n int) []receiver.Request {
+// quiesce waits until mistral-tap has nothing left to report about what the
+// engine did before the call: the watcher completed three polls since (so
+// every change was observed and handed on), and no delivery is pending. It
+// reads both from the ops endpoint's metrics.
+func (h *harness) quiesce(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := r.WaitFor(ctx, n); err != nil {
-		t.Errorf("waiting for %d deliveries: %v (got %d)", n, err, len(r.Requests()))
+	polls := metric(t, h.ops, "mistral_tap_watch_polls_total") + 3
+	waitMetrics(t, h.ops, func(m func(string) float64) bool {
+		return m("mistral_tap_watch_polls_total") >= polls && m("mistral_tap_delivery_queue_pending") == 0
+	})
+}
+
+// waitMetrics re-reads the metrics at ops every 20 ms until cond holds for
+// them (m sums the samples of a name, or of one labelled series).
+func waitMetrics(t *testing.T, ops string, cond func(m func(string) float64) bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for !cond(func(name string) float64 { return metric(t, ops, name) }) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("metrics never reached the expected state")
+		}
 	}
-	time.Sleep(400 * time.Millisecond) // settle: see whether anything extra arrives
-	return r.Requests()
+}
+
+// metric sums every sample of the named metric (or, with a label set in
+// the name, of that series) on the ops endpoint at ops.
+func metric(t *testing.T, ops, name string) float64 {
+	t.Helper()
+	_, body := get(t, "http://"+ops+"/metrics")
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 const workflows = `version: '2.0'
@@ -219,109 +296,115 @@ t_rerun:
       action: std.fail
 `
 
-// TestScenariosMatchGroundTruth runs each scenario through the proxy and
-// checks that the "all" callback received exactly the events the fake
-// engine's notifier would have sent, in causal order per execution, and
-// that the filtered callback received exactly its subset.
+// TestScenariosMatchGroundTruth runs the scenarios in parallel through the
+// proxy and checks that the "all" callback received exactly the events the
+// fake engine's notifier would have sent for each execution tree, in causal
+// order per entity; once mistral-tap is idle, that nothing beyond the
+// ground truth arrived, and that the filtered callback received exactly its
+// subset.
 func TestScenariosMatchGroundTruth(t *testing.T) {
+	t.Parallel() // own engine, receivers, ports and state dir
 	eng := fakemistral.New(fakemistral.Options{})
 	defer eng.Close()
 	h := start(t, eng, t.TempDir())
 	if code, b := h.do("POST", "/v2/workflows", "text/plain", workflows); code != 201 {
 		t.Fatalf("defining workflows: %d %s", code, b)
 	}
-
+	// runOnce starts wf and waits for it to finish.
+	runOnce := func(wf, input string) func(*testing.T) string {
+		return func(t *testing.T) string { id := h.startExec(t, wf, input); h.wait(t, id); return id }
+	}
+	// interrupt starts t_sleep, waits until its task runs, then PUTs state.
+	interrupt := func(state string) func(*testing.T) string {
+		return func(t *testing.T) string {
+			id := h.startExec(t, "t_sleep", "")
+			h.waitEngine(t, id, "TASK_LAUNCHED", 1)
+			h.doT(t, "PUT", "/v2/executions/"+id, "application/json", state)
+			h.wait(t, id)
+			return id
+		}
+	}
 	scenarios := []struct {
 		name string
-		run  func() string // returns the root execution id
+		run  func(*testing.T) string // returns the root execution id
 	}{
-		{"success", func() string { id := h.startExec("t_success", ""); h.wait(id); return id }},
-		{"failure", func() string { id := h.startExec("t_fail", ""); h.wait(id); return id }},
-		{"on-error", func() string { id := h.startExec("t_onerror", ""); h.wait(id); return id }},
-		{"retry", func() string { id := h.startExec("t_retry", ""); h.wait(id); return id }},
-		{"wait-before", func() string { id := h.startExec("t_wait", ""); h.wait(id); return id }},
-		{"sub-workflows", func() string { id := h.startExec("t_parent", ""); h.wait(id); return id }},
-		{"pause-resume", func() string {
-			id := h.startExec("t_sleep", "")
-			time.Sleep(200 * time.Millisecond)
-			h.do("PUT", "/v2/executions/"+id, "application/json", `{"state": "PAUSED"}`)
-			time.Sleep(300 * time.Millisecond)
-			h.do("PUT", "/v2/executions/"+id, "application/json", `{"state": "RUNNING"}`)
-			h.wait(id)
+		{"success", runOnce("t_success", "")},
+		{"failure", runOnce("t_fail", "")},
+		{"on-error", runOnce("t_onerror", "")},
+		{"retry", runOnce("t_retry", "")},
+		{"wait-before", runOnce("t_wait", "")},
+		{"sub-workflows", runOnce("t_parent", "")},
+		{"pause-resume", func(t *testing.T) string {
+			id := h.startExec(t, "t_sleep", "")
+			h.waitEngine(t, id, "TASK_LAUNCHED", 1)
+			h.doT(t, "PUT", "/v2/executions/"+id, "application/json", `{"state": "PAUSED"}`)
+			h.waitDelivered(t, "WORKFLOW_PAUSED", id)
+			h.doT(t, "PUT", "/v2/executions/"+id, "application/json", `{"state": "RUNNING"}`)
+			h.wait(t, id)
 			return id
 		}},
-		{"cancel", func() string {
-			id := h.startExec("t_sleep", "")
-			time.Sleep(200 * time.Millisecond)
-			h.do("PUT", "/v2/executions/"+id, "application/json", `{"state": "CANCELLED"}`)
-			h.wait(id)
-			return id
-		}},
-		{"forced-error", func() string {
-			id := h.startExec("t_sleep", "")
-			time.Sleep(200 * time.Millisecond)
-			h.do("PUT", "/v2/executions/"+id, "application/json", `{"state": "ERROR", "state_info": "Forced"}`)
-			h.wait(id)
-			return id
-		}},
-		{"started-by-another-client", func() string {
+		{"cancel", interrupt(`{"state": "CANCELLED"}`)},
+		{"forced-error", interrupt(`{"state": "ERROR", "state_info": "Forced"}`)},
+		{"started-by-another-client", func(t *testing.T) string {
 			id, err := eng.Start("t_success", nil, nil) // never passes through the proxy
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.wait(id)
+			h.wait(t, id)
 			return id
 		}},
-		{"rerun", func() string {
-			id := h.startExec("t_rerun", `{"fail_until_rerun": true}`)
-			h.wait(id)
-			time.Sleep(300 * time.Millisecond) // let the watcher see the failure first
-			_, b := h.do("GET", "/v2/executions/"+id+"/tasks", "", "")
+		{"rerun", func(t *testing.T) string {
+			id := h.startExec(t, "t_rerun", `{"fail_until_rerun": true}`)
+			h.wait(t, id)
+			h.waitDelivered(t, "WORKFLOW_FAILED", id) // mistral-tap saw the failure first
+			_, b := h.doT(t, "GET", "/v2/executions/"+id+"/tasks", "", "")
 			var tl struct{ Tasks []struct{ ID string } }
 			json.Unmarshal(b, &tl)
 			if len(tl.Tasks) != 1 {
 				t.Fatalf("tasks of rerun scenario: %s", b)
 			}
-			if code, b := h.do("PUT", "/v2/tasks/"+tl.Tasks[0].ID, "application/json", `{"state": "RUNNING", "reset": true}`); code != 200 {
+			if code, b := h.doT(t, "PUT", "/v2/tasks/"+tl.Tasks[0].ID, "application/json", `{"state": "RUNNING", "reset": true}`); code != 200 {
 				t.Fatalf("rerun: %d %s", code, b)
 			}
-			time.Sleep(100 * time.Millisecond)
-			h.wait(id)
+			h.waitEngine(t, id, "WORKFLOW_SUCCEEDED", 1)
+			h.wait(t, id)
 			return id
 		}},
 	}
 
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			before := len(h.all.Requests())
-			root := sc.run()
-			roots := map[string]bool{root: true}
-			want := truth(eng, roots)
-			reqs := waitCount(t, h.all, before+len(want))
-			var got []pair
-			for _, p := range delivered(t, reqs[before:]) {
-				got = append(got, p)
-			}
-			if !slices.Equal(multiset(got), multiset(want)) {
-				t.Errorf("delivered events differ from Mistral's\n got  %v\n want %v", got, want)
-			}
-			t.Logf("PARITY scenario=%s expected=%d delivered=%d", sc.name, len(want), len(got))
-			checkCausal(t, got, want)
-		})
+	t.Run("scenarios", func(t *testing.T) {
+		for _, sc := range scenarios {
+			t.Run(sc.name, func(t *testing.T) {
+				t.Parallel()
+				root := sc.run(t)
+				want := truth(eng, map[string]bool{root: true})
+				got := waitTree(t, h.all, want)
+				if !slices.Equal(multiset(got), multiset(want)) {
+					t.Errorf("delivered events differ from Mistral's\n got  %v\n want %v", got, want)
+				}
+				t.Logf("PARITY scenario=%s expected=%d delivered=%d", sc.name, len(want), len(got))
+				checkCausal(t, got, want)
+			})
+		}
+	})
+
+	// Nothing beyond the ground truth arrived, now that mistral-tap has
+	// seen everything there is to see.
+	h.quiesce(t)
+	var wantAll []pair
+	for _, ev := range eng.NotifierEvents() {
+		if ev.Event != "" {
+			wantAll = append(wantAll, pair{ev.Event, ev.EntityID})
+		}
+	}
+	if got := delivered(t, h.all.Requests()); !slices.Equal(multiset(got), multiset(wantAll)) {
+		t.Errorf("all deliveries differ from the ground truth\n got  %v\n want %v", got, wantAll)
 	}
 
 	// The filtered callback got exactly the ground truth's subset: workflow
 	// glob t_*, terminal execution events and TASK_FAILED.
-	var all []receiver.Request = h.all.Requests()
-	ids := map[string]bool{}
-	for _, p := range delivered(t, all) {
-		ids[p.id] = true
-	}
 	var wantF []string
 	for _, ev := range eng.NotifierEvents() {
-		if ev.Event == "" {
-			continue
-		}
 		wf, _ := ev.Payload["workflow_name"].(string)
 		if !strings.HasPrefix(wf, "t_") {
 			continue
@@ -330,9 +413,8 @@ func TestScenariosMatchGroundTruth(t *testing.T) {
 			wantF = append(wantF, ev.Event+" "+ev.EntityID)
 		}
 	}
-	reqs := waitCount(t, h.failures, len(wantF))
 	var gotF []string
-	for _, r := range reqs {
+	for _, r := range h.failures.Requests() {
 		var env struct {
 			Type      string
 			Execution *struct{ ID string }
@@ -354,6 +436,32 @@ func TestScenariosMatchGroundTruth(t *testing.T) {
 	if !slices.Equal(gotF, wantF) {
 		t.Errorf("filtered callback:\n got  %v\n want %v", gotF, wantF)
 	}
+}
+
+// waitTree waits until r received as many events for the entities of want
+// as want holds, and returns those, in arrival order.
+func waitTree(t *testing.T, r *receiver.Receiver, want []pair) []pair {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, p := range want {
+		ids[p.id] = true
+	}
+	ofTree := func(reqs []receiver.Request) []pair {
+		var out []pair
+		for _, p := range delivered(t, reqs) {
+			if ids[p.id] {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reqs, err := r.WaitUntil(ctx, func(reqs []receiver.Request) bool { return len(ofTree(reqs)) >= len(want) })
+	if err != nil {
+		t.Errorf("waiting for %d deliveries: %v (got %d)", len(want), err, len(ofTree(reqs)))
+	}
+	return ofTree(reqs)
 }
 
 // checkCausal verifies, per entity, that the delivered events appear in the

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,9 +43,21 @@ callbacks:
 // connections and one that hangs do not delay a healthy one; a dead engine
 // gives clients a Mistral-style 502 and the events resume when it is back.
 func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
+	t.Parallel() // own engine, receivers, ports and state dir
 	eng := fakemistral.New(fakemistral.Options{})
 	defer eng.Close()
-	es := httptest.NewServer(eng)
+	// While the engine is down, each request that reaches it is signalled.
+	var down atomic.Bool
+	refused := make(chan struct{}, 64)
+	es := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			select {
+			case refused <- struct{}{}:
+			default:
+			}
+		}
+		eng.ServeHTTP(w, r)
+	}))
 	defer es.Close()
 
 	// A port nobody listens on: connection refused.
@@ -80,6 +93,7 @@ func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
 
 	// Dead engine: the client gets Mistral's error shape from the proxy.
 	eng.SetDown(true)
+	down.Store(true)
 	code, body := postPath("/v2/executions", "application/json", `{"workflow_name": "wf"}`)
 	var fault struct {
 		Faultcode, Faultstring string
@@ -87,7 +101,14 @@ func TestDeadReceiverAndDeadEngineHarmNothingElse(t *testing.T) {
 	if code != http.StatusBadGateway || json.Unmarshal(body, &fault) != nil || fault.Faultcode != "Server" || !strings.HasPrefix(fault.Faultstring, "mistral-tap: ") {
 		t.Fatalf("engine down: %d %s", code, body)
 	}
-	time.Sleep(300 * time.Millisecond) // the watcher fails a few polls meanwhile
+	for range 3 { // the watcher fails a few requests meanwhile
+		select {
+		case <-refused:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the watcher never tried the dead engine")
+		}
+	}
+	down.Store(false)
 	eng.SetDown(false)
 
 	start := time.Now()

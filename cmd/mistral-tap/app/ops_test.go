@@ -84,6 +84,7 @@ callbacks:
 // always fails with a body quoting the request back; it checks /healthz,
 // /readyz and /metrics, then greps every log line for the secrets.
 func TestOpsEndpointsAndRedaction(t *testing.T) {
+	t.Parallel() // own engine, receivers, ports and state dir
 	eng := fakemistral.New(fakemistral.Options{})
 	defer eng.Close()
 	es := httptest.NewServer(eng)

@@ -20,6 +20,7 @@ const reloadConfig = `
 listen: 127.0.0.1:0
 upstream: %s
 state_dir: %s
+ops: {listen: %s}
 watch: {interval: 100ms}
 delivery: {allow_networks: ["127.0.0.0/8"]}
 callbacks:
@@ -31,6 +32,7 @@ callbacks:
 // TestLiveReload: editing the callbacks file takes effect without a
 // restart; an invalid edit keeps the running configuration.
 func TestLiveReload(t *testing.T) {
+	t.Parallel() // own engine, receivers, ports and state dir
 	eng := fakemistral.New(fakemistral.Options{})
 	defer eng.Close()
 	es := httptest.NewServer(eng)
@@ -44,12 +46,13 @@ func TestLiveReload(t *testing.T) {
 
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
+	ops := freeAddr(t)
 	path := filepath.Join(dir, "mistral-tap.yaml")
 	writeCfg := func(name string) {
 		t.Helper()
 		// Write-then-rename, as editors and config management do.
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, fmt.Appendf(nil, reloadConfig, es.URL, state, name, rs.URL, name), 0o600); err != nil {
+		if err := os.WriteFile(tmp, fmt.Appendf(nil, reloadConfig, es.URL, state, ops, name, rs.URL, name), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -89,29 +92,33 @@ func TestLiveReload(t *testing.T) {
 	run()
 	wait(first, 1)
 
-	// Replace the callback: new executions go to the new one only. The
-	// reload is asynchronous, so run executions until one arrives there.
+	// reloaded waits until the reloader reported one more result.
+	reloaded := func(result string) func() {
+		series := `mistral_tap_config_reloads_total{result="` + result + `"}`
+		n := metric(t, ops, series) + 1
+		return func() {
+			t.Helper()
+			waitMetrics(t, ops, func(m func(string) float64) bool { return m(series) >= n })
+		}
+	}
+
+	// Replace the callback: new executions go to the new one only.
+	applied := reloaded("success")
 	writeCfg("second")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(second.Requests()) == 0 && time.Now().Before(deadline) {
-		run()
-		time.Sleep(200 * time.Millisecond)
-	}
-	if len(second.Requests()) == 0 {
-		t.Fatal("the edited callbacks file was never applied")
-	}
+	applied()
 	firstAfter := len(first.Requests())
 	run()
-	wait(second, len(second.Requests())+1)
+	wait(second, 1)
 	if n := len(first.Requests()); n != firstAfter {
 		t.Errorf("removed callback still received %d deliveries", n-firstAfter)
 	}
 
 	// A broken edit is refused; the running configuration keeps working.
+	refused := reloaded("failure")
 	if err := os.WriteFile(path, []byte("callbacks:\n  - name: x\n    events: [NOPE]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	refused()
 	before := len(second.Requests())
 	run()
 	wait(second, before+1)
