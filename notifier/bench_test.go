@@ -10,7 +10,6 @@ import (
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // ackSender is a receiver that acknowledges at once.
@@ -52,9 +51,9 @@ func BenchmarkDurableDelivery(b *testing.B) {
 			ctx := context.Background()
 			evs := benchEvents(b.Name(), b.N, 200)
 			// One tracker state per event, as the tracker hands over.
-			states := make([]track.EntityState, len(evs))
+			states := make([]event.EntityState, len(evs))
 			for i, ev := range evs {
-				states[i] = track.EntityState{Kind: event.KindTask, ID: ev.Task.ID, RootID: ev.RootExecutionID,
+				states[i] = event.EntityState{Kind: event.KindTask, ID: ev.Task.ID, RootID: ev.RootExecutionID,
 					State: ev.Task.State, UpdatedAt: ev.Task.CreatedAt}
 			}
 			b.ResetTimer()

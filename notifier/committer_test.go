@@ -8,7 +8,7 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
-	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
 // commitLog is a Store whose Commit records each transaction's writes,
@@ -39,7 +39,7 @@ func (c *commitLog) snapshot() ([][]string, []time.Time) {
 }
 
 func stateWrite(id string) store.Write {
-	return store.Write{States: []track.EntityState{{ID: id}}}
+	return store.Write{States: []event.EntityState{{ID: id}}}
 }
 
 // TestCommitterDefersStates: writes nobody waits for share a transaction
@@ -152,7 +152,7 @@ func TestAcceptDefersStateOnlyWrites(t *testing.T) {
 				}
 				return len(all)
 			}
-			if err := h.d.Accept(ctx, nil, []track.EntityState{{ID: "a", RootID: "a"}}); err != nil {
+			if err := h.d.Accept(ctx, nil, []event.EntityState{{ID: "a", RootID: "a"}}); err != nil {
 				t.Fatal(err)
 			}
 			if got, want := states(), map[bool]int{true: 1, false: 0}[c.sync]; got != want {
@@ -162,10 +162,10 @@ func TestAcceptDefersStateOnlyWrites(t *testing.T) {
 				h.waitFor("deferred state saved", func() bool { return states() == 1 })
 			}
 			// A deferred state, then a delivery: both durable when Accept returns.
-			if err := h.d.Accept(ctx, nil, []track.EntityState{{ID: "b", RootID: "b"}}); err != nil {
+			if err := h.d.Accept(ctx, nil, []event.EntityState{{ID: "b", RootID: "b"}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.d.Accept(ctx, evs("c", 1), []track.EntityState{{ID: "c", RootID: "c"}}); err != nil {
+			if err := h.d.Accept(ctx, evs("c", 1), []event.EntityState{{ID: "c", RootID: "c"}}); err != nil {
 				t.Fatal(err)
 			}
 			if got := states(); got != 3 {
@@ -182,7 +182,7 @@ func TestCheckpointWaitsForDeferredStates(t *testing.T) {
 	h := newHarness(t, "", newFakeSender(), routing(config.Callback{Name: "cb"}), func(o *Options) { o.StatesDelay = time.Hour })
 	h.start()
 	ctx := context.Background()
-	if err := h.d.Accept(ctx, nil, []track.EntityState{{ID: "a", RootID: "a"}}); err != nil {
+	if err := h.d.Accept(ctx, nil, []event.EntityState{{ID: "a", RootID: "a"}}); err != nil {
 		t.Fatal(err)
 	}
 	if all, _ := h.st.LoadStates(ctx); len(all) != 0 {

@@ -33,7 +33,6 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // Matcher says which callbacks an event goes to.
@@ -162,8 +161,9 @@ type CallbackStatus struct {
 	DisabledSince        time.Time     `json:"disabled_since,omitzero"`
 }
 
-// Dispatcher is the durable outbox and its workers. It implements
-// track.Sink.
+// Dispatcher is the durable outbox and its workers. It is the tracker's
+// sink (track.Sink), which notifier does not import: the flow runs from the
+// tracker to the notifier, never back.
 type Dispatcher struct {
 	o       Options
 	st      Store
@@ -223,8 +223,6 @@ func New(o Options) (*Dispatcher, error) {
 	return d, nil
 }
 
-var _ track.Sink = (*Dispatcher)(nil)
-
 func (d *Dispatcher) now() time.Time { return d.o.Now() }
 
 func (d *Dispatcher) routingDelivery() config.Delivery { return d.routing.Load().Delivery }
@@ -232,7 +230,7 @@ func (d *Dispatcher) routingDelivery() config.Delivery { return d.routing.Load()
 // Accept matches each event and writes its deliveries together with states
 // in one transaction, durable when Accept returns nil; then it wakes the
 // callbacks' workers. Events are copied; the caller keeps ownership.
-func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []track.EntityState) error {
+func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []event.EntityState) error {
 	rt := d.routing.Load()
 	now := d.now()
 	w := store.Write{States: states}

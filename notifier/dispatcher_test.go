@@ -12,7 +12,6 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // checkOrder asserts that, per callback and root, delivered sequences only
@@ -327,7 +326,7 @@ func TestAcceptStatesAtomicAndDurable(t *testing.T) {
 	s := newFakeSender()
 	r := routing(config.Callback{Name: "a"})
 	h := newHarness(t, dir, s, r, nil)
-	states := []track.EntityState{
+	states := []event.EntityState{
 		{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING", UpdatedAt: "2025-01-01 00:00:00", LastSeq: 2},
 		{Kind: event.KindTask, ID: "r1-t1", RootID: "r1", State: "SUCCESS", UpdatedAt: "2025-01-01 00:00:01", RetryCount: 1},
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // BenchmarkCommitStates: the cost of persisting tracker states (new
@@ -24,11 +23,11 @@ func BenchmarkCommitStates(b *testing.B) {
 			}
 			defer s.Close()
 			ctx := context.Background()
-			newStates := func(n int) []track.EntityState {
-				out := make([]track.EntityState, n)
+			newStates := func(n int) []event.EntityState {
+				out := make([]event.EntityState, n)
 				for i := range out {
 					id := uuid.NewString()
-					out[i] = track.EntityState{Kind: event.KindExecution, ID: id, RootID: id, State: "RUNNING",
+					out[i] = event.EntityState{Kind: event.KindExecution, ID: id, RootID: id, State: "RUNNING",
 						UpdatedAt: "2026-11-28 09:00:00", LastSeq: 1}
 				}
 				return out

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -120,7 +119,7 @@ type Write struct {
 	// Insert adds deliveries; a delivery whose id exists is left alone.
 	Insert []Delivery
 	// States are upserted in the same transaction as Insert.
-	States []track.EntityState
+	States []event.EntityState
 	// Updates record attempt outcomes.
 	Updates []Update
 	// Disable marks callbacks disabled.
@@ -700,15 +699,15 @@ func (s *Store) Enable(ctx context.Context, name string) error {
 }
 
 // LoadStates returns every saved tracker entity state.
-func (s *Store) LoadStates(ctx context.Context) ([]track.EntityState, error) {
+func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq FROM entity_states`)
 	if err != nil {
 		return nil, fmt.Errorf("store: loading entity states: %w", err)
 	}
 	defer rows.Close()
-	var out []track.EntityState
+	var out []event.EntityState
 	for rows.Next() {
-		var st track.EntityState
+		var st event.EntityState
 		var kind string
 		var seq int64
 		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &st.RetryCount, &seq); err != nil {

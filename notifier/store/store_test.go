@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 func openT(t *testing.T, path string, o Options) *Store {
@@ -50,7 +49,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	d1, _ := NewDelivery(ev("e1", "r1", 1, t0), "cb", t0)
 	d2, _ := NewDelivery(ev("e2", "r1", 2, t0.Add(time.Second)), "cb", t0)
-	states := []track.EntityState{{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING", UpdatedAt: "2025-01-02 03:04:05", LastSeq: 2}}
+	states := []event.EntityState{{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING", UpdatedAt: "2025-01-02 03:04:05", LastSeq: 2}}
 	w := Write{Insert: []Delivery{d1, d2}, States: states, Inserted: make([]bool, 2)}
 	if err := s.Commit(ctx, w); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ import (
 // Accept must record both durably and atomically before it returns nil; on
 // error the tracker retries the same batch, so nothing is lost.
 type Sink interface {
-	Accept(ctx context.Context, events []event.Event, states []EntityState) error
+	Accept(ctx context.Context, events []event.Event, states []event.EntityState) error
 }
 
 // Fetcher reads one execution (and, with tasks, its tasks and its
@@ -48,7 +48,7 @@ type Options struct {
 	// Default nil.
 	Fetcher Fetcher
 	// States are the entity states recorded before a restart.
-	States []EntityState
+	States []event.EntityState
 	// Horizon is the oldest updated_at of an entity the tracker does not
 	// know yet that still counts as new. Older unknown entities are history
 	// (a client listing last month's executions must not fire events).
@@ -400,7 +400,7 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 // persist, and the in-memory updates to apply once the Sink accepted them.
 type change struct {
 	events  []event.Event
-	states  []EntityState
+	states  []event.EntityState
 	updates map[string]*entity
 	seqs    map[*root]uint64
 	newRoot []*root
@@ -515,7 +515,7 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			c.states[i].LastSeq = seq
 			continue
 		}
-		st := EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id, LastSeq: seq}
+		st := event.EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id, LastSeq: seq}
 		if e := t.entities[r.id]; e != nil {
 			st.State, st.UpdatedAt, st.RetryCount = e.state, formatTS(e.updated), e.retry
 		}
@@ -731,7 +731,7 @@ func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
 	if _, ok := c.updates[n.id]; !ok {
 		c.updates[n.id] = n.next
 		c.stateAt[n.id] = len(c.states)
-		c.states = append(c.states, EntityState{
+		c.states = append(c.states, event.EntityState{
 			Kind: n.kind(), ID: n.id, RootID: r.id, State: n.next.state,
 			UpdatedAt: upd, RetryCount: n.next.retry,
 		})

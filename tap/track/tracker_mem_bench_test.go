@@ -12,7 +12,7 @@ import (
 
 type discardSink struct{}
 
-func (discardSink) Accept(context.Context, []event.Event, []EntityState) error { return nil }
+func (discardSink) Accept(context.Context, []event.Event, []event.EntityState) error { return nil }
 
 // BenchmarkTrackerMemory fills a Tracker with n tracked entities (half
 // executions, half their tasks, as a poll or a tapped list reveals them)

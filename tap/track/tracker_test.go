@@ -15,11 +15,11 @@ import (
 type sink struct {
 	mu     sync.Mutex
 	events []event.Event
-	states []EntityState
+	states []event.EntityState
 	fail   int // fail this many Accept calls first
 }
 
-func (s *sink) Accept(_ context.Context, evs []event.Event, st []EntityState) error {
+func (s *sink) Accept(_ context.Context, evs []event.Event, st []event.EntityState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail > 0 {
@@ -113,7 +113,7 @@ func names(evs []event.Event) string {
 	return strings.Join(b, ", ")
 }
 
-func newTracker(t *testing.T, s *sink, states ...EntityState) *Tracker {
+func newTracker(t *testing.T, s *sink, states ...event.EntityState) *Tracker {
 	t.Helper()
 	tr, err := New(Options{Sink: s, States: states, Horizon: base.Add(-time.Minute), Now: func() time.Time { return base.Add(time.Hour) }})
 	if err != nil {

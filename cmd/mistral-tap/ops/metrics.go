@@ -293,7 +293,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Sink is what the tracker hands derived events to (track.Sink), restated
 // here so that ops depends on the method only.
 type Sink interface {
-	Accept(ctx context.Context, events []event.Event, states []track.EntityState) error
+	Accept(ctx context.Context, events []event.Event, states []event.EntityState) error
 }
 
 // CountEvents returns a Sink that counts the events next accepted, by type,
@@ -306,7 +306,7 @@ type eventCounter struct {
 	m    *Metrics
 }
 
-func (c eventCounter) Accept(ctx context.Context, events []event.Event, states []track.EntityState) error {
+func (c eventCounter) Accept(ctx context.Context, events []event.Event, states []event.EntityState) error {
 	if err := c.next.Accept(ctx, events, states); err != nil {
 		return err
 	}

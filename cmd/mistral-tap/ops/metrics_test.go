@@ -136,16 +136,16 @@ func TestInstrumentProxyStreams(t *testing.T) {
 	}
 }
 
-type sinkFunc func(ctx context.Context, evs []event.Event, st []track.EntityState) error
+type sinkFunc func(ctx context.Context, evs []event.Event, st []event.EntityState) error
 
-func (f sinkFunc) Accept(ctx context.Context, evs []event.Event, st []track.EntityState) error {
+func (f sinkFunc) Accept(ctx context.Context, evs []event.Event, st []event.EntityState) error {
 	return f(ctx, evs, st)
 }
 
 func TestCountEventsOnlyOnSuccess(t *testing.T) {
 	m := NewMetrics("test")
 	fail := true
-	s := m.CountEvents(sinkFunc(func(context.Context, []event.Event, []track.EntityState) error {
+	s := m.CountEvents(sinkFunc(func(context.Context, []event.Event, []event.EntityState) error {
 		if fail {
 			return errors.New("disk full")
 		}

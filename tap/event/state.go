@@ -1,12 +1,12 @@
-package track
-
-import "github.com/mistral-tap/mistral-tap/tap/event"
+package event
 
 // EntityState is what the tracker remembers about one execution or task. It
 // is persisted together with the events it produced, so that a restart
-// neither repeats nor misses events.
+// neither repeats nor misses events. It lives here, in the shared
+// vocabulary, because the tracker produces it and the notifier's store
+// persists it, and neither may import the other.
 type EntityState struct {
-	Kind event.Kind
+	Kind Kind
 	ID   string
 	// RootID is the root execution (the entity itself for a top-level
 	// execution).
