@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/payload"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
@@ -45,17 +46,13 @@ type Sender interface {
 	Send(ctx context.Context, r send.Request) send.Result
 }
 
-// Message is a rendered notification.
-type Message struct {
-	Method string
-	Header http.Header
-	Body   []byte
+// Formatter renders an event in a callback's payload format;
+// *payload.Formatter is one.
+type Formatter interface {
+	Format(ev *event.Event) (payload.Message, error)
 }
 
-// Formatter renders an event in a callback's payload format.
-type Formatter interface {
-	Format(ev *event.Event) (Message, error)
-}
+var _ Formatter = (*payload.Formatter)(nil)
 
 // Route is one configured callback, ready to send.
 type Route struct {
@@ -532,7 +529,7 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 }
 
 // request builds the send.Request for one delivery.
-func request(rt Route, def config.Delivery, it *item, msg Message) send.Request {
+func request(rt Route, def config.Delivery, it *item, msg payload.Message) send.Request {
 	cb := rt.Callback
 	// send copies the header into each request, so it is only cloned here
 	// when the callback's headers are added to it.

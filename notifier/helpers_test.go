@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/payload"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
@@ -101,8 +102,8 @@ func (m matchAll) Match(*event.Event) []string { return m }
 // idFormat renders the event id as the body.
 type idFormat struct{}
 
-func (idFormat) Format(ev *event.Event) (Message, error) {
-	return Message{Body: []byte(ev.ID)}, nil
+func (idFormat) Format(ev *event.Event) (payload.Message, error) {
+	return payload.Message{Body: []byte(ev.ID)}, nil
 }
 
 // fastRetry retries after a few milliseconds.

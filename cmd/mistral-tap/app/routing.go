@@ -9,7 +9,6 @@ import (
 	"github.com/mistral-tap/mistral-tap/matcher"
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/payload"
-	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
 // Routing builds the dispatcher's routing for a configuration.
@@ -36,7 +35,7 @@ func Routing(cfg *config.Config, wb matcher.WorkbookIndex) (*notifier.Routing, e
 				secrets = append(secrets, s)
 			}
 		}
-		r.Routes[cb.Name] = notifier.Route{Callback: cb, Format: formatter{f}, Secrets: secrets}
+		r.Routes[cb.Name] = notifier.Route{Callback: cb, Format: f, Secrets: secrets}
 	}
 	return r, nil
 }
@@ -49,14 +48,6 @@ func ceSource(cfg *config.Config, cb config.Callback) string {
 		return "mistral-tap://" + u.Host
 	}
 	return ""
-}
-
-// formatter adapts payload.Formatter to the dispatcher's Formatter.
-type formatter struct{ f *payload.Formatter }
-
-func (f formatter) Format(ev *event.Event) (notifier.Message, error) {
-	m, err := f.f.Format(ev)
-	return notifier.Message{Method: m.Method, Header: m.Header, Body: m.Body}, err
 }
 
 // apply swaps in a reloaded configuration: callbacks, delivery settings
