@@ -23,6 +23,12 @@ type op struct {
 	deferred bool
 }
 
+// Writer is what the committer needs from the store: one transaction for
+// many writes, durable when it returns nil.
+type Writer interface {
+	Commit(ctx context.Context, writes ...store.Write) error
+}
+
 // committer group-commits writes: while one transaction (and its fsync) is
 // running, the next writes queue up, and the next transaction takes all of
 // them. Under load this amortises the fsync over hundreds of writes without
@@ -33,10 +39,12 @@ type op struct {
 // takes them along. Ops commit in the order they were submitted, whatever
 // their batch, so a deferred write is never durable after a later one.
 type committer struct {
-	st         Store
+	st         Writer
 	delay      time.Duration
 	deferDelay time.Duration
 	maxBatch   int
+	// observe gets the result of every transaction (storeHealth).
+	observe func(error)
 
 	mu      sync.RWMutex // held shared by submitters, exclusively to stop
 	stopped bool
@@ -44,8 +52,13 @@ type committer struct {
 	done    chan struct{}
 }
 
-func newCommitter(st Store, delay, deferDelay time.Duration) *committer {
-	c := &committer{st: st, delay: delay, deferDelay: deferDelay, maxBatch: 2048,
+// newCommitter starts a committer over st; observe (nil: none) gets the
+// result of every transaction.
+func newCommitter(st Writer, delay, deferDelay time.Duration, observe func(error)) *committer {
+	if observe == nil {
+		observe = func(error) {}
+	}
+	c := &committer{st: st, delay: delay, deferDelay: deferDelay, maxBatch: 2048, observe: observe,
 		ops: make(chan op, 4096), done: make(chan struct{})}
 	go c.run()
 	return c
@@ -77,7 +90,9 @@ func (c *committer) commit(ctx context.Context, w store.Write) error {
 	res := make(chan error, 1)
 	if err := c.submit(w, func(err error) { res <- err }); err != nil {
 		if errors.Is(err, errCommitterStopped) {
-			return c.st.Commit(ctx, w)
+			err = c.st.Commit(ctx, w)
+			c.observe(err)
+			return err
 		}
 		return err
 	}
@@ -101,59 +116,66 @@ func (c *committer) stop() {
 func (c *committer) run() {
 	defer close(c.done)
 	for first := range c.ops {
-		batch := []op{first}
-		deferredOnly := first.deferred && c.deferDelay > 0
-		var timer *time.Timer
-		var expired <-chan time.Time
-		setTimer := func(d time.Duration) {
-			if timer != nil {
-				timer.Stop()
-				timer, expired = nil, nil
-			}
-			if d > 0 {
-				timer = time.NewTimer(d)
-				expired = timer.C
-			}
+		c.flush(c.gather(first))
+	}
+}
+
+// gather returns the batch that starts with first: every op already
+// queued and, while a delay applies, those that arrive before it expires,
+// up to maxBatch. A batch of deferred ops waits deferDelay; the first op
+// somebody waits for cuts that to delay.
+func (c *committer) gather(first op) []op {
+	batch := []op{first}
+	deferring := first.deferred && c.deferDelay > 0
+	var timer *time.Timer
+	arm := func(d time.Duration) <-chan time.Time {
+		if timer != nil {
+			timer.Stop()
+			timer = nil
 		}
-		if deferredOnly {
-			setTimer(c.deferDelay)
-		} else {
-			setTimer(c.delay)
+		if d <= 0 {
+			return nil
 		}
-		add := func(o op) {
-			batch = append(batch, o)
-			if deferredOnly && !o.deferred {
-				// Somebody waits for this one: stop deferring.
-				deferredOnly = false
-				setTimer(c.delay)
-			}
+		timer = time.NewTimer(d)
+		return timer.C
+	}
+	defer arm(0)
+	wait := c.delay
+	if deferring {
+		wait = c.deferDelay
+	}
+	expired := arm(wait)
+	for len(batch) < c.maxBatch {
+		o, ok := c.next(expired)
+		if !ok {
+			break
 		}
-	gather:
-		for len(batch) < c.maxBatch {
-			select {
-			case o, ok := <-c.ops:
-				if !ok {
-					break gather
-				}
-				add(o)
-			default:
-				if expired == nil {
-					break gather
-				}
-				select {
-				case o, ok := <-c.ops:
-					if !ok {
-						break gather
-					}
-					add(o)
-				case <-expired:
-					timer, expired = nil, nil
-					break gather
-				}
-			}
+		batch = append(batch, o)
+		if deferring && !o.deferred {
+			deferring = false // somebody waits for this one
+			expired = arm(c.delay)
 		}
-		setTimer(0)
-		c.flush(batch)
+	}
+	return batch
+}
+
+// next returns the next queued op. With expired nil it only takes one
+// already queued; otherwise it waits for one until expired fires. ok is
+// false when there is none, or the queue is closed.
+func (c *committer) next(expired <-chan time.Time) (o op, ok bool) {
+	select {
+	case o, ok = <-c.ops:
+		return o, ok
+	default:
+	}
+	if expired == nil {
+		return op{}, false
+	}
+	select {
+	case o, ok = <-c.ops:
+		return o, ok
+	case <-expired:
+		return op{}, false
 	}
 }
 
@@ -165,15 +187,23 @@ func (c *committer) flush(batch []op) {
 	// Background context: a queued write must land even during shutdown.
 	err := c.st.Commit(context.Background(), ws...)
 	if err != nil && len(batch) > 1 {
-		// Isolate the failing write so one bad row cannot fail the others.
+		// Isolate the failing write so one bad row cannot fail the others;
+		// the store is healthy if any of them commits.
+		healthy := false
 		for _, o := range batch {
 			e := c.st.Commit(context.Background(), o.w)
+			healthy = healthy || e == nil
 			if o.after != nil {
 				o.after(e)
 			}
 		}
+		if healthy {
+			err = nil
+		}
+		c.observe(err)
 		return
 	}
+	c.observe(err)
 	for _, o := range batch {
 		if o.after != nil {
 			o.after(err)

@@ -11,13 +11,12 @@ import (
 	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
-// commitLog is a Store whose Commit records each transaction's writes,
+// commitLog is a Writer that records each transaction's writes,
 // identified by their first state's id.
 type commitLog struct {
-	Store // only Commit is used by the committer
-	mu    sync.Mutex
-	txs   [][]string
-	at    []time.Time
+	mu  sync.Mutex
+	txs [][]string
+	at  []time.Time
 }
 
 func (c *commitLog) Commit(_ context.Context, ws ...store.Write) error {
@@ -63,7 +62,7 @@ func TestCommitterDefersStates(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			log := &commitLog{}
-			cm := newCommitter(log, 0, deferDelay)
+			cm := newCommitter(log, 0, deferDelay, nil)
 			var waits []chan error
 			start := time.Now()
 			stopped := false

@@ -16,6 +16,14 @@
 //   - Replay makes dead letters pending again with attempts reset; max_age
 //     then counts from the replay. A replayed delivery is not ordered
 //     against later deliveries of its root that went ahead while it was dead.
+//   - An outcome the store cannot commit (a full disk) is kept in memory and
+//     committed again with back-off; the delivery is not sent again unless
+//     the process stops first. StoreHealthy reports the condition.
+//
+// The store is seen through small interfaces, each defined where it is
+// used: Writer (the committer), Queue (the lanes), Callbacks and Pruner
+// (the dispatcher's housekeeping) and DeadLetters (the admin API's list
+// and replay). Store is only their sum, what a backend implements.
 package notifier
 
 import (
@@ -25,6 +33,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,29 +80,37 @@ type Routing struct {
 	Delivery config.Delivery
 }
 
-// Store is what the dispatcher needs from the durable store; *store.Store
-// implements it.
-type Store interface {
-	Commit(ctx context.Context, writes ...store.Write) error
-	Pending(ctx context.Context, callback string, limit int) ([]store.Delivery, error)
+// Callbacks is what the dispatcher asks of the store when callbacks come
+// and go: which have pending rows at start, dead-lettering a removed
+// callback's rows, and lifting a 410 when a callback's URL changed.
+type Callbacks interface {
 	CountPending(ctx context.Context) (map[string]int, error)
-	PendingSummary(ctx context.Context, callback string) (int, time.Time, error)
 	Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error)
-	DisabledCallbacks(ctx context.Context) (map[string]store.Disabled, error)
 	Enable(ctx context.Context, name string) error
-	List(ctx context.Context, f store.Filter) ([]store.Delivery, error)
-	Replay(ctx context.Context, f store.ReplayFilter, now time.Time) (int, error)
+}
+
+// Pruner deletes delivered rows past their retention.
+type Pruner interface {
 	Prune(ctx context.Context, before time.Time) (int, error)
 }
 
-var _ Store = (*store.Store)(nil)
+// DeadLetters lists deliveries and replays dead letters, for the admin API
+// (Dispatcher.List and Dispatcher.Replay).
+type DeadLetters interface {
+	List(ctx context.Context, f store.Filter) ([]store.Delivery, error)
+	Replay(ctx context.Context, f store.ReplayFilter, now time.Time) (int, error)
+}
 
-// Delivery, Filter and ReplayFilter are the store's types.
-type (
-	Delivery     = store.Delivery
-	Filter       = store.Filter
-	ReplayFilter = store.ReplayFilter
-)
+// Store is a backend for the dispatcher: the sum of what its parts use.
+type Store interface {
+	Writer
+	Queue
+	Callbacks
+	Pruner
+	DeadLetters
+}
+
+var _ Store = (*store.Store)(nil)
 
 // Options configures a Dispatcher.
 type Options struct {
@@ -104,8 +122,9 @@ type Options struct {
 	Routing *Routing
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Now is the clock for stored times; nil is time.Now. Timers use the
-	// real clock.
+	// Now is the clock: every time the dispatcher stores or schedules by
+	// comes from it; nil is time.Now. Timers wait in real time and then
+	// compare with Now.
 	Now func() time.Time
 	// Grace bounds how long Run waits for in-flight sends on shutdown
 	// before cancelling them. Default 10s.
@@ -128,9 +147,8 @@ type Options struct {
 	// StatesDelay is how long tracker states whose events went to no
 	// callback may wait to share a transaction with later writes. Such
 	// writes are the common case (a new execution's WORKFLOW_LAUNCHED that
-	// nobody subscribed to) and each cost a transaction of its own, a
-	// fifth of the CPU of proxying a POST; batched, they cost a third as
-	// much per state. Accept does not wait for them, so a crash may lose
+	// nobody subscribed to) and each would cost a transaction of its own
+	// (docs/performance.md). Accept does not wait for them, so a crash may lose
 	// the last StatesDelay of them: after a restart the tracker derives
 	// those events again (same ids) and they still match no callback. A
 	// write with deliveries takes every deferred state before it along, so
@@ -167,6 +185,10 @@ type Dispatcher struct {
 	log     *slog.Logger
 	routing atomic.Pointer[Routing]
 	c       *committer
+	health  *storeHealth
+	// laneIdle, if set before Run, is called whenever a lane waits with
+	// nothing under way (tests).
+	laneIdle func(name string, now time.Time)
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -210,7 +232,8 @@ func New(o Options) (*Dispatcher, error) {
 	if o.BreakerProbeMin <= 0 {
 		o.BreakerProbeMin = time.Second
 	}
-	d := &Dispatcher{o: o, st: o.Store, log: o.Logger, lanes: map[string]*lane{}}
+	d := &Dispatcher{o: o, st: o.Store, log: o.Logger, lanes: map[string]*lane{},
+		health: &storeHealth{log: o.Logger}}
 	r := o.Routing
 	if r == nil {
 		r = &Routing{}
@@ -221,8 +244,6 @@ func New(o Options) (*Dispatcher, error) {
 }
 
 func (d *Dispatcher) now() time.Time { return d.o.Now() }
-
-func (d *Dispatcher) routingDelivery() config.Delivery { return d.routing.Load().Delivery }
 
 // Accept matches each event and writes its deliveries together with states
 // in one transaction, durable when Accept returns nil; then it wakes the
@@ -321,8 +342,15 @@ func (d *Dispatcher) commit(ctx context.Context, w store.Write) error {
 	if c := d.committerOrNil(); c != nil {
 		return c.commit(ctx, w)
 	}
-	return d.st.Commit(ctx, w)
+	err := d.st.Commit(ctx, w)
+	d.health.observe(err)
+	return err
 }
+
+// StoreHealthy returns nil while the store commits, and an error naming
+// the cause while its commits fail (a full disk): deliveries then wait,
+// and readiness should fail.
+func (d *Dispatcher) StoreHealthy() error { return d.health.get() }
 
 func copyEvent(ev *event.Event) *event.Event {
 	cp := *ev
@@ -363,33 +391,24 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 		if _, ok := r.Routes[name]; ok {
 			continue
 		}
-		l.mu.Lock()
-		l.removed = true
-		l.mu.Unlock()
-		l.cancel()
+		l.remove()
 		delete(d.lanes, name)
 		d.abandon(name)
 	}
 	for name, rt := range r.Routes {
-		if l := d.lanes[name]; l != nil {
-			l.mu.Lock()
-			l.configure(rt)
-			reenable := l.disabled && l.disabledURL != "" && l.disabledURL != rt.Callback.URL
-			l.mu.Unlock()
-			if reenable {
-				if err := d.st.Enable(context.Background(), name); err != nil {
-					d.log.Error("re-enabling callback failed", "callback", name, "err", err)
-				} else {
-					l.mu.Lock()
-					l.disabled = false
-					l.mu.Unlock()
-					l.log.Info("callback re-enabled: its URL changed")
-				}
-			}
-			l.notify()
+		l := d.lanes[name]
+		if l == nil {
+			d.startLane(rt, r.Delivery, 0)
 			continue
 		}
-		d.startLane(rt, 0)
+		if !l.reconfigure(rt, r.Delivery) {
+			continue
+		}
+		if err := d.st.Enable(context.Background(), name); err != nil {
+			d.log.Error("re-enabling callback failed", "callback", name, "err", err)
+			continue
+		}
+		l.enable("callback re-enabled: its URL changed")
 	}
 }
 
@@ -406,8 +425,11 @@ func (d *Dispatcher) abandon(name string) {
 }
 
 // startLane starts a lane for rt; d.mu is held and d.running is true.
-func (d *Dispatcher) startLane(rt Route, pending int) {
-	l := newLane(d, rt, pending)
+func (d *Dispatcher) startLane(rt Route, def config.Delivery, pending int) {
+	l := newLane(laneDeps{
+		queue: d.st, now: d.now, log: d.log, maxLoaded: d.o.MaxLoaded, resync: d.o.Resync,
+		probeMin: d.o.BreakerProbeMin, send: d.startSend, save: d.save, idle: d.laneIdle,
+	}, rt, def, pending)
 	ctx, cancel := context.WithCancel(d.runCtx)
 	l.cancel = cancel
 	d.lanes[rt.Callback.Name] = l
@@ -428,7 +450,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		return fmt.Errorf("notifier: starting: %w", err)
 	}
-	d.c = newCommitter(d.st, d.o.CommitDelay, max(d.o.StatesDelay, 0))
+	d.c = newCommitter(d.st, d.o.CommitDelay, max(d.o.StatesDelay, 0), d.health.observe)
 	d.running, d.runCtx = true, ctx
 	rt := d.routing.Load()
 	for name := range counts {
@@ -437,7 +459,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	}
 	for name, r := range rt.Routes {
-		d.startLane(r, counts[name])
+		d.startLane(r, rt.Delivery, counts[name])
 	}
 	d.mu.Unlock()
 
@@ -485,6 +507,21 @@ loop:
 	return nil
 }
 
+// startSend starts a send of it (taken by l) in its own goroutine.
+func (d *Dispatcher) startSend(l *lane, it *item) {
+	d.sends.Add(1)
+	go d.attempt(l, it)
+}
+
+// save queues o for commit; l learns the result through completed.
+func (d *Dispatcher) save(l *lane, it *item, o *outcome) {
+	if err := d.c.submit(o.w, func(err error) { l.completed(it, o, err) }); err != nil {
+		err = d.st.Commit(context.Background(), o.w)
+		d.health.observe(err)
+		l.completed(it, o, err)
+	}
+}
+
 // attempt sends one delivery and records its outcome.
 func (d *Dispatcher) attempt(l *lane, it *item) {
 	defer d.sends.Done()
@@ -514,13 +551,11 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 	if u.State == store.Dead {
 		l.log.Warn("delivery dead", "delivery", it.id, "status", u.LastStatus, "attempts", u.Attempts)
 	}
-	if err := d.c.submit(w, func(err error) { l.completed(it, u, err) }); err != nil {
-		l.completed(it, u, d.st.Commit(context.Background(), w))
-	}
+	d.save(l, it, &outcome{w: w, u: u})
 	// The concurrency slot is freed once the outcome is queued, not once
 	// it is durable: concurrency bounds requests to the receiver, and
 	// holding the slot through the commit's fsync idled the lane for one
-	// fsync per round of sends (measured: 4,000/s at concurrency 16). The
+	// fsync per round of sends (docs/performance.md). The
 	// item itself stays in flight until completed, so it is not sent again
 	// and its root's successor is not released before the outcome is
 	// committed. Freeing after submit (which blocks when the committer's
@@ -568,13 +603,13 @@ func request(rt Route, def config.Delivery, it *item, msg payload.Message) send.
 }
 
 // List returns deliveries from the store.
-func (d *Dispatcher) List(ctx context.Context, f Filter) ([]Delivery, error) {
+func (d *Dispatcher) List(ctx context.Context, f store.Filter) ([]store.Delivery, error) {
 	return d.st.List(ctx, f)
 }
 
 // Replay re-queues matching dead letters (see store.Replay) and wakes the
 // affected callbacks; replaying a callback re-enables it after a 410.
-func (d *Dispatcher) Replay(ctx context.Context, f ReplayFilter) (int, error) {
+func (d *Dispatcher) Replay(ctx context.Context, f store.ReplayFilter) (int, error) {
 	n, err := d.st.Replay(ctx, f, d.now())
 	if err != nil {
 		return 0, err
@@ -585,14 +620,7 @@ func (d *Dispatcher) Replay(ctx context.Context, f ReplayFilter) (int, error) {
 		if f.Callback != "" && f.Callback != name {
 			continue
 		}
-		l.mu.Lock()
-		if f.Callback != "" && l.disabled {
-			l.disabled = false
-			l.log.Info("callback re-enabled by replay")
-		}
-		l.needRefill = true
-		l.mu.Unlock()
-		l.notify()
+		l.replayed(f.Callback != "")
 	}
 	return n, nil
 }
@@ -610,14 +638,16 @@ func (d *Dispatcher) Status() []CallbackStatus {
 	for _, l := range lanes {
 		out = append(out, l.status(now))
 	}
-	sortStatus(out)
+	slices.SortFunc(out, func(a, b CallbackStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-func sortStatus(s []CallbackStatus) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
+// poke makes every lane look at its queue again now: for a test that
+// moved Options.Now forward, since timers wait in real time.
+func (d *Dispatcher) poke() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.lanes {
+		l.notify()
 	}
 }

@@ -170,7 +170,7 @@ func TestGoneDisablesUntilReplay(t *testing.T) {
 		t.Fatalf("attempts after 410 = %v, want just the one", a)
 	}
 	s.set("a", deliver)
-	if _, err := h.d.Replay(context.Background(), ReplayFilter{Callback: "a"}); err != nil {
+	if _, err := h.d.Replay(context.Background(), store.ReplayFilter{Callback: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("delivered after re-enable", func() bool { return h.count(store.Delivered) == 3 })
@@ -187,7 +187,7 @@ func TestReplayDeadLetter(t *testing.T) {
 	h.accept(evs("r1", 2)...)
 	h.waitFor("dead", func() bool { return h.count(store.Dead) == 2 })
 	s.set("a", deliver)
-	n, err := h.d.Replay(context.Background(), ReplayFilter{ID: "evt_r1_2/a"})
+	n, err := h.d.Replay(context.Background(), store.ReplayFilter{ID: "evt_r1_2/a"})
 	if err != nil || n != 1 {
 		t.Fatalf("Replay = %d, %v", n, err)
 	}
@@ -493,7 +493,7 @@ func TestAcceptDuringRefillDoesNotSpill(t *testing.T) {
 					for time.Now().Before(deadline) {
 						l := h.lane("a")
 						l.mu.Lock()
-						n := len(l.late)
+						n := len(l.win.late)
 						l.mu.Unlock()
 						if n > 0 {
 							return
@@ -509,11 +509,11 @@ func TestAcceptDuringRefillDoesNotSpill(t *testing.T) {
 	h.accept(evs("r1", 2)...)
 	h.waitFor("first delivered", func() bool { return h.count(store.Delivered) == 2 })
 	inRead.Store(true)
-	h.d.Replay(context.Background(), ReplayFilter{ID: "none"}) // forces a refill
+	h.d.Replay(context.Background(), store.ReplayFilter{ID: "none"}) // forces a refill
 	h.waitFor("late delivered", func() bool { return h.count(store.Delivered) == 3 })
 	l := h.lane("a")
 	l.mu.Lock()
-	spilled, pending := l.spilled, l.pending
+	spilled, pending := l.win.spilled, l.win.pending
 	l.mu.Unlock()
 	if spilled || pending != 0 || reads.Load() != 1 {
 		t.Fatalf("spilled %v, pending %d, store reads %d; want false, 0, 1", spilled, pending, reads.Load())

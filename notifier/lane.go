@@ -1,78 +1,75 @@
 package notifier
 
 import (
-	"container/heap"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
-// item is a pending delivery held in memory by its lane.
-type item struct {
-	id       string
-	root     string
-	seq      uint64
-	attempts int
-	nextAt   time.Time
-	created  time.Time
-	replayed time.Time
-	ev       *event.Event
-
-	inflight bool
-	probe    bool
-	hidx     int // index in the lane's heap, -1 when not in it
+// Queue is what a lane reads from the store: its callback's pending rows,
+// a cheap summary of them, and the callbacks a 410 disabled.
+type Queue interface {
+	Pending(ctx context.Context, callback string, limit int) ([]store.Delivery, error)
+	PendingSummary(ctx context.Context, callback string) (int, time.Time, error)
+	DisabledCallbacks(ctx context.Context) (map[string]store.Disabled, error)
 }
 
-// itemHeap orders eligible items by next attempt time.
-type itemHeap []*item
-
-func (h itemHeap) Len() int { return len(h) }
-func (h itemHeap) Less(i, j int) bool {
-	if h[i].nextAt.Equal(h[j].nextAt) {
-		return h[i].seq < h[j].seq
-	}
-	return h[i].nextAt.Before(h[j].nextAt)
-}
-func (h itemHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = i, j
-}
-func (h *itemHeap) Push(x any) {
-	it := x.(*item)
-	it.hidx = len(*h)
-	*h = append(*h, it)
-}
-func (h *itemHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	it.hidx = -1
-	return it
-}
-
-// BreakerState is a callback's circuit breaker state.
-type BreakerState string
-
-// Breaker states.
+// Retries of an outcome the store could not commit start after
+// saveRetryMin and double up to saveRetryMax.
 const (
-	BreakerClosed BreakerState = "closed"
-	BreakerOpen   BreakerState = "open"
+	saveRetryMin = time.Second
+	saveRetryMax = 30 * time.Second
 )
 
-// lane is one callback's scheduler: its in-memory queue (a bounded window on
-// the store's pending rows), its concurrency limit, ordering and breaker.
-// A lane never waits on another lane, so a slow receiver holds up only
-// its own callback.
+// outcome is a send's result as it is to be saved.
+type outcome struct {
+	w        store.Write // the row's update, and the 410's disable if any
+	u        store.Update
+	failures int       // failed commits so far
+	retryAt  time.Time // next commit attempt, after a failure
+}
+
+// laneDeps is what a lane gets from its dispatcher.
+type laneDeps struct {
+	queue     Queue
+	now       func() time.Time
+	log       *slog.Logger
+	maxLoaded int
+	resync    time.Duration
+	probeMin  time.Duration
+	// send starts a send of it in its own goroutine; save queues an
+	// outcome for commit. Both report back through the lane's methods.
+	send func(l *lane, it *item)
+	save func(l *lane, it *item, o *outcome)
+	// idle, if set, is called whenever the lane waits with no send and
+	// no commit under way, with the time it last scheduled at (tests).
+	idle func(name string, now time.Time)
+}
+
+// disablement is a callback switched off by a 410 Gone (persisted in the
+// store): its pending deliveries wait until a replay or a new URL.
+type disablement struct {
+	on    bool
+	why   string
+	since time.Time
+	url   string // the URL that answered 410
+}
+
+// lane is one callback's scheduler. It combines the callback's queue
+// (ordering), its window on the store's pending rows (spill and refill),
+// its breaker and 410 disablement, under one mutex, and runs the loop that
+// starts sends. A lane never waits on another lane, so a slow receiver
+// holds up only its own callback.
 type lane struct {
 	name string
-	d    *Dispatcher
+	deps laneDeps
 	log  *slog.Logger
 
 	wake   chan struct{}
@@ -80,68 +77,83 @@ type lane struct {
 	done   chan struct{}
 
 	mu          sync.Mutex
-	items       map[string]*item
-	roots       map[string][]*item // per root, by sequence
-	heap        itemHeap           // items that may be sent (heads only when ordered)
-	ordered     bool
+	q           queue
+	win         window
+	br          breaker
+	dis         disablement
+	removed     bool
 	concurrency int
 	inflight    int // sends in progress (bounded by concurrency)
-	pending     int // pending rows in the store (exact when !spilled)
-
-	// spilled: the store may hold pending rows that are not in memory.
-	spilled    bool
-	needRefill bool
-	// While a refill reads the store, completions are recorded here so the
-	// merge does not resurrect a row completed after the read began, and
-	// accepted items wait in late: the read may or may not include them.
-	tracking     bool
-	recentlyDone map[string]struct{}
-	late         []*item
-
-	// maxReplayed is the latest replayed_at of any row a refill read: a
-	// later one in the store is a replay this lane has not seen.
-	maxReplayed time.Time
-
-	disabled      bool
-	disabledWhy   string
-	disabledSince time.Time
-	disabledURL   string
-	removed       bool
-
-	failures     int // consecutive retryable failures
-	open         bool
-	probing      bool
-	probeAt      time.Time
-	probeBackoff time.Duration
+	busy        int // sends and commits under way (for idle)
+	unsaved     map[*item]struct{}
 }
 
 // newLane returns a lane for r; pending is the store's count of its pending
 // rows.
-func newLane(d *Dispatcher, r Route, pending int) *lane {
+func newLane(deps laneDeps, r Route, def config.Delivery, pending int) *lane {
+	log := deps.log.With("callback", r.Callback.Name)
 	l := &lane{
-		name: r.Callback.Name, d: d, log: d.log.With("callback", r.Callback.Name),
+		name: r.Callback.Name, deps: deps, log: log,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
-		items: map[string]*item{}, roots: map[string][]*item{},
-		// Spilled until the first refill has read the store: an event
-		// accepted meanwhile must not overtake older pending ones of its
-		// root.
-		spilled: true, pending: pending,
+		q: newQueue(), win: newWindow(deps.maxLoaded, pending),
+		br: newProbeBreaker(deps.probeMin, log), unsaved: map[*item]struct{}{},
 	}
-	l.configure(r)
+	l.configureLocked(r, def)
 	return l
 }
 
-// configure applies a (re)loaded route; the caller holds mu or owns l.
-func (l *lane) configure(r Route) {
+// configureLocked applies a (re)loaded route and delivery settings.
+func (l *lane) configureLocked(r Route, def config.Delivery) {
 	l.concurrency = r.Callback.Concurrency
 	if l.concurrency <= 0 {
 		l.concurrency = DefaultConcurrency
 	}
-	ordered := r.Callback.Ordering != "none"
-	if ordered != l.ordered {
-		l.ordered = ordered
-		l.reindex()
+	l.q.setOrdered(r.Callback.Ordering != "none")
+	l.br.configure(def.BreakerThreshold, def.BreakerProbeMax)
+}
+
+// reconfigure applies a reloaded route. It reports whether the callback is
+// disabled by a 410 from another URL than its new one: the caller then
+// re-enables it in the store and calls enable.
+func (l *lane) reconfigure(r Route, def config.Delivery) (urlChanged bool) {
+	l.mu.Lock()
+	l.configureLocked(r, def)
+	urlChanged = l.dis.on && l.dis.url != "" && l.dis.url != r.Callback.URL
+	l.mu.Unlock()
+	l.notify()
+	return urlChanged
+}
+
+// enable lifts a 410's disablement, logging msg if there was one.
+func (l *lane) enable(msg string) {
+	l.mu.Lock()
+	was := l.dis.on
+	l.dis = disablement{}
+	l.mu.Unlock()
+	if was {
+		l.log.Info(msg)
 	}
+	l.notify()
+}
+
+// remove stops the lane for good: its callback left the configuration.
+func (l *lane) remove() {
+	l.mu.Lock()
+	l.removed = true
+	l.mu.Unlock()
+	l.cancel()
+}
+
+// replayed is told that dead letters were replayed: the lane re-reads the
+// store, and a replay of the whole callback also lifts a 410.
+func (l *lane) replayed(wholeCallback bool) {
+	if wholeCallback {
+		l.enable("callback re-enabled by replay")
+	}
+	l.mu.Lock()
+	l.win.requestRefill()
+	l.mu.Unlock()
+	l.notify()
 }
 
 func (l *lane) notify() {
@@ -151,181 +163,70 @@ func (l *lane) notify() {
 	}
 }
 
-// reindex rebuilds the heap after the ordering mode changed.
-func (l *lane) reindex() {
-	for _, it := range l.heap {
-		it.hidx = -1
-	}
-	l.heap = l.heap[:0]
-	for _, list := range l.roots {
-		for i, it := range list {
-			if i > 0 && l.ordered {
-				break
-			}
-			if !it.inflight {
-				heap.Push(&l.heap, it)
-			}
-		}
-	}
-}
-
-// addLocked adds it unless its id is already held.
-func (l *lane) addLocked(it *item) {
-	if _, ok := l.items[it.id]; ok {
-		return
-	}
-	it.hidx = -1
-	l.items[it.id] = it
-	list := append(l.roots[it.root], it)
-	i := len(list) - 1
-	for i > 0 && list[i-1].seq > it.seq {
-		list[i] = list[i-1]
-		i--
-	}
-	list[i] = it
-	l.roots[it.root] = list
-	if !l.ordered {
-		heap.Push(&l.heap, it)
-		return
-	}
-	if i != 0 {
-		return
-	}
-	if len(list) > 1 && list[1].hidx >= 0 {
-		heap.Remove(&l.heap, list[1].hidx) // it is no longer the head
-	}
-	heap.Push(&l.heap, it)
-}
-
-// removeLocked drops it (delivered or dead) and promotes its root's next
-// delivery.
-func (l *lane) removeLocked(it *item) {
-	if l.items[it.id] != it {
-		return
-	}
-	delete(l.items, it.id)
-	if it.hidx >= 0 {
-		heap.Remove(&l.heap, it.hidx)
-	}
-	list := l.roots[it.root]
-	for i, x := range list {
-		if x == it {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(l.roots, it.root)
-		return
-	}
-	l.roots[it.root] = list
-	if l.ordered && !list[0].inflight && list[0].hidx < 0 {
-		heap.Push(&l.heap, list[0])
-	}
-}
-
 // accept takes freshly committed items, unless the lane is spilled: then
 // older rows wait in the store and the new ones must queue behind them.
 func (l *lane) accept(items []*item) {
 	l.mu.Lock()
-	max := l.d.o.MaxLoaded
 	for _, it := range items {
-		l.pending++
-		if l.tracking {
-			// Merged after the read if it turns out to be complete. This
-			// used to mark the lane spilled, so that under steady load
-			// (an accept during every read) a lane that was not behind
-			// re-read the store back to back and delivered new events only
-			// through those reads.
-			l.late = append(l.late, it)
-			continue
+		if l.win.accepted(it, l.q.len()) {
+			l.q.add(it)
 		}
-		if l.spilled || len(l.items) >= max {
-			l.spilled = true
-			continue
-		}
-		l.addLocked(it)
 	}
 	l.mu.Unlock()
 	l.notify()
 }
 
-// takeDue pops the items to send now and returns how long to wait before
+// takeDue takes the items to send now and returns how long to wait before
 // looking again (0: no timer needed).
 func (l *lane) takeDue(now time.Time) ([]*item, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.disabled || l.removed || len(l.heap) == 0 {
+	if l.dis.on || l.removed || !l.q.eligible() || l.inflight >= l.concurrency {
 		return nil, 0
 	}
-	if l.open {
-		if l.probing || l.inflight >= l.concurrency {
-			return nil, 0
-		}
-		if now.Before(l.probeAt) {
-			return nil, l.probeAt.Sub(now)
-		}
-		it := heap.Pop(&l.heap).(*item)
-		it.inflight, it.probe, l.probing = true, true, true
-		l.inflight++
+	ok, probe, wait := l.br.allow(now)
+	if !ok {
+		return nil, wait
+	}
+	if probe {
+		// An open circuit's trial goes now, due or not.
+		it := l.q.pop()
+		it.probe = true
+		l.started(it)
 		return []*item{it}, 0
 	}
 	var out []*item
-	for l.inflight < l.concurrency && len(l.heap) > 0 && !l.heap[0].nextAt.After(now) {
-		it := heap.Pop(&l.heap).(*item)
-		it.inflight = true
-		l.inflight++
+	for l.inflight < l.concurrency {
+		at, ok := l.q.next()
+		if !ok {
+			return out, 0
+		}
+		if at.After(now) {
+			return out, at.Sub(now)
+		}
+		it := l.q.pop()
+		l.started(it)
 		out = append(out, it)
-	}
-	if l.inflight < l.concurrency && len(l.heap) > 0 {
-		return out, l.heap[0].nextAt.Sub(now)
 	}
 	return out, 0
 }
 
-// observe updates the breaker and the disabled flag from a send result,
+func (l *lane) started(it *item) {
+	l.inflight++
+	l.busy++
+}
+
+// observe updates the breaker and the disablement from a send's result,
 // before the result is committed, so that no further sends start meanwhile.
 func (l *lane) observe(it *item, res send.Result, url string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if it.probe {
-		l.probing = false
-		it.probe = false
+	l.br.record(res.Outcome, it.probe, now)
+	it.probe = false
+	if res.Outcome == send.Gone && !l.dis.on {
+		l.dis = disablement{on: true, why: "endpoint answered 410 Gone", since: now, url: url}
+		l.log.Warn("callback disabled: endpoint answered 410 Gone; replay the callback or change its URL to re-enable")
 	}
-	switch res.Outcome {
-	case send.Retryable:
-		l.failures++
-		th := l.d.routingDelivery().BreakerThreshold
-		switch {
-		case l.open:
-			l.probeBackoff = min(2*l.probeBackoff, l.probeMax())
-			l.probeAt = now.Add(l.probeBackoff)
-		case th > 0 && l.failures >= th:
-			l.open = true
-			l.probeBackoff = min(l.d.o.BreakerProbeMin, l.probeMax())
-			l.probeAt = now.Add(l.probeBackoff)
-			l.log.Warn("circuit opened", "consecutive_failures", l.failures, "next_probe_in", l.probeBackoff)
-		}
-	case send.Delivered, send.Permanent:
-		// The receiver answered: it is up, whatever it thought of the body.
-		l.failures = 0
-		if l.open {
-			l.open = false
-			l.log.Info("circuit closed")
-		}
-	case send.Gone:
-		if !l.disabled {
-			l.disabled, l.disabledWhy, l.disabledSince, l.disabledURL = true, "endpoint answered 410 Gone", now, url
-			l.log.Warn("callback disabled: endpoint answered 410 Gone; replay the callback or change its URL to re-enable")
-		}
-	}
-}
-
-func (l *lane) probeMax() time.Duration {
-	if m := l.d.routingDelivery().BreakerProbeMax; m > 0 {
-		return m
-	}
-	return DefaultBreakerProbeMax
 }
 
 // sent frees the concurrency slot of a send whose outcome is queued for
@@ -337,82 +238,113 @@ func (l *lane) sent() {
 	l.notify()
 }
 
-// completed applies a committed (or failed) update to memory.
-func (l *lane) completed(it *item, u store.Update, err error) {
+// completed applies a commit of o (err nil) or its failure. A failed
+// commit keeps the item in flight and its outcome in memory, to be
+// committed again with back-off: the receiver already has the delivery,
+// so sending it again would only flood it (the store's trouble is logged
+// once, by the dispatcher's storeHealth). If the process stops first, the
+// row is still pending and is sent again after the restart.
+func (l *lane) completed(it *item, o *outcome, err error) {
 	l.mu.Lock()
-	it.inflight = false
+	l.busy--
 	switch {
 	case err != nil:
-		// Not recorded: the row is still pending as before; try again soon.
-		l.log.Error("recording delivery outcome failed", "delivery", it.id, "err", err)
-		it.nextAt = time.Now().Add(time.Second)
-		l.requeueLocked(it)
-	case u.State == store.Pending:
-		it.attempts, it.nextAt = u.Attempts, u.NextAt
-		l.requeueLocked(it)
+		o.failures++
+		o.retryAt = l.deps.now().Add(saveBackoff(o.failures))
+		it.unsaved = o
+		l.unsaved[it] = struct{}{}
+		l.log.Debug("saving delivery outcome failed; retrying", "delivery", it.id, "failures", o.failures, "err", err)
+	case o.u.State == store.Pending:
+		l.settle(it)
+		it.attempts, it.nextAt = o.u.Attempts, o.u.NextAt
+		l.q.requeue(it)
 	default:
-		l.pending--
-		l.removeLocked(it)
-		if l.tracking {
-			l.recentlyDone[it.id] = struct{}{}
-		}
-		// A refill reads up to MaxLoaded rows, those still in memory
-		// included: waiting until a quarter is left (rather than half)
-		// makes it read 1.33 rows per row it adds instead of 2, and a
-		// quarter still covers the read (measured ~50 ms for 10,000 rows
-		// against ~0.4 s to deliver 2,500 at 6,000/s).
-		if l.spilled && len(l.items) <= l.d.o.MaxLoaded/4 {
-			l.needRefill = true
-		}
+		l.settle(it)
+		l.q.remove(it)
+		l.win.completed(it.id, l.q.len())
 	}
 	l.mu.Unlock()
 	l.notify()
 }
 
-func (l *lane) requeueLocked(it *item) {
-	if l.items[it.id] != it || it.hidx >= 0 {
-		return
+// saveBackoff is the wait before committing an outcome again after its
+// n-th failed commit.
+func saveBackoff(n int) time.Duration {
+	d := saveRetryMin
+	for i := 1; i < n && d < saveRetryMax; i++ {
+		d *= 2
 	}
-	if l.ordered && l.roots[it.root][0] != it {
-		return
+	return min(d, saveRetryMax)
+}
+
+// settle marks its outcome as saved.
+func (l *lane) settle(it *item) {
+	it.inflight, it.unsaved = false, nil
+	delete(l.unsaved, it)
+}
+
+// dueSaves takes the outcomes whose commit is to be retried now, and
+// returns how long until the next one (0: none waiting).
+func (l *lane) dueSaves(now time.Time) (due []unsavedItem, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for it := range l.unsaved {
+		if at := it.unsaved.retryAt; at.After(now) {
+			if d := at.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		delete(l.unsaved, it)
+		l.busy++
+		due = append(due, unsavedItem{it, it.unsaved})
 	}
-	heap.Push(&l.heap, it)
+	return due, wait
+}
+
+type unsavedItem struct {
+	it *item
+	o  *outcome
 }
 
 // run schedules the lane's sends until ctx is done.
 func (l *lane) run(ctx context.Context) {
 	defer close(l.done)
+	defer l.reportUnsaved()
 	l.refill(ctx)
-	resync := time.NewTicker(l.d.o.Resync)
+	resync := time.NewTicker(l.deps.resync)
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
-		if ctx.Err() != nil {
-			return
-		}
+	for ctx.Err() == nil {
 		l.mu.Lock()
-		refill := l.needRefill
-		l.needRefill = false
+		refill := l.win.takeRefill()
 		l.mu.Unlock()
 		if refill {
 			l.refill(ctx)
 		}
-		batch, wait := l.takeDue(l.d.now())
+		now := l.deps.now()
+		saves, saveWait := l.dueSaves(now)
+		for _, s := range saves {
+			l.deps.save(l, s.it, s.o)
+		}
+		batch, wait := l.takeDue(now)
 		for _, it := range batch {
-			l.d.sends.Add(1)
-			go l.d.attempt(l, it)
+			l.deps.send(l, it)
 		}
 		if len(batch) > 0 {
 			continue // there may be more due; takeDue stops at the limit
 		}
+		if wait <= 0 || (saveWait > 0 && saveWait < wait) {
+			wait = saveWait
+		}
 		if wait <= 0 {
 			wait = time.Hour
 		}
+		l.reportIdle(now)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
-			return
 		case <-l.wake:
 		case <-timer.C:
 		case <-resync.C:
@@ -427,20 +359,40 @@ func (l *lane) run(ctx context.Context) {
 	}
 }
 
+func (l *lane) reportIdle(now time.Time) {
+	if l.deps.idle == nil {
+		return
+	}
+	l.mu.Lock()
+	idle := l.busy == 0
+	l.mu.Unlock()
+	if idle {
+		l.deps.idle(l.name, now)
+	}
+}
+
+// reportUnsaved warns, when the lane stops, about outcomes still unsaved.
+func (l *lane) reportUnsaved() {
+	l.mu.Lock()
+	n := len(l.unsaved)
+	l.mu.Unlock()
+	if n > 0 {
+		l.log.Warn("stopping with delivery outcomes the store could not save; those deliveries will be sent again", "deliveries", n)
+	}
+}
+
 // refill loads pending rows from the store into memory, oldest first, up
-// to MaxLoaded; it also picks up rows re-queued by another process (the
-// CLI's replay) and the callback's disabled state.
+// to the window's max; it also picks up rows re-queued by another process
+// (the CLI's replay) and the callback's disabled state.
 func (l *lane) refill(ctx context.Context) {
 	l.mu.Lock()
-	l.tracking, l.recentlyDone, l.late = true, map[string]struct{}{}, nil
+	l.win.beginRead()
 	l.mu.Unlock()
-	dis, derr := l.d.st.DisabledCallbacks(ctx)
-	rows, err := l.d.st.Pending(ctx, l.name, l.d.o.MaxLoaded)
+	dis, derr := l.deps.queue.DisabledCallbacks(ctx)
+	rows, err := l.deps.queue.Pending(ctx, l.name, l.win.max)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.tracking = false
-	done, late := l.recentlyDone, l.late
-	l.recentlyDone, l.late = nil, nil
+	done, late := l.win.endRead()
 	if derr == nil {
 		l.applyDisabledLocked(dis)
 	}
@@ -448,22 +400,15 @@ func (l *lane) refill(ctx context.Context) {
 		if ctx.Err() == nil {
 			l.log.Error("loading pending deliveries failed", "err", err)
 		}
-		if len(late) > 0 {
-			l.spilled = true // they are in the store only
-		}
+		l.win.readFailed(late)
 		return
 	}
 	for _, d := range rows {
-		if d.ReplayedAt.After(l.maxReplayed) {
-			l.maxReplayed = d.ReplayedAt
-		}
-		if len(l.items) >= l.d.o.MaxLoaded {
+		l.win.sawReplay(d.ReplayedAt)
+		if l.q.len() >= l.win.max {
 			break
 		}
-		if _, ok := l.items[d.ID]; ok {
-			continue
-		}
-		if _, ok := done[d.ID]; ok {
+		if _, ok := done[d.ID]; ok || l.q.has(d.ID) {
 			continue
 		}
 		var ev event.Event
@@ -471,33 +416,26 @@ func (l *lane) refill(ctx context.Context) {
 			l.log.Error("undecodable event in outbox; leaving it pending", "delivery", d.ID, "err", err)
 			continue
 		}
-		l.addLocked(&item{id: d.ID, root: d.RootID, seq: d.Seq, attempts: d.Attempts, nextAt: d.NextAt,
+		l.q.add(&item{id: d.ID, root: d.RootID, seq: d.Seq, attempts: d.Attempts, nextAt: d.NextAt,
 			created: d.CreatedAt, replayed: d.ReplayedAt, ev: &ev})
 	}
-	// A read of fewer than MaxLoaded rows saw every row committed before
-	// it: an item accepted during the read is either among them (addLocked
-	// keeps the first) or newer than all of them, so it can join memory
-	// without overtaking anything of its root. Otherwise older rows wait
-	// in the store and the late items with them.
-	l.spilled = len(rows) >= l.d.o.MaxLoaded
+	l.win.readDone(len(rows))
 	for _, it := range late {
-		if l.spilled || len(l.items) >= l.d.o.MaxLoaded {
-			l.spilled, l.needRefill = true, true
+		if l.win.spilled || l.q.len() >= l.win.max {
+			l.win.lateSpilled()
 			break
 		}
-		l.addLocked(it)
+		l.q.add(it)
 	}
-	if !l.spilled {
-		l.pending = len(l.items)
-	}
+	l.win.settled(l.q.len())
 	l.notify()
 }
 
 func (l *lane) applyDisabledLocked(dis map[string]store.Disabled) {
-	if x, ok := dis[l.name]; ok && !l.disabled {
-		l.disabled, l.disabledWhy, l.disabledSince, l.disabledURL = true, x.Reason, x.Since, x.URL
-	} else if !ok && l.disabled {
-		l.disabled = false
+	if x, ok := dis[l.name]; ok && !l.dis.on {
+		l.dis = disablement{on: true, why: x.Reason, since: x.Since, url: x.URL}
+	} else if !ok && l.dis.on {
+		l.dis = disablement{}
 		l.log.Info("callback re-enabled")
 	}
 }
@@ -506,21 +444,21 @@ func (l *lane) applyDisabledLocked(dis map[string]store.Disabled) {
 // process (the CLI) changed. When the lane holds every pending row (not
 // spilled), the store's count of them equals the lane's and no row was
 // replayed after the latest replay the lane has read, nothing was added
-// behind its back: the full read of every pending row with its event (~5 %
-// of mistral-tap's CPU under the POST load) is skipped. Any disagreement,
-// including a completion or accept committed but not yet applied to memory,
-// falls back to the full refill, which merges safely.
+// behind its back and the full read of every pending row with its event
+// is skipped (docs/performance.md). Any disagreement, including a
+// completion or accept committed but not yet applied to memory, falls back
+// to the full refill, which merges safely.
 func (l *lane) resync(ctx context.Context) {
 	l.mu.Lock()
-	spilled := l.spilled
+	spilled := l.win.spilled
 	l.mu.Unlock()
 	if !spilled {
-		n, replayed, err := l.d.st.PendingSummary(ctx, l.name)
+		n, replayed, err := l.deps.queue.PendingSummary(ctx, l.name)
 		l.mu.Lock()
-		same := err == nil && !l.spilled && n == l.pending && !replayed.After(l.maxReplayed)
+		same := err == nil && l.win.matches(n, replayed)
 		l.mu.Unlock()
 		if same {
-			dis, err := l.d.st.DisabledCallbacks(ctx)
+			dis, err := l.deps.queue.DisabledCallbacks(ctx)
 			if err == nil {
 				l.mu.Lock()
 				l.applyDisabledLocked(dis)
@@ -536,24 +474,18 @@ func (l *lane) resync(ctx context.Context) {
 func (l *lane) status(now time.Time) CallbackStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.br.state()
 	s := CallbackStatus{
-		Name: l.name, Pending: l.pending, InFlight: l.inflight, Breaker: BreakerClosed,
-		ConsecutiveFailures: l.failures, Disabled: l.disabled,
+		Name: l.name, Pending: l.win.pending, InFlight: l.inflight, Breaker: BreakerClosed,
+		ConsecutiveFailures: b.failures, Disabled: l.dis.on,
 	}
-	if l.open {
-		s.Breaker = BreakerOpen
-		s.NextProbe = l.probeAt
+	if b.open {
+		s.Breaker, s.NextProbe = BreakerOpen, b.nextProbe
 	}
-	if l.disabled {
-		s.DisabledReason, s.DisabledSince = l.disabledWhy, l.disabledSince
+	if l.dis.on {
+		s.DisabledReason, s.DisabledSince = l.dis.why, l.dis.since
 	}
-	var oldest time.Time
-	for _, it := range l.items {
-		if oldest.IsZero() || it.created.Before(oldest) {
-			oldest = it.created
-		}
-	}
-	if !oldest.IsZero() {
+	if oldest := l.q.oldest(); !oldest.IsZero() {
 		s.OldestPendingAge = now.Sub(oldest)
 		s.OldestPendingSeconds = s.OldestPendingAge.Seconds()
 	}
