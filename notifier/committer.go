@@ -189,18 +189,19 @@ func (c *committer) flush(batch []op) {
 	if err != nil && len(batch) > 1 {
 		// Isolate the failing write so one bad row cannot fail the others;
 		// the store is healthy if any of them commits.
-		healthy := false
-		for _, o := range batch {
-			e := c.st.Commit(context.Background(), o.w)
-			healthy = healthy || e == nil
-			if o.after != nil {
-				o.after(e)
+		errs := make([]error, len(batch))
+		for i, o := range batch {
+			errs[i] = c.st.Commit(context.Background(), o.w)
+			if errs[i] == nil {
+				err = nil
 			}
 		}
-		if healthy {
-			err = nil
+		c.observe(err) // before the callbacks: they may ask for it
+		for i, o := range batch {
+			if o.after != nil {
+				o.after(errs[i])
+			}
 		}
-		c.observe(err)
 		return
 	}
 	c.observe(err)

@@ -187,8 +187,8 @@ type Dispatcher struct {
 	c       *committer
 	health  *storeHealth
 	// laneIdle, if set before Run, is called whenever a lane waits with
-	// nothing under way (tests).
-	laneIdle func(name string, now time.Time)
+	// nothing under way (tests; see laneDeps.idle).
+	laneIdle func(name string, gen uint64)
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -640,14 +640,4 @@ func (d *Dispatcher) Status() []CallbackStatus {
 	}
 	slices.SortFunc(out, func(a, b CallbackStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-// poke makes every lane look at its queue again now: for a test that
-// moved Options.Now forward, since timers wait in real time.
-func (d *Dispatcher) poke() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, l := range d.lanes {
-		l.notify()
-	}
 }

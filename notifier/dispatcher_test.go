@@ -256,7 +256,11 @@ func TestRestartResumesPending(t *testing.T) {
 	}
 }
 
+// The breaker runs on the dispatcher's clock: while the circuit is open
+// nothing is sent until the probe time, then exactly one probe; its
+// failure doubles the wait up to the max; its success closes the circuit.
 func TestBreakerOpensAndClosesAfterProbe(t *testing.T) {
+	clk := newFakeClock()
 	s := newFakeSender()
 	var up atomic.Bool
 	var sends atomic.Int64
@@ -271,21 +275,36 @@ func TestBreakerOpensAndClosesAfterProbe(t *testing.T) {
 		Retry: config.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxAge: time.Hour}})
 	r.Delivery.BreakerThreshold = 3
 	r.Delivery.BreakerProbeMax = 40 * time.Millisecond
-	h := newHarness(t, "", s, r, func(o *Options) { o.BreakerProbeMin = 20 * time.Millisecond })
+	h := newHarness(t, "", s, r, func(o *Options) { o.BreakerProbeMin = 20 * time.Millisecond; o.Now = clk.Now })
 	h.start()
 	h.accept(append(evs("r1", 5), evs("r2", 5)...)...)
-	h.waitFor("breaker open", func() bool { return h.status("a").Breaker == BreakerOpen })
-	before := sends.Load()
-	// Without the breaker, 2 workers retrying every millisecond would make
-	// hundreds of attempts in 150ms; probes come every 20-40ms, one at a time.
-	time.Sleep(150 * time.Millisecond)
-	if n := sends.Load() - before; n > 10 {
-		t.Fatalf("%d sends while the circuit was open; want a few probes", n)
+	h.settle("a")
+	// Retries are due every millisecond: step until the circuit opens.
+	for i := 0; h.status("a").Breaker != BreakerOpen; i++ {
+		if i == 10 {
+			t.Fatalf("circuit still closed after %d sends", sends.Load())
+		}
+		h.advance(clk, "a", time.Millisecond)
 	}
-	if st := h.status("a"); st.Breaker != BreakerOpen || st.ConsecutiveFailures < 3 {
-		t.Fatalf("status while down = %+v", st)
+	st := h.status("a")
+	if st.ConsecutiveFailures < 3 || st.NextProbe.IsZero() {
+		t.Fatalf("status when opened = %+v", st)
+	}
+	before := sends.Load()
+	h.setClock(clk, "a", st.NextProbe.Add(-time.Millisecond))
+	if n := sends.Load() - before; n != 0 {
+		t.Fatalf("%d sends before the probe time with the circuit open; want none", n)
+	}
+	h.setClock(clk, "a", st.NextProbe)
+	if n := sends.Load() - before; n != 1 {
+		t.Fatalf("%d sends at the probe time; want one probe", n)
+	}
+	st2 := h.status("a")
+	if st2.Breaker != BreakerOpen || st2.NextProbe.Sub(clk.Now()) != 40*time.Millisecond {
+		t.Fatalf("after a failed probe: %+v at %v; want open, next probe in the max 40ms", st2, clk.Now())
 	}
 	up.Store(true)
+	h.setClock(clk, "a", st2.NextProbe)
 	h.waitFor("all delivered", func() bool { return h.count(store.Delivered) == 10 })
 	if st := h.status("a"); st.Breaker != BreakerClosed || st.ConsecutiveFailures != 0 {
 		t.Fatalf("status after recovery = %+v", st)
@@ -371,18 +390,13 @@ func TestShutdownBoundedByGrace(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	var once sync.Once
-	for range 200 {
-		if len(d.Status()) == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Whether Run has started its lane yet or not, the delivery gets
+	// sent: Accept hands it over, or the lane's first read finds it.
 	if err := d.Accept(context.Background(), evs("r1", 1), nil); err != nil {
 		t.Fatal(err)
 	}
 	<-bs.started
-	once.Do(cancel)
+	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -486,19 +500,15 @@ func TestAcceptDuringRefillDoesNotSpill(t *testing.T) {
 			if inRead.Load() {
 				reads.Add(1)
 				once.Do(func() {
-					go h.accept(evs("r2", 1)...)
-					// Wait until Accept handed the item to the lane, which
-					// happens while the read still holds it as late.
-					deadline := time.Now().Add(5 * time.Second)
-					for time.Now().Before(deadline) {
-						l := h.lane("a")
-						l.mu.Lock()
-						n := len(l.win.late)
-						l.mu.Unlock()
-						if n > 0 {
-							return
-						}
-						time.Sleep(time.Millisecond)
+					// Accept needs nothing the read holds: when it returns,
+					// the lane holds the item as late.
+					h.accept(evs("r2", 1)...)
+					l := h.lane("a")
+					l.mu.Lock()
+					n := len(l.win.late)
+					l.mu.Unlock()
+					if n != 1 {
+						t.Errorf("accepted during the read: %d late items, want 1", n)
 					}
 				})
 			}
@@ -511,6 +521,7 @@ func TestAcceptDuringRefillDoesNotSpill(t *testing.T) {
 	inRead.Store(true)
 	h.d.Replay(context.Background(), store.ReplayFilter{ID: "none"}) // forces a refill
 	h.waitFor("late delivered", func() bool { return h.count(store.Delivered) == 3 })
+	h.settle("a")
 	l := h.lane("a")
 	l.mu.Lock()
 	spilled, pending := l.win.spilled, l.win.pending

@@ -135,6 +135,113 @@ type harness struct {
 	sender *fakeSender
 	cancel context.CancelFunc
 	done   chan error
+
+	// progress gets a token after every commit and whenever a lane goes
+	// idle: waitFor re-checks its condition then, rather than polling.
+	progress chan struct{}
+	idle     idleWatch
+}
+
+// signalStore tells the harness after every commit.
+type signalStore struct {
+	Store
+	h *harness
+}
+
+func (s signalStore) Commit(ctx context.Context, ws ...store.Write) error {
+	err := s.Store.Commit(ctx, ws...)
+	s.h.signal()
+	return err
+}
+
+func (h *harness) signal() {
+	select {
+	case h.progress <- struct{}{}:
+	default:
+	}
+}
+
+// idleWatch records, per lane, the latest notification after which it
+// went idle (see laneDeps.idle) and wakes waiters.
+type idleWatch struct {
+	mu      sync.Mutex
+	gen     map[string]uint64
+	changed chan struct{} // closed and replaced at every report
+}
+
+func (w *idleWatch) report(name string, gen uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gen == nil {
+		w.gen = map[string]uint64{}
+	}
+	w.gen[name] = max(w.gen[name], gen)
+	if w.changed != nil {
+		close(w.changed)
+	}
+	w.changed = make(chan struct{})
+}
+
+// settle wakes lane name and waits until it has done everything that
+// became possible before (sends, commits, retries due by the clock) and
+// sits idle.
+func (h *harness) settle(name string) {
+	h.t.Helper()
+	l := h.lane(name)
+	l.notify()
+	want := l.gen.Load()
+	timeout := time.After(10 * time.Second)
+	for {
+		w := &h.idle
+		w.mu.Lock()
+		got := w.gen[name]
+		if w.changed == nil {
+			w.changed = make(chan struct{})
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		if got >= want {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			h.t.Fatalf("lane %s did not settle", name)
+		}
+	}
+}
+
+// fakeClock is a clock that only moves when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: base} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// advance moves the clock by d and settles lane name.
+func (h *harness) advance(c *fakeClock, name string, d time.Duration) {
+	h.t.Helper()
+	h.setClock(c, name, c.Now().Add(d))
+}
+
+// setClock sets the clock to t and settles lane name.
+func (h *harness) setClock(c *fakeClock, name string, t time.Time) {
+	h.t.Helper()
+	c.set(t)
+	h.settle(name)
 }
 
 func newHarness(t testing.TB, path string, sender *fakeSender, r *Routing, tune func(*Options)) *harness {
@@ -150,11 +257,17 @@ func newHarness(t testing.TB, path string, sender *fakeSender, r *Routing, tune 
 	if tune != nil {
 		tune(&o)
 	}
+	h := &harness{t: t, path: path, st: st, sender: sender, progress: make(chan struct{}, 1)}
+	o.Store = signalStore{Store: o.Store, h: h}
 	d, err := New(o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	h := &harness{t: t, path: path, st: st, d: d, sender: sender}
+	d.laneIdle = func(name string, gen uint64) {
+		h.idle.report(name, gen)
+		h.signal()
+	}
+	h.d = d
 	t.Cleanup(h.stop)
 	return h
 }
@@ -197,14 +310,17 @@ func (h *harness) accept(evs ...event.Event) {
 	}
 }
 
+// waitFor waits until cond holds, re-checking it after every commit and
+// whenever a lane goes idle (h.progress).
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.After(10 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-h.progress:
+		case <-timeout:
 			h.t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 

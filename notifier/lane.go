@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/config"
@@ -49,8 +50,9 @@ type laneDeps struct {
 	send func(l *lane, it *item)
 	save func(l *lane, it *item, o *outcome)
 	// idle, if set, is called whenever the lane waits with no send and
-	// no commit under way, with the time it last scheduled at (tests).
-	idle func(name string, now time.Time)
+	// no commit under way and was not notified since it last looked at
+	// its queue; gen is the notification count it looked after (tests).
+	idle func(name string, gen uint64)
 }
 
 // disablement is a callback switched off by a 410 Gone (persisted in the
@@ -73,6 +75,7 @@ type lane struct {
 	log  *slog.Logger
 
 	wake   chan struct{}
+	gen    atomic.Uint64 // notifications so far
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -157,6 +160,7 @@ func (l *lane) replayed(wholeCallback bool) {
 }
 
 func (l *lane) notify() {
+	l.gen.Add(1)
 	select {
 	case l.wake <- struct{}{}:
 	default:
@@ -317,6 +321,7 @@ func (l *lane) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
+		gen := l.gen.Load()
 		l.mu.Lock()
 		refill := l.win.takeRefill()
 		l.mu.Unlock()
@@ -341,7 +346,7 @@ func (l *lane) run(ctx context.Context) {
 		if wait <= 0 {
 			wait = time.Hour
 		}
-		l.reportIdle(now)
+		l.reportIdle(gen)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -359,15 +364,17 @@ func (l *lane) run(ctx context.Context) {
 	}
 }
 
-func (l *lane) reportIdle(now time.Time) {
+// reportIdle tells deps.idle that the lane, having looked at its queue
+// after notification gen, has nothing under way and nothing new to look at.
+func (l *lane) reportIdle(gen uint64) {
 	if l.deps.idle == nil {
 		return
 	}
 	l.mu.Lock()
 	idle := l.busy == 0
 	l.mu.Unlock()
-	if idle {
-		l.deps.idle(l.name, now)
+	if idle && l.gen.Load() == gen {
+		l.deps.idle(l.name, gen)
 	}
 }
 

@@ -210,7 +210,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		a.adminHandler = h
 	}
 	if cfg.Ops.Listen != "" {
-		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.w, &a.draining)...))
+		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.w, &a.draining)...))
 	}
 	if o.Source.Path != "" {
 		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {

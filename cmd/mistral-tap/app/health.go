@@ -20,9 +20,10 @@ import (
 
 // readiness lists /readyz's checks: a configuration is in force (always,
 // once Run got this far; a failed reload keeps the previous one, which is
-// still ready), the store answers, the engine was reached recently, and
-// the process is not draining.
-func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, w *watch.Watcher, draining *atomic.Bool) []ops.Check {
+// still ready), the store answers and commits (commits: the dispatcher's
+// StoreHealthy), the engine was reached recently, and the process is not
+// draining.
+func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, commits func() error, w *watch.Watcher, draining *atomic.Bool) []ops.Check {
 	engine := ops.Check{Name: "engine"}
 	if cfg.Watch.Interval > 0 {
 		// The watcher backs off up to 30s while the engine is down, so a
@@ -43,7 +44,7 @@ func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, w *watch.
 			if _, err := st.Checkpoint(ctx, track.HorizonCheckpoint); err != nil {
 				return fmt.Errorf("store not readable: %w", err)
 			}
-			return nil
+			return commits()
 		}},
 		engine,
 		{Name: "shutdown", Run: func(context.Context) error {
