@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,4 +70,56 @@ func TestSlotFreedBeforeCommitButRootWaits(t *testing.T) {
 	h.waitFor("all delivered", func() bool { return h.count(store.Delivered) == 3 })
 	_, _, order := s.snapshot()
 	checkOrder(t, order)
+}
+
+// heldOutcomes holds commits that record outcomes until open is closed,
+// and closes landed when the first one has returned.
+type heldOutcomes struct {
+	Store
+	open   chan struct{}
+	landed chan struct{}
+	once   sync.Once
+}
+
+func (g *heldOutcomes) Commit(ctx context.Context, ws ...store.Write) error {
+	for _, w := range ws {
+		if len(w.Updates) > 0 {
+			<-g.open
+			defer g.once.Do(func() { close(g.landed) })
+			break
+		}
+	}
+	return g.Store.Commit(ctx, ws...)
+}
+
+// An outcome committed after its callback was removed (and its rows made
+// dead letters) must not revive the row as pending.
+func TestOutcomeAfterRemovalStaysDead(t *testing.T) {
+	s := newFakeSender()
+	s.sent = make(chan send.Request, 16)
+	s.set("b", fail(503))
+	held := &heldOutcomes{open: make(chan struct{}), landed: make(chan struct{})}
+	h := newHarness(t, "", s, routing(config.Callback{Name: "a"}, config.Callback{Name: "b"}), func(o *Options) {
+		held.Store = o.Store
+		o.Store = held
+	})
+	h.start()
+	h.accept(evs("r1", 1)...)
+	for range 2 { // a's and b's
+		select {
+		case <-s.sent:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not sent")
+		}
+	}
+	h.d.SetRouting(routing(config.Callback{Name: "a"}))
+	close(held.open)
+	select {
+	case <-held.landed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("outcome not committed")
+	}
+	if rows := h.rows(store.Filter{Callback: "b"}); len(rows) != 1 || rows[0].State != store.Dead {
+		t.Fatalf("b's row after removal and a late outcome: %+v; want dead", rows)
+	}
 }

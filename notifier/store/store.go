@@ -120,7 +120,8 @@ type Write struct {
 	Insert []Delivery
 	// States are upserted in the same transaction as Insert.
 	States []event.EntityState
-	// Updates record attempt outcomes.
+	// Updates record attempt outcomes of pending rows (others are left
+	// alone).
 	Updates []Update
 	// Disable marks callbacks disabled.
 	Disable []Disabled
@@ -168,8 +169,11 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
 		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
 		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
+	// An attempt's outcome applies to a row that is still pending: one
+	// committed after its callback was removed must not revive the dead
+	// letter Abandon made of it.
 	updateDelivery = `UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
-		last_error = ?, last_status = ?, updated_at = ? WHERE id = ?`
+		last_error = ?, last_status = ?, updated_at = ? WHERE id = ? AND state = 'pending'`
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
