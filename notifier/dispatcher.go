@@ -186,9 +186,9 @@ type Dispatcher struct {
 	routing atomic.Pointer[Routing]
 	c       *committer
 	health  *storeHealth
-	// laneIdle, if set before Run, is called whenever a lane waits with
-	// nothing under way (tests; see laneDeps.idle).
-	laneIdle func(name string, gen uint64)
+	// laneWaiting, if set before Run, is called whenever a lane waits
+	// (tests; see laneDeps.waiting).
+	laneWaiting func(name string, gen uint64, busy int)
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -428,7 +428,7 @@ func (d *Dispatcher) abandon(name string) {
 func (d *Dispatcher) startLane(rt Route, def config.Delivery, pending int) {
 	l := newLane(laneDeps{
 		queue: d.st, now: d.now, log: d.log, maxLoaded: d.o.MaxLoaded, resync: d.o.Resync,
-		probeMin: d.o.BreakerProbeMin, send: d.startSend, save: d.save, idle: d.laneIdle,
+		probeMin: d.o.BreakerProbeMin, send: d.startSend, save: d.save, waiting: d.laneWaiting,
 	}, rt, def, pending)
 	ctx, cancel := context.WithCancel(d.runCtx)
 	l.cancel = cancel

@@ -136,10 +136,10 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 
-	// progress gets a token after every commit and whenever a lane goes
-	// idle: waitFor re-checks its condition then, rather than polling.
+	// progress gets a token after every commit and whenever a lane
+	// waits: waitFor re-checks its condition then, rather than polling.
 	progress chan struct{}
-	idle     idleWatch
+	waits    waitWatch
 }
 
 // signalStore tells the harness after every commit.
@@ -161,54 +161,69 @@ func (h *harness) signal() {
 	}
 }
 
-// idleWatch records, per lane, the latest notification after which it
-// went idle (see laneDeps.idle) and wakes waiters.
-type idleWatch struct {
+// waitWatch records, per lane, its latest wait (see laneDeps.waiting)
+// and wakes waiters.
+type waitWatch struct {
 	mu      sync.Mutex
-	gen     map[string]uint64
+	last    map[string]laneWait
 	changed chan struct{} // closed and replaced at every report
 }
 
-func (w *idleWatch) report(name string, gen uint64) {
+type laneWait struct {
+	gen  uint64
+	busy int
+}
+
+func (w *waitWatch) report(name string, gen uint64, busy int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.gen == nil {
-		w.gen = map[string]uint64{}
+	if w.last == nil {
+		w.last = map[string]laneWait{}
 	}
-	w.gen[name] = max(w.gen[name], gen)
+	if gen >= w.last[name].gen {
+		w.last[name] = laneWait{gen, busy}
+	}
 	if w.changed != nil {
 		close(w.changed)
 	}
 	w.changed = make(chan struct{})
 }
 
-// settle wakes lane name and waits until it has done everything that
-// became possible before (sends, commits, retries due by the clock) and
-// sits idle.
-func (h *harness) settle(name string) {
+// waitLane wakes lane name and waits until it has looked at its queue
+// since and waits, with busy sends and commits under way (busy < 0: any
+// number); it returns that number.
+func (h *harness) waitLane(name string, busy int) int {
 	h.t.Helper()
 	l := h.lane(name)
 	l.notify()
 	want := l.gen.Load()
 	timeout := time.After(10 * time.Second)
+	w := &h.waits
 	for {
-		w := &h.idle
 		w.mu.Lock()
-		got := w.gen[name]
+		got := w.last[name]
 		if w.changed == nil {
 			w.changed = make(chan struct{})
 		}
 		ch := w.changed
 		w.mu.Unlock()
-		if got >= want {
-			return
+		if got.gen >= want && (busy < 0 || got.busy == busy) {
+			return got.busy
 		}
 		select {
 		case <-ch:
 		case <-timeout:
-			h.t.Fatalf("lane %s did not settle", name)
+			h.t.Fatalf("lane %s: last wait %+v, want one after notification %d with %d busy", name, got, want, busy)
 		}
 	}
+}
+
+// settle wakes lane name and waits until it has done everything that
+// became possible (sends, commits, retries due by the clock) and sits
+// idle.
+func (h *harness) settle(name string) {
+	h.t.Helper()
+	h.waitLane(name, 0)
 }
 
 // fakeClock is a clock that only moves when told.
@@ -263,8 +278,8 @@ func newHarness(t testing.TB, path string, sender *fakeSender, r *Routing, tune 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	d.laneIdle = func(name string, gen uint64) {
-		h.idle.report(name, gen)
+	d.laneWaiting = func(name string, gen uint64, busy int) {
+		h.waits.report(name, gen, busy)
 		h.signal()
 	}
 	h.d = d
@@ -311,7 +326,7 @@ func (h *harness) accept(evs ...event.Event) {
 }
 
 // waitFor waits until cond holds, re-checking it after every commit and
-// whenever a lane goes idle (h.progress).
+// whenever a lane waits (h.progress).
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
 	timeout := time.After(10 * time.Second)

@@ -49,10 +49,10 @@ type laneDeps struct {
 	// outcome for commit. Both report back through the lane's methods.
 	send func(l *lane, it *item)
 	save func(l *lane, it *item, o *outcome)
-	// idle, if set, is called whenever the lane waits with no send and
-	// no commit under way and was not notified since it last looked at
-	// its queue; gen is the notification count it looked after (tests).
-	idle func(name string, gen uint64)
+	// waiting, if set, is called whenever the lane waits and was not
+	// notified since it last looked at its queue: gen is the notification
+	// count it looked after, busy the sends and commits under way (tests).
+	waiting func(name string, gen uint64, busy int)
 }
 
 // disablement is a callback switched off by a 410 Gone (persisted in the
@@ -346,7 +346,7 @@ func (l *lane) run(ctx context.Context) {
 		if wait <= 0 {
 			wait = time.Hour
 		}
-		l.reportIdle(gen)
+		l.reportWaiting(gen)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -364,17 +364,17 @@ func (l *lane) run(ctx context.Context) {
 	}
 }
 
-// reportIdle tells deps.idle that the lane, having looked at its queue
-// after notification gen, has nothing under way and nothing new to look at.
-func (l *lane) reportIdle(gen uint64) {
-	if l.deps.idle == nil {
+// reportWaiting tells deps.waiting that the lane, having looked at its
+// queue after notification gen, has nothing new to look at.
+func (l *lane) reportWaiting(gen uint64) {
+	if l.deps.waiting == nil {
 		return
 	}
 	l.mu.Lock()
-	idle := l.busy == 0
+	busy := l.busy
 	l.mu.Unlock()
-	if idle && l.gen.Load() == gen {
-		l.deps.idle(l.name, gen)
+	if l.gen.Load() == gen {
+		l.deps.waiting(l.name, gen, busy)
 	}
 }
 

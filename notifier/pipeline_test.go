@@ -57,11 +57,17 @@ func TestSlotFreedBeforeCommitButRootWaits(t *testing.T) {
 	if !heads[first] || !heads[second] || first == second {
 		t.Fatalf("sent %s then %s with commits held; want both roots' heads", first, second)
 	}
-	// r1's second event must wait for evt_r1_1's outcome to be committed.
+	// r1's second event must wait for evt_r1_1's outcome to be committed:
+	// with both slots free, the lane waits with only the two commits
+	// under way (a third send would count).
+	h.waitFor("both slots free", func() bool { return h.status("a").InFlight == 0 })
+	if busy := h.waitLane("a", -1); busy != 2 {
+		t.Fatalf("%d sends and commits under way with the commits held; want the 2 commits", busy)
+	}
 	select {
 	case r := <-s.sent:
 		t.Fatalf("%s sent before its predecessor's outcome was committed", r.EventID)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	close(gate)
 	if got := next("r1's successor after the commit"); got != "evt_r1_2" {
