@@ -45,6 +45,8 @@ type committer struct {
 	maxBatch   int
 	// observe gets the result of every transaction (storeHealth).
 	observe func(error)
+	// timer starts a timer of d; stop cancels it. Real time but in tests.
+	timer func(d time.Duration) (expired <-chan time.Time, stop func())
 
 	mu      sync.RWMutex // held shared by submitters, exclusively to stop
 	stopped bool
@@ -55,13 +57,23 @@ type committer struct {
 // newCommitter starts a committer over st; observe (nil: none) gets the
 // result of every transaction.
 func newCommitter(st Writer, delay, deferDelay time.Duration, observe func(error)) *committer {
+	c := makeCommitter(st, delay, deferDelay, observe)
+	go c.run()
+	return c
+}
+
+// makeCommitter returns a committer that is not running yet.
+func makeCommitter(st Writer, delay, deferDelay time.Duration, observe func(error)) *committer {
 	if observe == nil {
 		observe = func(error) {}
 	}
-	c := &committer{st: st, delay: delay, deferDelay: deferDelay, maxBatch: 2048, observe: observe,
-		ops: make(chan op, 4096), done: make(chan struct{})}
-	go c.run()
-	return c
+	return &committer{st: st, delay: delay, deferDelay: deferDelay, maxBatch: 2048, observe: observe,
+		timer: realTimer, ops: make(chan op, 4096), done: make(chan struct{})}
+}
+
+func realTimer(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
 }
 
 // submit queues w; after is called from the committer goroutine.
@@ -127,17 +139,16 @@ func (c *committer) run() {
 func (c *committer) gather(first op) []op {
 	batch := []op{first}
 	deferring := first.deferred && c.deferDelay > 0
-	var timer *time.Timer
-	arm := func(d time.Duration) <-chan time.Time {
-		if timer != nil {
-			timer.Stop()
-			timer = nil
+	var stop func()
+	arm := func(d time.Duration) (expired <-chan time.Time) {
+		if stop != nil {
+			stop()
+			stop = nil
 		}
-		if d <= 0 {
-			return nil
+		if d > 0 {
+			expired, stop = c.timer(d)
 		}
-		timer = time.NewTimer(d)
-		return timer.C
+		return expired
 	}
 	defer arm(0)
 	wait := c.delay

@@ -2,6 +2,9 @@ package notifier
 
 import (
 	"context"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,12 +15,15 @@ import (
 )
 
 // commitLog is a Writer that records each transaction's writes,
-// identified by their first state's id.
+// identified by their first state's id, and wakes waiters.
 type commitLog struct {
-	mu  sync.Mutex
-	txs [][]string
-	at  []time.Time
+	mu      sync.Mutex
+	txs     [][]string
+	writes  int
+	changed chan struct{} // closed and replaced at every commit
 }
+
+func newCommitLog() *commitLog { return &commitLog{changed: make(chan struct{})} }
 
 func (c *commitLog) Commit(_ context.Context, ws ...store.Write) error {
 	c.mu.Lock()
@@ -27,28 +33,90 @@ func (c *commitLog) Commit(_ context.Context, ws ...store.Write) error {
 		ids = append(ids, w.States[0].ID)
 	}
 	c.txs = append(c.txs, ids)
-	c.at = append(c.at, time.Now())
+	c.writes += len(ws)
+	close(c.changed)
+	c.changed = make(chan struct{})
 	return nil
 }
 
-func (c *commitLog) snapshot() ([][]string, []time.Time) {
+func (c *commitLog) snapshot() (txs [][]string, writes int, changed <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([][]string(nil), c.txs...), append([]time.Time(nil), c.at...)
+	return append([][]string(nil), c.txs...), c.writes, c.changed
 }
 
 func stateWrite(id string) store.Write {
 	return store.Write{States: []event.EntityState{{ID: id}}}
 }
 
+// fakeTimers hands the committer timers that expire when the test says.
+type fakeTimers struct {
+	mu      sync.Mutex
+	cur     chan time.Time // the armed timer, nil when none
+	d       time.Duration
+	changed chan struct{} // closed and replaced at every arm
+}
+
+func newFakeTimers() *fakeTimers { return &fakeTimers{changed: make(chan struct{})} }
+
+func (f *fakeTimers) timer(d time.Duration) (<-chan time.Time, func()) {
+	ch := make(chan time.Time, 1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cur, f.d = ch, d
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return ch, func() {
+		f.mu.Lock()
+		if f.cur == ch {
+			f.cur = nil
+		}
+		f.mu.Unlock()
+	}
+}
+
+// waitArmed waits until a timer of d is armed.
+func (f *fakeTimers) waitArmed(t *testing.T, d time.Duration) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		f.mu.Lock()
+		ok, changed := f.cur != nil && f.d == d, f.changed
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("no timer of %v armed", d)
+		}
+	}
+}
+
+// fire expires the armed timer, if any, and reports its duration.
+func (f *fakeTimers) fire() (time.Duration, bool) {
+	f.mu.Lock()
+	ch, d := f.cur, f.d
+	f.cur = nil
+	f.mu.Unlock()
+	if ch == nil {
+		return 0, false
+	}
+	ch <- time.Time{}
+	return d, true
+}
+
 // TestCommitterDefersStates: writes nobody waits for share a transaction
 // (they wait up to deferDelay for company); a write somebody waits for
 // takes the deferred ones before it along at once; stop flushes the rest;
-// and across transactions the submission order is kept.
+// and across transactions the submission order is kept. Time passes only
+// where a case says so: the committer's timers are fake.
 func TestCommitterDefersStates(t *testing.T) {
 	cases := []struct {
 		name string
-		// ops: "d" deferred, "w" waited for; "|" sleeps 2×deferDelay.
+		// ops: "d" deferred, "w" waited for; "|" time passes until
+		// every write so far is committed; "!" stop.
 		ops     string
 		wantTxs []string // ids per transaction, concatenated
 	}{
@@ -61,10 +129,39 @@ func TestCommitterDefersStates(t *testing.T) {
 	const deferDelay = 40 * time.Millisecond
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			log := &commitLog{}
-			cm := newCommitter(log, 0, deferDelay, nil)
+			log, timers := newCommitLog(), newFakeTimers()
+			cm := makeCommitter(log, 0, deferDelay, nil)
+			cm.timer = timers.timer
+			go cm.run()
+			submitted := 0
+			// pass lets time pass until every submitted write is
+			// committed: it fires the deferral's timer once the committer
+			// has taken every queued write (so none races the expiry).
+			pass := func() {
+				timeout := time.After(5 * time.Second)
+				for {
+					_, n, committed := log.snapshot()
+					if n == submitted {
+						return
+					}
+					for len(cm.ops) > 0 {
+						runtime.Gosched()
+					}
+					timers.mu.Lock()
+					armed := timers.changed
+					timers.mu.Unlock()
+					if d, ok := timers.fire(); ok && d != deferDelay {
+						t.Fatalf("timer of %v, want the deferral %v", d, deferDelay)
+					}
+					select {
+					case <-committed:
+					case <-armed:
+					case <-timeout:
+						t.Fatalf("%d of %d writes committed", n, submitted)
+					}
+				}
+			}
 			var waits []chan error
-			start := time.Now()
 			stopped := false
 			for i, o := range c.ops {
 				id := string(rune('0' + i))
@@ -73,54 +170,52 @@ func TestCommitterDefersStates(t *testing.T) {
 					if err := cm.submitDeferred(stateWrite(id), nil); err != nil {
 						t.Fatal(err)
 					}
+					submitted++
 				case 'w':
 					res := make(chan error, 1)
 					if err := cm.submit(stateWrite(id), func(err error) { res <- err }); err != nil {
 						t.Fatal(err)
 					}
+					submitted++
 					waits = append(waits, res)
 				case '|':
-					time.Sleep(2 * deferDelay)
+					pass()
 				case '!':
 					cm.stop()
 					stopped = true
 				}
 			}
 			for _, w := range waits {
+				// No timer fires here: a write somebody waits for must
+				// not wait for the deferral.
 				select {
 				case err := <-w:
 					if err != nil {
 						t.Fatal(err)
 					}
-				case <-time.After(deferDelay / 2):
-					t.Fatalf("a waited-for write was not committed within %v: it waited for the deferral", deferDelay/2)
+				case <-time.After(5 * time.Second):
+					t.Fatal("a waited-for write waited for the deferral")
 				}
 			}
 			if !stopped {
-				time.Sleep(2 * deferDelay)
+				if c.ops == "dddd" {
+					// They wait for company: the deferral's timer is armed
+					// and nothing is committed before it expires.
+					timers.waitArmed(t, deferDelay)
+					if txs, _, _ := log.snapshot(); len(txs) != 0 {
+						t.Fatalf("deferred writes committed before the deferral expired: %q", txs)
+					}
+				}
+				pass()
 				cm.stop()
 			}
-			txs, at := log.snapshot()
+			txs, _, _ := log.snapshot()
 			var got []string
 			for _, tx := range txs {
-				s := ""
-				for _, id := range tx {
-					s += id
-				}
-				got = append(got, s)
+				got = append(got, strings.Join(tx, ""))
 			}
-			if len(got) != len(c.wantTxs) {
+			if !slices.Equal(got, c.wantTxs) {
 				t.Fatalf("transactions %q, want %q", got, c.wantTxs)
-			}
-			for i := range got {
-				if got[i] != c.wantTxs[i] {
-					t.Fatalf("transactions %q, want %q", got, c.wantTxs)
-				}
-			}
-			if c.ops == "dddd" {
-				if d := at[0].Sub(start); d < deferDelay/2 {
-					t.Errorf("deferred burst committed after %v, expected it to wait ~%v for company", d, deferDelay)
-				}
 			}
 		})
 	}
