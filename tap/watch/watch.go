@@ -284,9 +284,9 @@ func (w *Watcher) Poll(ctx context.Context) error {
 // Called with w.mu held.
 //
 // Why: the checkpoint is the newest timestamp seen, so while nothing changes
-// it stays put and every poll re-read every row stamped in the overlap
-// before it — a burst of 1,000 executions finishing in one second cost 3
-// pages per list on every idle poll, for as long as nothing else changed.
+// it stays put, and without settling every idle poll would re-read every
+// row stamped in the overlap before it: a burst finishing in one second
+// would cost several pages per list for as long as nothing else changed.
 // The overlap exists for rows committed up to overlap after they were
 // stamped. When the checkpoint's row was seen, the engine's clock had
 // reached its stamp; so every row stamped at or before the checkpoint is
