@@ -59,9 +59,10 @@ type app struct {
 // had opened is closed again.
 func build(ctx context.Context, o Options) (a *app, err error) {
 	a = &app{cfg: o.Config, secrets: &secretSet{}}
+	built := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	a.initLogger(o.Logger)
