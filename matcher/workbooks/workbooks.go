@@ -4,18 +4,18 @@
 // Mistral stores a workbook's workflows as "<workbook>.<workflow>" and both
 // names may contain dots, so "my.wb.main" may be workflow "main" of workbook
 // "my.wb" or workflow "wb.main" of workbook "my": a prefix guess is wrong.
-// The Resolver lists GET /v2/workbooks, parses each definition's
-// `workflows:` keys and keeps the exact set of full names per namespace.
+// The Resolver lists the workbooks through the Engine (tap/mistral), parses
+// each definition's `workflows:` keys and keeps the exact set of full names
+// per namespace.
 package workbooks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,20 +23,23 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 )
+
+// Engine lists workbooks page by page and reads one workbook;
+// *mistral.Client implements it.
+type Engine interface {
+	Workbooks(ctx context.Context, q url.Values) iter.Seq2[[]mistral.Workbook, error]
+	Workbook(ctx context.Context, name, namespace string) (mistral.Workbook, error)
+}
 
 // Options configure a Resolver.
 type Options struct {
-	// BaseURL is Mistral's API root, the part before /v2 (upstream plus
-	// proxy.path_prefix). Required.
-	BaseURL string
-	// Headers are sent with every request (e.g. X-Auth-Token). Secrets,
-	// never logged.
-	Headers map[string]string
-	// AllProjects adds all_projects=true (needs admin).
+	// Engine answers the requests. Required.
+	Engine Engine
+	// AllProjects adds all_projects=true (needs admin). Default false.
 	AllProjects bool
-	// Client does the requests. Default: a client with a 30s timeout.
-	Client *http.Client
 	// RefreshInterval is the period of Run's background refresh.
 	// Default 60s.
 	RefreshInterval time.Duration
@@ -73,9 +76,9 @@ type Resolver struct {
 
 // New returns a Resolver with an empty index; call Refresh or Run to fill
 // it.
-func New(o Options) *Resolver {
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second}
+func New(o Options) (*Resolver, error) {
+	if o.Engine == nil {
+		return nil, errors.New("workbooks: Engine is required")
 	}
 	if o.RefreshInterval <= 0 {
 		o.RefreshInterval = 60 * time.Second
@@ -92,7 +95,7 @@ func New(o Options) *Resolver {
 	}
 	r := &Resolver{o: o, log: log, kick: make(chan struct{}, 1), inv: make(chan struct{}, 1)}
 	r.idx.Store(&index{})
-	return r
+	return r, nil
 }
 
 // WorkbookOf reports the workbook that defines workflowName in namespace,
@@ -183,18 +186,6 @@ func (r *Resolver) Run(ctx context.Context) error {
 	}
 }
 
-// workbook is the part of Mistral's workbook resource used here.
-type workbook struct {
-	Name       string `json:"name"`
-	Namespace  string `json:"namespace"`
-	Definition string `json:"definition"`
-}
-
-type listPage struct {
-	Workbooks []workbook `json:"workbooks"`
-	Next      string     `json:"next"`
-}
-
 // Refresh lists every workbook and replaces the index. On error the
 // previous index stays.
 func (r *Resolver) Refresh(ctx context.Context) error {
@@ -212,98 +203,52 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 }
 
 func (r *Resolver) fetch(ctx context.Context) (index, error) {
-	base, err := url.Parse(strings.TrimSuffix(r.o.BaseURL, "/") + "/v2/workbooks")
-	if err != nil {
-		return nil, fmt.Errorf("workbooks: bad base URL: %w", err)
-	}
-	q := url.Values{"limit": {"500"}}
+	q := url.Values{}
 	if r.o.AllProjects {
 		q.Set("all_projects", "true")
 	}
 	idx := index{}
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 10000 {
-			return nil, errors.New("workbooks: too many pages")
-		}
-		u := *base
-		u.RawQuery = q.Encode()
-		var p listPage
-		if err := r.getJSON(ctx, u.String(), &p); err != nil {
-			return nil, err
-		}
-		for _, wb := range p.Workbooks {
-			if wb.Definition == "" {
-				// Some deployments list workbooks without definitions;
-				// fetch the one resource.
-				one := *base
-				one.Path += "/" + url.PathEscape(wb.Name)
-				one.RawQuery = url.Values{"namespace": {wb.Namespace}}.Encode()
-				if err := r.getJSON(ctx, one.String(), &wb); err != nil {
-					return nil, err
-				}
-			}
-			wfs, err := workflowNames(wb.Definition)
-			if err != nil {
-				r.log.Warn("cannot parse workbook definition; skipping it", "workbook", wb.Name, "namespace", wb.Namespace, "err", err)
-				continue
-			}
-			m := idx[wb.Namespace]
-			if m == nil {
-				m = map[string]string{}
-				idx[wb.Namespace] = m
-			}
-			for _, wf := range wfs {
-				full := wb.Name + "." + wf
-				if prev, dup := m[full]; dup && prev != wb.Name {
-					m[full] = "" // ambiguous: do not guess
-					continue
-				}
-				m[full] = wb.Name
-			}
-		}
-		// Follow `next` by its query only: Mistral builds the link from
-		// the request's Host, which is not necessarily reachable from here.
-		if p.Next == "" || len(p.Workbooks) == 0 {
-			return idx, nil
-		}
-		nu, err := url.Parse(p.Next)
+	for page, err := range r.o.Engine.Workbooks(ctx, q) {
 		if err != nil {
-			return nil, fmt.Errorf("workbooks: bad next link: %w", err)
+			return nil, fmt.Errorf("workbooks: %w", err)
 		}
-		nq := nu.Query()
-		if m := nq.Get("marker"); m == "" || seen[m] {
-			return idx, nil
-		} else {
-			seen[m] = true
+		for _, wb := range page {
+			if err := r.add(ctx, idx, wb); err != nil {
+				return nil, err
+			}
 		}
-		if r.o.AllProjects {
-			nq.Set("all_projects", "true")
-		}
-		q = nq
 	}
+	return idx, nil
 }
 
-func (r *Resolver) getJSON(ctx context.Context, u string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// add indexes the workflows of one workbook.
+func (r *Resolver) add(ctx context.Context, idx index, wb mistral.Workbook) error {
+	if wb.Definition == "" {
+		// Some deployments list workbooks without definitions; fetch the
+		// one resource.
+		one, err := r.o.Engine.Workbook(ctx, wb.Name, wb.Namespace)
+		if err != nil {
+			return fmt.Errorf("workbooks: %w", err)
+		}
+		wb.Definition = one.Definition
+	}
+	wfs, err := workflowNames(wb.Definition)
 	if err != nil {
-		return fmt.Errorf("workbooks: %w", err)
+		r.log.Warn("cannot parse workbook definition; skipping it", "workbook", wb.Name, "namespace", wb.Namespace, "err", err)
+		return nil
 	}
-	req.Header.Set("Accept", "application/json")
-	for k, v := range r.o.Headers {
-		req.Header.Set(k, v)
+	m := idx[wb.Namespace]
+	if m == nil {
+		m = map[string]string{}
+		idx[wb.Namespace] = m
 	}
-	resp, err := r.o.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("workbooks: GET %s: %w", req.URL.Path, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("workbooks: GET %s: status %d", req.URL.Path, resp.StatusCode)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(into); err != nil {
-		return fmt.Errorf("workbooks: GET %s: decoding: %w", req.URL.Path, err)
+	for _, wf := range wfs {
+		full := wb.Name + "." + wf
+		if prev, dup := m[full]; dup && prev != wb.Name {
+			m[full] = "" // ambiguous: do not guess
+			continue
+		}
+		m[full] = wb.Name
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +13,36 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/matcher"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 )
+
+type workbook = mistral.Workbook
+
+type listPage struct {
+	Workbooks []workbook `json:"workbooks"`
+	Next      string     `json:"next"`
+}
+
+// newResolver returns a Resolver of the engine at base, authenticated with
+// the static token tok ("" for none), pages of two.
+func newResolver(t *testing.T, base, tok string, o Options) *Resolver {
+	t.Helper()
+	u, _ := url.Parse(base)
+	mo := mistral.Options{BaseURL: u, PageSize: 2}
+	if tok != "" {
+		mo.Headers = map[string]string{"X-Auth-Token": tok}
+	}
+	c, err := mistral.New(mo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Engine = c
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 var _ matcher.WorkbookIndex = (*Resolver)(nil)
 
@@ -23,6 +53,21 @@ type fakeMistral struct {
 	calls     atomic.Int32
 	status    int
 	lastQuery string
+	// listsWithoutDefinitions leaves definitions out of lists, as some
+	// deployments do.
+	listsWithoutDefinitions bool
+}
+
+// one serves GET /v2/workbooks/<name>?namespace=.
+func (f *fakeMistral) one(w http.ResponseWriter, name, ns string) {
+	for _, wb := range f.workbooks {
+		if wb.Name == name && wb.Namespace == ns {
+			json.NewEncoder(w).Encode(wb)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNotFound)
+	json.NewEncoder(w).Encode(map[string]string{"faultstring": "Workbook not found [name=" + name + "]"})
 }
 
 func (f *fakeMistral) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +83,10 @@ func (f *fakeMistral) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(f.status)
 		return
 	}
+	if name, ok := strings.CutPrefix(r.URL.Path, "/v2/workbooks/"); ok {
+		f.one(w, name, r.URL.Query().Get("namespace"))
+		return
+	}
 	if r.URL.Path != "/v2/workbooks" {
 		http.NotFound(w, r)
 		return
@@ -51,7 +100,12 @@ func (f *fakeMistral) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	end := min(start+2, len(f.workbooks))
-	page := listPage{Workbooks: f.workbooks[start:end]}
+	page := listPage{Workbooks: append([]workbook(nil), f.workbooks[start:end]...)}
+	for i := range page.Workbooks {
+		if f.listsWithoutDefinitions {
+			page.Workbooks[i].Definition = ""
+		}
+	}
 	if end-start == 2 {
 		// Like Mistral: an absolute link built from some other Host.
 		page.Next = "http://elsewhere:8989/v2/workbooks?limit=2&sort_keys=created_at,id&sort_dirs=asc,asc&marker=" + f.workbooks[end-1].Name
@@ -74,10 +128,41 @@ func TestRefreshAndLookup(t *testing.T) {
 	f := newFake()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, Headers: map[string]string{"X-Auth-Token": "tok"}, AllProjects: true})
+	r := newResolver(t, srv.URL, "tok", Options{AllProjects: true})
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	checkIndex(t, r)
+	if f.lastQuery == "" || !strings.Contains(f.lastQuery, "all_projects=true") {
+		t.Errorf("last query %q lacks all_projects", f.lastQuery)
+	}
+}
+
+// TestListWithoutDefinitions: a list that leaves out definitions makes the
+// resolver read each workbook.
+func TestListWithoutDefinitions(t *testing.T) {
+	f := newFake()
+	f.listsWithoutDefinitions = true
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	r := newResolver(t, srv.URL, "tok", Options{})
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkIndex(t, r)
+	if calls := f.calls.Load(); calls != 4+6 {
+		t.Errorf("%d requests, want 4 list pages and 6 workbooks", calls)
+	}
+}
+
+func TestNewNeedsEngine(t *testing.T) {
+	if _, err := New(Options{}); err == nil {
+		t.Error("New without an Engine succeeded")
+	}
+}
+
+func checkIndex(t *testing.T, r *Resolver) {
+	t.Helper()
 	tests := []struct {
 		wf, ns, want string
 		ok           bool
@@ -97,16 +182,13 @@ func TestRefreshAndLookup(t *testing.T) {
 			t.Errorf("WorkbookOf(%q, %q) = %q, %v; want %q, %v", tt.wf, tt.ns, got, ok, tt.want, tt.ok)
 		}
 	}
-	if f.lastQuery == "" || !strings.Contains(f.lastQuery, "all_projects=true") {
-		t.Errorf("last query %q lacks all_projects", f.lastQuery)
-	}
 }
 
 func TestLookupRefreshesOnMissAtMostOncePerInterval(t *testing.T) {
 	f := newFake()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, Headers: map[string]string{"X-Auth-Token": "tok"}, MinRefresh: time.Hour})
+	r := newResolver(t, srv.URL, "tok", Options{MinRefresh: time.Hour})
 	ctx := context.Background()
 	if err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -144,7 +226,7 @@ func TestRefreshErrorKeepsIndex(t *testing.T) {
 	f := newFake()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, Headers: map[string]string{"X-Auth-Token": "tok"}})
+	r := newResolver(t, srv.URL, "tok", Options{})
 	ctx := context.Background()
 	if err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -152,14 +234,14 @@ func TestRefreshErrorKeepsIndex(t *testing.T) {
 	f.mu.Lock()
 	f.status = http.StatusInternalServerError
 	f.mu.Unlock()
-	if err := r.Refresh(ctx); err == nil || err.Error() != "workbooks: GET /v2/workbooks: status 500" {
+	if err := r.Refresh(ctx); err == nil || err.Error() != "workbooks: mistral: GET /v2/workbooks: engine answered 500" {
 		t.Fatalf("Refresh error = %v", err)
 	}
 	if wb, ok := r.WorkbookOf("my.wb.main", ""); !ok || wb != "my.wb" {
 		t.Errorf("index lost after a failed refresh")
 	}
-	bad := New(Options{BaseURL: srv.URL})
-	if err := bad.Refresh(ctx); err == nil || err.Error() != "workbooks: GET /v2/workbooks: status 401" {
+	bad := newResolver(t, srv.URL, "", Options{})
+	if err := bad.Refresh(ctx); err == nil || err.Error() != "workbooks: mistral: GET /v2/workbooks: engine answered 401: Auth token is invalid" {
 		t.Errorf("unauthenticated Refresh error = %v", err)
 	}
 }
@@ -168,7 +250,7 @@ func TestRunRefreshesAfterInvalidateAndMiss(t *testing.T) {
 	f := newFake()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, Headers: map[string]string{"X-Auth-Token": "tok"}, Debounce: 10 * time.Millisecond, MinRefresh: time.Millisecond})
+	r := newResolver(t, srv.URL, "tok", Options{Debounce: 10 * time.Millisecond, MinRefresh: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()

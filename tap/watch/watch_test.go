@@ -3,10 +3,13 @@ package watch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 )
 
 // engine is a minimal list endpoint: rows sorted by (updated_at, id), the
@@ -129,12 +133,22 @@ func (c *memCP) Checkpoint(_ context.Context, k string) (string, error) {
 }
 func (c *memCP) SetCheckpoint(_ context.Context, k, v string) error { c.m.Store(k, v); return nil }
 
-func newWatcher(t *testing.T, e *engine, now time.Time, o *observer, cp *memCP) *Watcher {
+// client returns a mistral.Client of h with pages of pageSize.
+func client(t *testing.T, h http.Handler, pageSize int, headers map[string]string) *mistral.Client {
 	t.Helper()
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	w, err := New(Options{Upstream: u, Interval: time.Millisecond, PageSize: 2, Observer: o, Checkpoints: cp, Now: func() time.Time { return now }})
+	c, err := mistral.New(mistral.Options{BaseURL: u, PageSize: pageSize, Headers: headers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newWatcher(t *testing.T, e *engine, now time.Time, o *observer, cp *memCP) *Watcher {
+	t.Helper()
+	w, err := New(Options{Engine: client(t, e, 2, nil), Interval: time.Millisecond, Observer: o, Checkpoints: cp, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +191,7 @@ func TestPollPagesAndAdvances(t *testing.T) {
 		"sort_keys":  "updated_at,id",
 		"sort_dirs":  "asc,asc",
 		"limit":      "2",
-		"fields":     executionFields,
+		"fields":     mistral.ExecutionFields,
 	} {
 		if first.Get(k) != want {
 			t.Errorf("query %s = %q, want %q", k, first.Get(k), want)
@@ -231,11 +245,8 @@ func TestIdleAfterBurstSettles(t *testing.T) {
 		e.add("task", fmt.Sprintf("t%d", i), "SUCCESS", "2026-11-28 10:00:01")
 	}
 	o := &observer{}
-	srv := httptest.NewServer(e)
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
 	var now time.Time
-	w, err := New(Options{Upstream: u, Interval: time.Second, PageSize: 2, Observer: o, Checkpoints: &memCP{},
+	w, err := New(Options{Engine: client(t, e, 2, nil), Interval: time.Second, Observer: o, Checkpoints: &memCP{},
 		Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -320,50 +331,34 @@ func TestEngineDownThenUp(t *testing.T) {
 	if err := w.Poll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if w.LastContact().IsZero() {
-		t.Error("last contact not recorded")
+	if s := w.Stats(); s.Errors != 2 || s.Requests != 5 || s.Polls != 1 {
+		t.Errorf("stats %+v, want 2 errors, 5 requests (1 failed, 4 listed), 1 poll", s)
 	}
 }
 
-func TestMalformedEngineJSON(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, `{"executions": [{"id": 5}]}`)
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	w, _ := New(Options{Upstream: u, Observer: &observer{}})
-	err := w.Poll(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "malformed") {
-		t.Fatalf("error = %v", err)
-	}
-}
-
-// TestStaticTokenHeader: a deployment with auth on and a static token
-// (watch.headers) sends it with every poll.
-func TestStaticTokenHeader(t *testing.T) {
-	var got []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = append(got, r.Header.Get("X-Auth-Token"))
-		res := strings.TrimPrefix(r.URL.Path, "/v2/")
-		fmt.Fprintf(w, `{%q: []}`, res)
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	w, _ := New(Options{Upstream: u, Observer: &observer{}, Headers: map[string]string{"X-Auth-Token": "static-tok"}})
-	if err := w.Poll(context.Background()); err != nil {
+// TestOutageLoggedOnce: however many polls fail with the same error, the
+// outage is logged once, and its end once.
+func TestOutageLoggedOnce(t *testing.T) {
+	var logs strings.Builder
+	w, err := New(Options{Engine: client(t, &engine{}, 2, nil), Interval: time.Second, Observer: &observer{},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || strings.Join(got, ",") != "static-tok,static-tok,static-tok,static-tok" {
-		t.Errorf("tokens sent: %v", got)
+	down := errors.New("watch: mistral: GET /v2/executions: engine answered 503: database down")
+	wait := time.Duration(0)
+	var waits []time.Duration
+	for range 3 {
+		wait = w.failed(down, wait)
+		waits = append(waits, wait)
 	}
-}
-
-// TestPageWithBadRowKeepsMarker: a row without a state is dropped, but the
-// next page's marker is still the last row the engine sent.
-func TestPageWithBadRowKeepsMarker(t *testing.T) {
-	var got []event.Execution
-	n, last, err := appendPage(&got, json.RawMessage(`[{"id": "a", "state": "RUNNING"}, {"id": "b"}, {"id": "c", "state": ""}]`))
-	if err != nil || n != 3 || last != "c" || len(got) != 1 || got[0].ID != "a" {
-		t.Fatalf("n=%d last=%q got=%v err=%v", n, last, got, err)
+	w.recovered()
+	w.recovered()
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}; !slices.Equal(waits, want) {
+		t.Errorf("back-off %v, want %v", waits, want)
+	}
+	out := logs.String()
+	if strings.Count(out, "cannot poll the engine") != 1 || strings.Count(out, "reaches the engine again") != 1 {
+		t.Errorf("want one outage and one recovery line:\n%s", out)
 	}
 }

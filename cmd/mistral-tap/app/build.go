@@ -20,6 +20,7 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier/admin"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 	"github.com/mistral-tap/mistral-tap/tap/proxy"
 	"github.com/mistral-tap/mistral-tap/tap/track"
 	"github.com/mistral-tap/mistral-tap/tap/watch"
@@ -34,6 +35,9 @@ type app struct {
 	secrets  *secretSet
 	upstream *url.URL
 	draining atomic.Bool
+	// engine is the one client (and the one Keystone token) for all of
+	// mistral-tap's own requests to Mistral.
+	engine *mistral.Client
 
 	st      *store.Store
 	sender  *send.Client
@@ -55,14 +59,18 @@ type app struct {
 // had opened is closed again.
 func build(ctx context.Context, o Options) (a *app, err error) {
 	a = &app{cfg: o.Config, secrets: &secretSet{}}
+	built := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	a.initLogger(o.Logger)
 	if a.upstream, err = url.Parse(a.cfg.Upstream); err != nil {
 		return nil, fmt.Errorf("app: upstream %q: %w", config.RedactURL(a.cfg.Upstream), err)
+	}
+	if a.engine, err = engineClient(a.cfg, a.upstream); err != nil {
+		return nil, err
 	}
 	// Metrics are always counted (a few atomic adds per request) and
 	// served only when ops.listen is set; the scrape-time sources are
@@ -75,7 +83,7 @@ func build(ctx context.Context, o Options) (a *app, err error) {
 		}
 	}
 	a.metrics.Read(ops.Sources{
-		Proxy: a.px.Stats, Watch: a.w.Stats, LastContact: a.w.LastContact,
+		Proxy: a.px.Stats, Watch: a.w.Stats, LastContact: a.engine.LastContact,
 		Tracker: a.tr.Stats, Callbacks: a.disp.Status,
 	})
 	return a, nil
@@ -124,10 +132,10 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	}
 	a.sender = sender
 	a.onClose(func() { sender.Close() })
-	// One client (and one Keystone token) for all of mistral-tap's own
-	// requests to Mistral.
-	engine := engineClient(a.cfg)
-	a.wb = workbooks.New(workbooks.Options{BaseURL: a.cfg.Upstream, Headers: a.cfg.Watch.Headers, AllProjects: a.cfg.Watch.AllProjects, Client: engine, Log: a.log.With("component", "workbooks")})
+	a.wb, err = workbooks.New(workbooks.Options{Engine: a.engine, AllProjects: a.cfg.Watch.AllProjects, Log: a.log.With("component", "workbooks")})
+	if err != nil {
+		return fmt.Errorf("app: workbooks: %w", err)
+	}
 	routing, err := Routing(a.cfg, a.wb)
 	if err != nil {
 		return err
@@ -139,8 +147,8 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	return nil
 }
 
-// buildObservation builds the watcher and the tracker from the state the
-// store kept.
+// buildObservation builds the tracker from the state the store kept, and
+// the watcher that observes into it.
 func (a *app) buildObservation(ctx context.Context, _ Options) error {
 	states, err := a.st.LoadStates(ctx)
 	if err != nil {
@@ -151,15 +159,7 @@ func (a *app) buildObservation(ctx context.Context, _ Options) error {
 		return fmt.Errorf("app: %w", err)
 	}
 	cfg := a.cfg
-	a.w, err = watch.New(watch.Options{
-		Upstream: a.upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
-		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
-		Checkpoints: watchCheckpoints{a.st, a.disp}, Client: engineClient(cfg), Logger: a.log.With("component", "watch"),
-	})
-	if err != nil {
-		return fmt.Errorf("app: watcher: %w", err)
-	}
-	a.tr, err = track.New(track.Options{Sink: a.metrics.CountEvents(a.disp), Fetcher: a.w, States: states, Horizon: horizon, Logger: a.log.With("component", "track"), Retention: cfg.Tracker.Retention})
+	a.tr, err = track.New(track.Options{Sink: a.metrics.CountEvents(a.disp), Fetcher: track.FetchFrom(a.engine), States: states, Horizon: horizon, Logger: a.log.With("component", "track"), Retention: cfg.Tracker.Retention})
 	if err != nil {
 		return fmt.Errorf("app: tracker: %w", err)
 	}
@@ -171,7 +171,13 @@ func (a *app) buildObservation(ctx context.Context, _ Options) error {
 			return fmt.Errorf("app: saving tracker horizon: %w", err)
 		}
 	}
-	a.w.SetObserver(a.metrics.CountObservations(a.tr))
+	a.w, err = watch.New(watch.Options{
+		Engine: a.engine, Interval: cfg.Watch.Interval, Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects,
+		Observer: a.metrics.CountObservations(a.tr), Checkpoints: watchCheckpoints{a.st, a.disp}, Logger: a.log.With("component", "watch"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: watcher: %w", err)
+	}
 	return nil
 }
 
@@ -210,7 +216,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		a.adminHandler = h
 	}
 	if cfg.Ops.Listen != "" {
-		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.w, &a.draining)...))
+		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.engine.LastContact, &a.draining)...))
 	}
 	if o.Source.Path != "" {
 		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {

@@ -1,32 +1,27 @@
 package app
 
 import (
-	"net"
-	"net/http"
-	"time"
+	"fmt"
+	"net/url"
 
 	"github.com/mistral-tap/mistral-tap/config"
-	"github.com/mistral-tap/mistral-tap/tap/watch/keystone"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 )
 
-// engineClient is the HTTP client for mistral-tap's own requests to
-// Mistral (watcher polls, completion fetches, workbook definitions). It
-// ignores HTTP_PROXY like the proxy's transport, and with
-// watch.keystone configured it authenticates every request with a Keystone
-// token that it renews before expiry.
-func engineClient(cfg *config.Config) *http.Client {
-	var rt http.RoundTripper = &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: cfg.Proxy.DialTimeout}).DialContext,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	if ks := cfg.Watch.Keystone; ks.AuthURL != "" {
-		src := keystone.New(keystone.Credentials{
+// engineClient is the one client (and the one Keystone token) for
+// mistral-tap's own requests to Mistral: the watcher's polls, the tracker's
+// completion fetches and the workbook definitions.
+func engineClient(cfg *config.Config, upstream *url.URL) (*mistral.Client, error) {
+	ks := cfg.Watch.Keystone
+	c, err := mistral.New(mistral.Options{
+		BaseURL: upstream, Headers: cfg.Watch.Headers, PageSize: cfg.Watch.PageSize, DialTimeout: cfg.Proxy.DialTimeout,
+		Keystone: mistral.Keystone{
 			AuthURL: ks.AuthURL, Username: ks.Username, Password: ks.Password,
 			UserDomainName: ks.UserDomainName, ProjectName: ks.ProjectName, ProjectDomainName: ks.ProjectDomainName,
-		}, nil)
-		rt = &keystone.Transport{Source: src, Base: rt}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: engine client: %w", err)
 	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: rt}
+	return c, nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/track"
-	"github.com/mistral-tap/mistral-tap/tap/watch"
 )
 
 // readiness lists /readyz's checks: a configuration is in force (always,
@@ -23,12 +22,12 @@ import (
 // still ready), the store answers and commits (commits: the dispatcher's
 // StoreHealthy), the engine was reached recently, and the process is not
 // draining.
-func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, commits func() error, w *watch.Watcher, draining *atomic.Bool) []ops.Check {
+func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, commits func() error, lastContact func() time.Time, draining *atomic.Bool) []ops.Check {
 	engine := ops.Check{Name: "engine"}
 	if cfg.Watch.Interval > 0 {
 		// The watcher backs off up to 30s while the engine is down, so a
 		// shorter limit would flap; a healthy watcher polls every interval.
-		engine.Run = ops.RecentContact(w.LastContact, max(5*cfg.Watch.Interval, 45*time.Second), nil)
+		engine.Run = ops.RecentContact(lastContact, max(5*cfg.Watch.Interval, 45*time.Second), nil)
 	} else {
 		h := http.Header{}
 		for k, v := range cfg.Watch.Headers {

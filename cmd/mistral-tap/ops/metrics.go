@@ -33,8 +33,8 @@ type Sources struct {
 	Proxy func() proxy.Stats
 	// Watch returns the watcher's counters (watch.Watcher.Stats).
 	Watch func() watch.Stats
-	// LastContact is when the engine last answered the watcher
-	// (watch.Watcher.LastContact).
+	// LastContact is when the engine last answered mistral-tap
+	// (mistral.Client.LastContact).
 	LastContact func() time.Time
 	// Tracker returns the tracker's counters (track.Tracker.Stats).
 	Tracker func() track.Stats

@@ -1,4 +1,4 @@
-package keystone
+package mistral
 
 import (
 	"context"
@@ -44,14 +44,19 @@ func (k *fakeKeystone) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"token": {"expires_at": %q}}`, k.now().Add(k.life).UTC().Format("2006-01-02T15:04:05.000000Z"))
 }
 
+// newKeystone serves fakeKeystone and returns its credentials for password.
+func newKeystone(t *testing.T, k *fakeKeystone, password string) Keystone {
+	t.Helper()
+	srv := httptest.NewServer(k)
+	t.Cleanup(srv.Close)
+	return Keystone{AuthURL: srv.URL + "/v3", Username: "tap", Password: password, ProjectName: "admin"}
+}
+
 func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	k := &fakeKeystone{life: time.Hour, now: clock}
-	srv := httptest.NewServer(k)
-	defer srv.Close()
-	s := New(Credentials{AuthURL: srv.URL + "/v3", Username: "tap", Password: "s3cret", ProjectName: "admin"}, nil)
-	s.now = clock
+	s := newTokenSource(newKeystone(t, k, "s3cret"), http.DefaultClient, clock)
 
 	steps := []struct {
 		advance time.Duration
@@ -64,7 +69,7 @@ func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
 	}
 	for _, st := range steps {
 		now = now.Add(st.advance)
-		got, err := s.Token(context.Background())
+		got, err := s.token(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,44 +79,21 @@ func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
 	}
 }
 
+// TestBadPasswordErrorNamesUserNotPassword: a request that cannot get a
+// token fails with Keystone's answer, naming the user and never the
+// password.
 func TestBadPasswordErrorNamesUserNotPassword(t *testing.T) {
 	k := &fakeKeystone{life: time.Hour, now: time.Now}
-	srv := httptest.NewServer(k)
-	defer srv.Close()
-	s := New(Credentials{AuthURL: srv.URL + "/v3", Username: "tap", Password: "wrong-pass", ProjectName: "admin"}, nil)
-	_, err := s.Token(context.Background())
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("Mistral asked without a token")
+	}))
+	defer api.Close()
+	c := newClient(t, api.URL, Options{Keystone: newKeystone(t, k, "wrong-pass")})
+	_, err := c.Execution(context.Background(), "x")
 	if err == nil || !strings.Contains(err.Error(), `"tap"`) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("err = %v", err)
 	}
 	if strings.Contains(err.Error(), "wrong-pass") {
 		t.Fatal("the password leaked into the error")
-	}
-}
-
-func TestTransportRetriesOnceAfter401(t *testing.T) {
-	k := &fakeKeystone{life: time.Hour, now: time.Now}
-	ks := httptest.NewServer(k)
-	defer ks.Close()
-	// Mistral rejects the first token (revoked early), accepts the second.
-	var seen []string
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := r.Header.Get("X-Auth-Token")
-		seen = append(seen, tok)
-		if tok == "tok1" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		fmt.Fprint(w, `{"executions": []}`)
-	}))
-	defer api.Close()
-	src := New(Credentials{AuthURL: ks.URL + "/v3", Username: "tap", Password: "s3cret", ProjectName: "admin"}, nil)
-	c := &http.Client{Transport: &Transport{Source: src}}
-	resp, err := c.Get(api.URL + "/v2/executions")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.Join(seen, ",") != "tok1,tok2" {
-		t.Errorf("status %d, tokens sent %v", resp.StatusCode, seen)
 	}
 }

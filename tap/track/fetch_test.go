@@ -1,4 +1,4 @@
-package watch
+package track
 
 import (
 	"context"
@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 )
 
-// TestFetchCompletesAnExecution: Fetch returns the execution, its
+// TestFetchCompletesAnExecution: the engine's Fetcher returns the execution, its
 // sub-executions and every task of both, as the tracker needs to order a
 // tapped completion causally.
 func TestFetchCompletesAnExecution(t *testing.T) {
@@ -44,7 +45,11 @@ child:
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(srv.URL)
-	w, _ := New(Options{Upstream: u})
+	c, err := mistral.New(mistral.Options{BaseURL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := FetchFrom(c)
 
 	obs, err := w.Fetch(ctx, id, true)
 	if err != nil {

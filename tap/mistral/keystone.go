@@ -1,12 +1,4 @@
-// Package keystone authenticates mistral-tap's own requests to Mistral
-// (the watcher's polls, the workbook resolver) against Keystone v3 with
-// password credentials, for deployments that run Mistral with auth on.
-//
-// Tokens are fetched lazily, cached, and renewed before they expire (at
-// the earlier of 80% of their lifetime and five minutes before expiry); a
-// 401 from Mistral drops the cached token and the request is retried once
-// with a fresh one, which covers tokens revoked early.
-package keystone
+package mistral
 
 import (
 	"bytes"
@@ -21,8 +13,9 @@ import (
 	"time"
 )
 
-// Credentials are Keystone v3 password credentials scoped to a project.
-type Credentials struct {
+// Keystone holds Keystone v3 password credentials scoped to a project,
+// for deployments that run Mistral with auth on.
+type Keystone struct {
 	// AuthURL is Keystone's v3 endpoint (e.g. http://keystone:5000/v3).
 	AuthURL string
 	// Username and Password of the user; Password is a secret.
@@ -35,39 +28,36 @@ type Credentials struct {
 	ProjectDomainName string
 }
 
-// Source fetches and caches tokens. It is safe for concurrent use.
-type Source struct {
-	creds  Credentials
+// tokenSource fetches and caches tokens. It is safe for concurrent use.
+type tokenSource struct {
+	creds  Keystone
 	client *http.Client
 	now    func() time.Time
 
 	mu      sync.Mutex
-	token   string
+	cached  string
 	renewAt time.Time
 }
 
-// New returns a Source. client performs the Keystone requests (nil: a client
-// with a 30s timeout).
-func New(c Credentials, client *http.Client) *Source {
+// newTokenSource returns a tokenSource; client performs the Keystone
+// requests.
+func newTokenSource(c Keystone, client *http.Client, now func() time.Time) *tokenSource {
 	if c.UserDomainName == "" {
 		c.UserDomainName = "Default"
 	}
 	if c.ProjectDomainName == "" {
 		c.ProjectDomainName = "Default"
 	}
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	}
-	return &Source{creds: c, client: client, now: time.Now}
+	return &tokenSource{creds: c, client: client, now: now}
 }
 
-// Token returns a valid token, fetching a new one when the cached one is
+// token returns a valid token, fetching a new one when the cached one is
 // due for renewal.
-func (s *Source) Token(ctx context.Context) (string, error) {
+func (s *tokenSource) token(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.token != "" && s.now().Before(s.renewAt) {
-		return s.token, nil
+	if s.cached != "" && s.now().Before(s.renewAt) {
+		return s.cached, nil
 	}
 	tok, expires, err := s.fetch(ctx)
 	if err != nil {
@@ -79,18 +69,18 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	if early := expires.Add(-5 * time.Minute); early.Before(renew) && early.After(now) {
 		renew = early
 	}
-	s.token, s.renewAt = tok, renew
+	s.cached, s.renewAt = tok, renew
 	return tok, nil
 }
 
-// Invalidate drops the cached token (Mistral said 401).
-func (s *Source) Invalidate() {
+// invalidate drops the cached token (Mistral said 401).
+func (s *tokenSource) invalidate() {
 	s.mu.Lock()
-	s.token = ""
+	s.cached = ""
 	s.mu.Unlock()
 }
 
-func (s *Source) fetch(ctx context.Context) (string, time.Time, error) {
+func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 	var body struct {
 		Auth struct {
 			Identity struct {
@@ -163,45 +153,4 @@ func (s *Source) fetch(ctx context.Context) (string, time.Time, error) {
 		return tok, s.now().Add(time.Hour), nil
 	}
 	return tok, t.Token.ExpiresAt, nil
-}
-
-// Transport adds X-Auth-Token from Source to every request and retries a
-// request once with a fresh token after a 401.
-type Transport struct {
-	Source *Source
-	// Base performs the requests; nil is http.DefaultTransport.
-	Base http.RoundTripper
-}
-
-// RoundTrip implements http.RoundTripper.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	base := t.Base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := t.try(base, req)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || (req.Body != nil && req.GetBody == nil) {
-		return resp, err
-	}
-	resp.Body.Close()
-	t.Source.Invalidate()
-	if req.GetBody != nil {
-		b, err := req.GetBody()
-		if err != nil {
-			return nil, err
-		}
-		req = req.Clone(req.Context())
-		req.Body = b
-	}
-	return t.try(base, req)
-}
-
-func (t *Transport) try(base http.RoundTripper, req *http.Request) (*http.Response, error) {
-	tok, err := t.Source.Token(req.Context())
-	if err != nil {
-		return nil, err
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set("X-Auth-Token", tok)
-	return base.RoundTrip(r)
 }
