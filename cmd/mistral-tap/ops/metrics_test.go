@@ -261,7 +261,9 @@ func TestScrape(t *testing.T) {
 		Proxy:       func() proxy.Stats { return proxy.Stats{Requests: 7, Tapped: 5, SkippedTooLarge: 2} },
 		Watch:       func() watch.Stats { return watch.Stats{Polls: 3, Errors: 1, Lag: 1500 * time.Millisecond} },
 		LastContact: func() time.Time { return time.Unix(42, 0) },
-		Tracker:     func() track.Stats { return track.Stats{Events: 10, Inferred: 4, Tracked: 6, UnknownStates: 2, FutureTimestamps: 1} },
+		Tracker: func() track.Stats {
+			return track.Stats{Events: 10, Inferred: 4, Tracked: 6, UnknownStates: 2, FutureTimestamps: 1}
+		},
 		Callbacks: func() []notifier.CallbackStatus {
 			return []notifier.CallbackStatus{{Name: "ops", Pending: 3, OldestPendingAge: 90 * time.Second, Breaker: notifier.BreakerOpen}}
 		},
