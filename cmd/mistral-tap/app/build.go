@@ -55,9 +55,10 @@ type app struct {
 // had opened is closed again.
 func build(ctx context.Context, o Options) (a *app, err error) {
 	a = &app{cfg: o.Config, secrets: &secretSet{}}
+	built := a // the returns below set a to nil before this runs
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	a.initLogger(o.Logger)
