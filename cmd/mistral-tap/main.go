@@ -6,6 +6,7 @@
 //	mistral-tap validate --config mistral-tap.yaml
 //	mistral-tap explain --config mistral-tap.yaml --workflow deploy_app --event TASK_FAILED
 //	mistral-tap deliveries list|replay ...
+//	mistral-tap store check|reset ...
 //	mistral-tap version
 package main
 
@@ -34,6 +35,7 @@ Usage:
   mistral-tap validate --config FILE     check a config; print every problem with its position
   mistral-tap explain --config FILE ...  which callbacks an event would reach, and why not the others
   mistral-tap deliveries list|replay ... inspect and replay the durable outbox (also while running)
+  mistral-tap store check|reset ...      check the state database, or move a lost/corrupt one aside
   mistral-tap version
 
 Run 'mistral-tap COMMAND --help' for a command's flags.
@@ -61,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExplain(args[1:], stdout)
 	case "deliveries":
 		err = cmdDeliveries(ctx, args[1:], stdout)
+	case "store":
+		err = cmdStore(ctx, args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mistral-tap", version)
 	case "help", "-h", "--help":

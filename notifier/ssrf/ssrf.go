@@ -39,10 +39,23 @@ var blocked = []netip.Prefix{
 	netip.MustParsePrefix("fec0::/10"),     // deprecated site-local, still routed by some stacks
 }
 
-// nat64 is the well-known NAT64 prefix (RFC 6052): 64:ff9b::a.b.c.d reaches
-// the IPv4 address a.b.c.d through a translator, so the embedded address is
-// checked too.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// IPv6 forms that carry an IPv4 address, which a translator, a tunnel or
+// the kernel may turn into a connection to that IPv4 address. Each is judged
+// by the IPv4 address it embeds as well as by itself: ::127.0.0.1 was
+// dialled as loopback by Linux before this check existed.
+var (
+	v4compat  = netip.MustParsePrefix("::/96")           // IPv4-compatible ::a.b.c.d (RFC 4291, deprecated)
+	siit      = netip.MustParsePrefix("::ffff:0:0:0/96") // IPv4-translated ::ffff:0:a.b.c.d (SIIT, RFC 2765)
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")    // NAT64 well-known prefix (RFC 6052)
+	sixToFour = netip.MustParsePrefix("2002::/16")       // 6to4: the IPv4 address is bits 16-48 (RFC 3056)
+	teredo    = netip.MustParsePrefix("2001::/32")       // Teredo: server IPv4 in bits 32-64, client IPv4 inverted in 96-128 (RFC 4380)
+)
+
+// nat64Local is the local-use NAT64 prefix (RFC 8215). Where the IPv4
+// address sits inside it depends on the operator's translator prefix length,
+// and it only ever reaches the operator's own networks, so the whole range
+// is refused unless allow-listed.
+var nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
 
 // New returns a Guard that also allows the given networks. Each entry is a
 // CIDR ("127.0.0.0/8", "fd00::/8") or a single address ("10.0.0.5"). The
@@ -72,57 +85,65 @@ func New(allow []string) (*Guard, error) {
 
 // Allowed reports whether a connection to ip may be made: always for a public
 // address, and for an internal one only if an allow-listed network contains
-// it. IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) and NAT64 addresses are
-// judged by the IPv4 address they embed.
+// it. An IPv4-mapped address (::ffff:127.0.0.1) is judged as the IPv4
+// address; an IPv6 form that embeds an IPv4 address (IPv4-compatible, SIIT,
+// NAT64, 6to4, Teredo) is refused when an embedded IPv4 address is refused.
 func (g *Guard) Allowed(ip netip.Addr) bool {
 	if !ip.IsValid() {
 		return false
 	}
-	ip = ip.WithZone("")
+	ip = ip.WithZone("").Unmap()
 	if g.allowListed(ip) {
 		return true
 	}
-	return !internal(ip)
+	if internal(ip) {
+		return false
+	}
+	for _, v4 := range embedded(ip) {
+		if internal(v4) && !g.allowListed(v4) {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Guard) allowListed(ip netip.Addr) bool {
 	if g == nil {
 		return false
 	}
-	candidates := []netip.Addr{ip, ip.Unmap()}
-	if v4, ok := embedded(ip); ok {
-		candidates = append(candidates, v4)
-	}
 	for _, p := range g.allow {
-		for _, c := range candidates {
-			if p.Contains(c) {
-				return true
-			}
+		if p.Contains(ip) {
+			return true
 		}
 	}
 	return false
 }
 
-// embedded returns the IPv4 address inside a NAT64 address.
-func embedded(ip netip.Addr) (netip.Addr, bool) {
-	if !ip.Is6() || !nat64.Contains(ip) {
-		return netip.Addr{}, false
+// embedded returns the IPv4 addresses an IPv6 transition form carries: one,
+// or two for Teredo (its server and its client).
+func embedded(ip netip.Addr) []netip.Addr {
+	if !ip.Is6() {
+		return nil
 	}
 	b := ip.As16()
-	return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte(b[i : i+4])) }
+	switch {
+	case v4compat.Contains(ip), siit.Contains(ip), nat64.Contains(ip):
+		return []netip.Addr{v4(12)}
+	case sixToFour.Contains(ip):
+		return []netip.Addr{v4(2)}
+	case teredo.Contains(ip):
+		client := [4]byte{^b[12], ^b[13], ^b[14], ^b[15]}
+		return []netip.Addr{v4(4), netip.AddrFrom4(client)}
+	}
+	return nil
 }
 
-// internal reports whether ip is in a range refused by default.
+// internal reports whether ip itself is in a range refused by default.
 func internal(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if v4, ok := embedded(ip); ok {
-		if internal(v4) {
-			return true
-		}
-	}
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() ||
 		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() {
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || nat64Local.Contains(ip) {
 		return true
 	}
 	for _, p := range blocked {

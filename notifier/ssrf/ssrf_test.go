@@ -49,6 +49,26 @@ func TestAllowed(t *testing.T) {
 		{"::ffff:8.8.8.8", nil, true},
 		{"64:ff9b::a9fe:a9fe", nil, false}, // NAT64 of 169.254.169.254
 		{"64:ff9b::808:808", nil, true},    // NAT64 of 8.8.8.8
+		// IPv6 forms that embed an IPv4 address are judged by it too.
+		{"::127.0.0.1", nil, false}, // IPv4-compatible loopback: Linux dials it
+		{"::169.254.169.254", nil, false},
+		{"::10.0.0.1", nil, false},
+		{"::8.8.8.8", nil, true},
+		{"::ffff:0:127.0.0.1", nil, false}, // SIIT (::ffff:0:0:0/96)
+		{"::ffff:0:a00:1", nil, false},
+		{"::ffff:0:808:808", nil, true},
+		{"64:ff9b::127.0.0.1", nil, false},   // NAT64 well-known prefix
+		{"64:ff9b:1::a9fe:a9fe", nil, false}, // local-use NAT64: refused as a whole
+		{"64:ff9b:1:808:808::", nil, false},
+		{"2002:7f00:1::", nil, false},             // 6to4 of 127.0.0.1
+		{"2002:a9fe:a9fe::1", nil, false},         // 6to4 of 169.254.169.254
+		{"2002:c0a8:101:1::1", nil, false},        // 6to4 of 192.168.1.1
+		{"2002:808:808::1", nil, true},            // 6to4 of 8.8.8.8
+		{"2001:0:7f00:1::1", nil, false},          // Teredo, server 127.0.0.1
+		{"2001:0:808:808::80ff:fffe", nil, false}, // Teredo, client 127.0.0.1 (inverted)
+		{"2001:0:808:808::f7f7:f7f7", nil, true},  // Teredo, server and client 8.8.8.8
+		{"2001:db8::7f00:1", nil, true},           // documentation prefix, not Teredo: nothing embedded
+		{"2606:4700::7f00:1", nil, true},          // ordinary global address ending like 127.0.0.1
 		// allow list
 		{"127.0.0.1", []string{"127.0.0.0/8"}, true},
 		{"::ffff:127.0.0.1", []string{"127.0.0.0/8"}, true},
@@ -59,6 +79,12 @@ func TestAllowed(t *testing.T) {
 		{"169.254.169.254", []string{"10.0.0.0/8", "127.0.0.1"}, false},
 		{"192.168.7.7", []string{"192.168.7.7"}, true},
 		{"fd00::5", []string{"fd00::/8"}, true},
+		{"2002:7f00:1::", []string{"127.0.0.0/8"}, true}, // an allow-listed IPv4 allows its embeddings
+		{"64:ff9b::a9fe:a9fe", []string{"169.254.0.0/16"}, true},
+		{"2001:0:7f00:1::80ff:fffe", []string{"127.0.0.1"}, true},
+		{"2001:0:7f00:1::f5ff:fffe", []string{"127.0.0.1"}, false}, // client 10.0.0.1 not allowed
+		{"64:ff9b:1::1", []string{"64:ff9b:1::/48"}, true},
+		{"2002:7f00:1::", []string{"2002::/16"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.ip+"/"+strings.Join(tt.allow, ","), func(t *testing.T) {
@@ -108,6 +134,10 @@ func TestControl(t *testing.T) {
 	}
 	if err := g.Control("tcp6", "[fe80::1%lo]:443", nil); !errors.Is(err, ErrForbidden) {
 		t.Errorf("Control(link-local with zone) = %v", err)
+	}
+	// The IPv4-compatible form of loopback reaches 127.0.0.1 on Linux.
+	if err := g.Control("tcp6", "[::127.0.0.1]:80", nil); !errors.Is(err, ErrForbidden) {
+		t.Errorf("Control(::127.0.0.1) = %v, want ErrForbidden", err)
 	}
 	if err := g.Control("tcp", "garbage", nil); !errors.Is(err, ErrForbidden) {
 		t.Errorf("Control(garbage) = %v", err)

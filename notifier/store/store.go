@@ -22,7 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/tap/event"
@@ -144,6 +144,9 @@ type Options struct {
 	// BusyTimeout is how long a statement waits for another connection's
 	// lock. Default 5s.
 	BusyTimeout time.Duration
+	// CheckInterval is how often Run checks that the database file is
+	// still in place. Default DefaultCheckInterval (5s).
+	CheckInterval time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -153,6 +156,13 @@ type Store struct {
 	w, r *sql.DB
 	lock *os.File
 	log  *slog.Logger
+	path string
+	// Integrity (integrity.go): the files opened, how often Run checks
+	// them, and the permanent failure once they are lost or corrupt.
+	dbID, lockID fileID
+	checkEvery   time.Duration
+	healthMu     sync.Mutex
+	failure      error
 	// Commit's statements, prepared once on the writer: re-preparing them
 	// in every transaction cost a parse per statement per commit, which
 	// dominates small commits (an idle system commits one delivery at a
@@ -180,8 +190,16 @@ const (
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
 )
 
-// Open opens (creating and migrating if needed) the database at path. If
-// path is a directory, FileName is used inside it.
+// Open opens the database at path, creating and migrating it if needed. If
+// path is a directory, FileName is used inside it. Every file it creates or
+// opens there gets mode 0600, whatever the umask.
+//
+// A new database is created only in a state directory never used before:
+// a missing database whose directory shows previous use (the lock file's
+// marker, a WAL, a loss recorded while running) or an empty database file
+// fails with ErrStateLost, naming the file, until the operator restores it
+// or calls Reset. With Exclusive, Open also runs QuickCheck and refuses a
+// corrupt database (ErrCorrupt).
 func Open(path string, o Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, FileName)
@@ -192,31 +210,31 @@ func Open(path string, o Options) (*Store, error) {
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = 5 * time.Second
 	}
-	s := &Store{log: o.Logger}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = DefaultCheckInterval
+	}
+	s := &Store{log: o.Logger, path: path, checkEvery: o.CheckInterval}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if o.Exclusive {
-		f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		f, err := takeLock(path)
 		if err != nil {
-			return nil, fmt.Errorf("store: opening lock file: %w", err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w (%s)", ErrLocked, path)
-			}
-			return nil, fmt.Errorf("store: locking %s: %w", path, err)
+			return nil, err
 		}
 		s.lock = f
 	}
-	dsn := func(write bool) string {
+	dsn := func(path string, write bool) string {
 		q := url.Values{}
 		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeout.Milliseconds()))
 		q.Add("_pragma", "journal_mode(WAL)")
 		// FULL: the WAL is fsynced at every commit, so a commit that
 		// returned survives power loss (NORMAL would only survive a crash).
 		q.Add("_pragma", "synchronous(FULL)")
+		// rw, not rwc: SQLite must never create the database itself (a
+		// connection opened after the file was deleted would silently
+		// start an empty one); create does, once, atomically.
+		q.Set("mode", "rw")
 		if write {
 			// BEGIN IMMEDIATE takes the write lock up front, so busy_timeout
 			// applies instead of a SQLITE_BUSY on lock upgrade.
@@ -224,37 +242,67 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
-	var err error
-	if s.w, err = sql.Open("sqlite", dsn(true)); err != nil {
+	if err := s.open(dsn, o.Exclusive); err != nil {
+		s.closeStmts()
+		for _, db := range []*sql.DB{s.r, s.w} {
+			if db != nil {
+				db.Close()
+			}
+		}
 		s.closeLock()
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// open does Open's work after the lock; the caller cleans up on error.
+func (s *Store) open(dsn func(string, bool) string, exclusive bool) error {
+	ctx := context.Background()
+	fresh, err := preflight(s.path)
+	if err != nil {
+		return err
+	}
+	if fresh {
+		if err := create(s.path, dsn); err != nil {
+			return err
+		}
+	}
+	// Before SQLite opens it: a new WAL or shared-memory file takes the
+	// database's mode.
+	s.tighten(s.path)
+	if s.w, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
+		return fmt.Errorf("store: opening %s: %w", s.path, err)
 	}
 	s.w.SetMaxOpenConns(1) // SQLite has one writer; queue here, not on busy_timeout
 	s.w.SetConnMaxIdleTime(0)
-	if err := s.migrate(context.Background()); err != nil {
-		s.w.Close()
-		s.closeLock()
-		return nil, err
+	if exclusive {
+		if err := s.QuickCheck(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		return s.classify(err)
 	}
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
 	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback}} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
-			s.closeStmts()
-			s.w.Close()
-			s.closeLock()
-			return nil, fmt.Errorf("store: preparing statements: %w", err)
+			return fmt.Errorf("store: preparing statements: %w", err)
 		}
 	}
-	if s.r, err = sql.Open("sqlite", dsn(false)); err != nil {
-		s.closeStmts()
-		s.w.Close()
-		s.closeLock()
-		return nil, fmt.Errorf("store: opening %s for reading: %w", path, err)
+	if s.r, err = sql.Open("sqlite", dsn(s.path, false)); err != nil {
+		return fmt.Errorf("store: opening %s for reading: %w", s.path, err)
 	}
 	s.r.SetMaxOpenConns(4)
-	return s, nil
+	s.tighten(s.path)
+	if err := s.remember(); err != nil {
+		return err
+	}
+	if exclusive {
+		return s.markInitialised(time.Now())
+	}
+	return nil
 }
 
 func (s *Store) closeLock() {
@@ -392,6 +440,10 @@ func fromMS(v int64) time.Time {
 
 // Commit applies writes in one transaction, durable when it returns nil.
 func (s *Store) Commit(ctx context.Context, writes ...Write) error {
+	return s.note(s.commit(ctx, writes...))
+}
+
+func (s *Store) commit(ctx context.Context, writes ...Write) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: beginning commit: %w", err)
@@ -479,6 +531,11 @@ func scanDelivery(sc interface{ Scan(...any) error }, withEvent bool) (Delivery,
 // which the dispatcher loads them so that within a root a loaded delivery
 // never has an unloaded predecessor.
 func (s *Store) Pending(ctx context.Context, callback string, limit int) ([]Delivery, error) {
+	ds, err := s.pending(ctx, callback, limit)
+	return ds, s.note(err)
+}
+
+func (s *Store) pending(ctx context.Context, callback string, limit int) ([]Delivery, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+deliveryCols+`, event FROM deliveries
 		WHERE callback = ? AND state = 'pending' ORDER BY created_at, root_id, seq LIMIT ?`, callback, limit)
 	if err != nil {

@@ -58,6 +58,12 @@ type Options struct {
 	// update; afterwards it is forgotten and the horizon moves past it.
 	// Default 1h.
 	Retention time.Duration
+	// MaxFutureSkew is how far ahead of the clock (Now) an observation's
+	// updated_at may be and still order it. A later one (clock skew, a bad
+	// engine row) still counts as a sighting of its state, but the entity
+	// keeps its last trusted timestamp, so that later real updates are not
+	// taken for stale ones. Default 5m.
+	MaxFutureSkew time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -72,6 +78,7 @@ type Tracker struct {
 	log       *slog.Logger
 	now       func() time.Time
 	retention time.Duration
+	maxSkew   time.Duration
 
 	mu      sync.Mutex
 	queue   []pending
@@ -86,6 +93,8 @@ type Tracker struct {
 	statsMu  sync.Mutex
 	// forgotten collects ids dropped by forget, for the store to drop too.
 	forgotten []string
+	// Owned by the Run goroutine: what suspect input was already logged.
+	notes notes
 }
 
 type pending struct {
@@ -127,6 +136,12 @@ type Stats struct {
 	Inferred     uint64 // of which inferred
 	Tracked      int    // entities currently remembered
 	SinkErrors   uint64 // failed Accept calls (retried)
+	// FutureTimestamps counts observations whose updated_at was more than
+	// Options.MaxFutureSkew ahead of the clock (not trusted for ordering).
+	FutureTimestamps uint64
+	// UnknownStates counts observations in a state Mistral does not have
+	// (ignored).
+	UnknownStates uint64
 }
 
 // New returns a Tracker seeded with previously recorded states.
@@ -140,6 +155,7 @@ func New(o Options) (*Tracker, error) {
 		log:       o.Logger,
 		now:       o.Now,
 		retention: o.Retention,
+		maxSkew:   o.MaxFutureSkew,
 		wake:      make(chan struct{}, 1),
 		entities:  make(map[string]*entity, len(o.States)),
 		roots:     make(map[string]*root),
@@ -152,6 +168,9 @@ func New(o Options) (*Tracker, error) {
 	}
 	if t.retention <= 0 {
 		t.retention = time.Hour
+	}
+	if t.maxSkew <= 0 {
+		t.maxSkew = defaultMaxFutureSkew
 	}
 	if o.Horizon.IsZero() {
 		t.horizon = t.now().Add(-5 * time.Second).Unix()
@@ -166,7 +185,8 @@ func New(o Options) (*Tracker, error) {
 		if s.State == "" { // a root placeholder that only carries the sequence
 			continue
 		}
-		t.entities[s.ID] = &entity{kind: s.Kind, state: s.State, updated: parseTS(s.UpdatedAt), retry: s.RetryCount, root: r}
+		updated := t.trustedTS(s.ID, parseTS(s.UpdatedAt), t.horizon, t.now().Add(t.maxSkew).Unix())
+		t.entities[s.ID] = &entity{kind: s.Kind, state: s.State, updated: updated, retry: s.RetryCount, root: r}
 	}
 	return t, nil
 }
@@ -320,15 +340,26 @@ func (t *Tracker) process(ctx context.Context, obs []event.Observation) error {
 	c := t.derive(obs)
 	if len(c.events) > 0 || len(c.states) > 0 {
 		backoff := 100 * time.Millisecond
+		var last string
 		for {
 			err := t.sink.Accept(ctx, c.events, c.states)
 			if err == nil {
+				if last != "" {
+					t.log.Info("recording events works again")
+				}
 				break
 			}
 			t.statsMu.Lock()
 			t.stats.SinkErrors++
 			t.statsMu.Unlock()
-			t.log.Error("recording events failed; retrying", "events", len(c.events), "err", err)
+			// One line per condition, not one per retry: a store that
+			// cannot commit (disk full, corrupt) would flood the log.
+			if msg := err.Error(); msg != last {
+				last = msg
+				t.log.Error("recording events failed; retrying until it works (logged once per error)", "events", len(c.events), "err", err)
+			} else {
+				t.log.Debug("recording events failed again; retrying", "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("track: events not recorded: %w", err)
@@ -421,6 +452,9 @@ type node struct {
 	next     *entity
 	children []*node
 	upd      string // formatTS(next.updated), once per node: emitSteps runs twice per node
+	// stamp is the observation's own updated_at, which event ids use even
+	// when next.updated kept an older trusted one (see MaxFutureSkew).
+	stamp int64
 }
 
 func (n *node) kind() event.Kind {
@@ -448,6 +482,10 @@ func (t *Tracker) derive(obs []event.Observation) change {
 		if id == "" || st == "" {
 			continue
 		}
+		if !knownState(st) {
+			t.unknownState(id, st)
+			continue
+		}
 		prev, ok := newest[id]
 		if !ok {
 			order = append(order, id)
@@ -465,9 +503,10 @@ func (t *Tracker) derive(obs []event.Observation) change {
 	t.statsMu.Unlock()
 
 	nodes := make(map[string]*node, len(order))
+	limit := t.now().Add(t.maxSkew).Unix()
 	for _, id := range order {
 		o := newest[id]
-		n := t.deriveOne(o)
+		n := t.deriveOne(o, limit)
 		if n == nil {
 			continue
 		}
@@ -617,11 +656,12 @@ func effectiveTS(updated *string, created string) int64 {
 }
 
 // deriveOne compares an observation with what is known and returns its node
-// (nil when the observation is stale or history).
-func (t *Tracker) deriveOne(o event.Observation) *node {
+// (nil when the observation is stale or history). An updated_at after limit
+// (Unix seconds) is not kept as the entity's timestamp (see MaxFutureSkew).
+func (t *Tracker) deriveOne(o event.Observation, limit int64) *node {
 	id, state, updated := obsKey(o)
 	known := t.entities[id]
-	n := &node{obs: o, id: id}
+	n := &node{obs: o, id: id, stamp: updated}
 	kind := event.KindExecution
 	var pol policies
 	if o.Task != nil {
@@ -645,7 +685,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 		}
 		var pending bool
 		n.steps, pending = pathFor(kind, "", policies{}, false, state, pol)
-		n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
+		n.next = &entity{kind: kind, state: state, updated: t.trustedTS(id, updated, t.horizon, limit), reqAt: reqAt, retry: pol.retry,
 			waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, started: pol.started}
 		return n
 	}
@@ -668,7 +708,7 @@ func (t *Tracker) deriveOne(o event.Observation) *node {
 	}
 	var pending bool
 	n.steps, pending = pathFor(kind, known.state, known.policies(), known.pending, state, pol)
-	n.next = &entity{kind: kind, state: state, updated: updated, reqAt: reqAt, retry: pol.retry,
+	n.next = &entity{kind: kind, state: state, updated: t.trustedTS(id, updated, known.updated, limit), reqAt: reqAt, retry: pol.retry,
 		waitBefore: pol.waitBefore, waitAfter: pol.waitAfter, pending: pending, started: pol.started, root: known.root}
 	return n
 }
@@ -776,6 +816,9 @@ func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
 		// tells apart two inferred launches of one task (first sighting
 		// vs. after a wait-before delay).
 		stamp := upd
+		if n.stamp > n.next.updated {
+			stamp = formatTS(n.stamp)
+		}
 		if s.inferred {
 			stamp = "inferred:" + s.from
 		}

@@ -120,6 +120,7 @@ func (a *app) run(ctx context.Context, o Options) error {
 	defer back.cancel()
 
 	back.start("dispatcher", a.disp.Run)
+	back.start("store", a.st.Run)
 	if a.opsLn != nil {
 		back.start("ops", func(ctx context.Context) error { return serve(ctx, "ops", a.opsLn, a.opsHandler, a.log) })
 	}

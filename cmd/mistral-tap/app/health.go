@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,14 +13,13 @@ import (
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // readiness lists /readyz's checks: a configuration is in force (always,
 // once Run got this far; a failed reload keeps the previous one, which is
-// still ready), the store answers and commits (commits: the dispatcher's
-// StoreHealthy), the engine was reached recently, and the process is not
-// draining.
+// still ready), the store's files are in place, sound and answering and
+// it commits (commits: the dispatcher's StoreHealthy), the engine was
+// reached recently, and the process is not draining.
 func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, commits func() error, lastContact func() time.Time, draining *atomic.Bool) []ops.Check {
 	engine := ops.Check{Name: "engine"}
 	if cfg.Watch.Interval > 0 {
@@ -40,8 +38,8 @@ func readiness(cfg *config.Config, upstream *url.URL, st *store.Store, commits f
 	return []ops.Check{
 		{Name: "config", Run: func(context.Context) error { return nil }},
 		{Name: "store", Run: func(ctx context.Context) error {
-			if _, err := st.Checkpoint(ctx, track.HorizonCheckpoint); err != nil {
-				return fmt.Errorf("store not readable: %w", err)
+			if err := st.Health(ctx); err != nil {
+				return err
 			}
 			return commits()
 		}},

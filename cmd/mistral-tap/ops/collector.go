@@ -39,6 +39,7 @@ var (
 	descTrackEvents   = desc("tracker_events_total", "Events the tracker derived, by inferred.", "inferred")
 	descTrackTracked  = desc("tracker_entities", "Executions and tasks the tracker currently remembers.")
 	descTrackSinkErrs = desc("tracker_sink_errors_total", "Failed hand-overs of events to the outbox (retried).")
+	descTrackRejected = desc("tracker_observations_rejected_total", "Observations whose state (unknown_state: ignored) or updated_at (future_timestamp: more than 5m ahead of the clock, not trusted for ordering) the tracker does not trust.", "reason")
 
 	descQueuePending  = desc("delivery_queue_pending", "Deliveries waiting in the outbox (in memory window), by callback.", "callback")
 	descQueueInFlight = desc("delivery_in_flight", "Deliveries being sent, by callback.", "callback")
@@ -53,7 +54,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTapRequests, descTapRefused, descTapUpErrors, descTapParsed, descTapSkipped, descTapSkipRes, descTapObs,
 		descWatchPolls, descWatchErrors, descWatchRequests, descWatchResources, descWatchLag, descEngineContact,
-		descTrackObs, descTrackStale, descTrackHistory, descTrackEvents, descTrackTracked, descTrackSinkErrs,
+		descTrackObs, descTrackStale, descTrackHistory, descTrackEvents, descTrackTracked, descTrackSinkErrs, descTrackRejected,
 		descQueuePending, descQueueInFlight, descQueueOldest, descBreakerOpen, descConsecFail, descDisabled,
 	} {
 		ch <- d
@@ -106,6 +107,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTrackEvents, s.Inferred, "true")
 		gauge(descTrackTracked, float64(s.Tracked))
 		counter(descTrackSinkErrs, s.SinkErrors)
+		counter(descTrackRejected, s.UnknownStates, "unknown_state")
+		counter(descTrackRejected, s.FutureTimestamps, "future_timestamp")
 	}
 	if f := c.src.Callbacks; f != nil {
 		for _, s := range f() {

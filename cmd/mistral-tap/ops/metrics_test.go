@@ -261,7 +261,9 @@ func TestScrape(t *testing.T) {
 		Proxy:       func() proxy.Stats { return proxy.Stats{Requests: 7, Tapped: 5, SkippedTooLarge: 2} },
 		Watch:       func() watch.Stats { return watch.Stats{Polls: 3, Errors: 1, Lag: 1500 * time.Millisecond} },
 		LastContact: func() time.Time { return time.Unix(42, 0) },
-		Tracker:     func() track.Stats { return track.Stats{Events: 10, Inferred: 4, Tracked: 6} },
+		Tracker: func() track.Stats {
+			return track.Stats{Events: 10, Inferred: 4, Tracked: 6, UnknownStates: 2, FutureTimestamps: 1}
+		},
 		Callbacks: func() []notifier.CallbackStatus {
 			return []notifier.CallbackStatus{{Name: "ops", Pending: 3, OldestPendingAge: 90 * time.Second, Breaker: notifier.BreakerOpen}}
 		},
@@ -286,6 +288,8 @@ func TestScrape(t *testing.T) {
 		`mistral_tap_tracker_events_total{inferred="false"} 6`,
 		`mistral_tap_tracker_events_total{inferred="true"} 4`,
 		`mistral_tap_tracker_entities 6`,
+		`mistral_tap_tracker_observations_rejected_total{reason="unknown_state"} 2`,
+		`mistral_tap_tracker_observations_rejected_total{reason="future_timestamp"} 1`,
 		`mistral_tap_delivery_queue_pending{callback="ops"} 3`,
 		`mistral_tap_delivery_oldest_pending_age_seconds{callback="ops"} 90`,
 		`mistral_tap_delivery_breaker_open{callback="ops"} 1`,
