@@ -14,7 +14,7 @@ import (
 // clock (base + 1h in newTracker).
 const far = 366 * 24 * 3600
 
-func newLoggedTracker(t *testing.T, s *sink, log *bytes.Buffer, states ...EntityState) *Tracker {
+func newLoggedTracker(t *testing.T, s *sink, log *bytes.Buffer, states ...event.EntityState) *Tracker {
 	t.Helper()
 	tr, err := New(Options{Sink: s, States: states, Horizon: base.Add(-time.Minute),
 		Now: func() time.Time { return base.Add(time.Hour) }, Logger: slog.New(slog.NewTextHandler(log, nil))})
