@@ -100,6 +100,9 @@ type Stats struct {
 	Refused uint64
 	// UpstreamErrors counts round trips that failed (answered 502).
 	UpstreamErrors uint64
+	// UpstreamCut counts responses whose upstream body failed before its
+	// end; the client's response was aborted, not completed.
+	UpstreamCut uint64
 	// Tapped counts bodies captured whole and parsed without error.
 	Tapped uint64
 	// Observations counts resources passed to the Observer.
@@ -124,7 +127,7 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, refused, upstreamErrors, tapped, observations,
+	requests, refused, upstreamErrors, upstreamCut, tapped, observations,
 	tooLarge, status, notJSON, incomplete, resources, parseErrors, unchanged atomic.Uint64
 }
 
@@ -220,6 +223,7 @@ func (p *Proxy) Stats() Stats {
 		Requests:          c.requests.Load(),
 		Refused:           c.refused.Load(),
 		UpstreamErrors:    c.upstreamErrors.Load(),
+		UpstreamCut:       c.upstreamCut.Load(),
 		Tapped:            c.tapped.Load(),
 		Observations:      c.observations.Load(),
 		SkippedTooLarge:   c.tooLarge.Load(),
@@ -271,6 +275,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	out.URL = u
 	p.toUpstream(w, out)
+	if err := x.body.upErr; err != nil {
+		p.abortCut(w, out, err)
+	}
+}
+
+// abortCut ends a response whose upstream body was cut short. What arrived
+// is flushed to the client, then the handler panics with
+// http.ErrAbortHandler, so the server closes the connection without ending
+// the response: the client sees the truncated body fail (a missing last
+// chunk, or fewer bytes than Content-Length) exactly as it would from
+// Mistral directly, never a shorter body that looks complete.
+func (p *Proxy) abortCut(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() == nil {
+		p.c.upstreamCut.Add(1)
+		p.log.Warn("upstream cut the response body short; aborting the response", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	_ = http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
 }
 
 // relative turns an absolute-form request target (a client using the
@@ -411,10 +433,12 @@ func (p *Proxy) tap(x *exchange, req *http.Request, resp *http.Response) {
 			capture = true
 		}
 	}
-	stream := resp.ContentLength < 0 && !bodyless
-	if !capture && !stream {
-		return // leave the body alone: nothing to do
+	if bodyless {
+		// Nothing can be cut short, and a 101's body is the upgraded
+		// connection, which goproxy needs unwrapped.
+		return
 	}
+	stream := resp.ContentLength < 0
 	b := &x.body
 	*b = tapBody{rc: resp.Body, capture: capture, max: p.maxTap}
 	if stream {
