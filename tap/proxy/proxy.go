@@ -96,7 +96,8 @@ type Stats struct {
 	// Requests is every request received, refused ones included.
 	Requests uint64
 	// Refused counts CONNECT and absolute-URL requests for foreign hosts,
-	// and request targets that are not a path.
+	// request targets that are not a path, and paths whose ".." segments
+	// climb above the API root.
 	Refused uint64
 	// UpstreamErrors counts round trips that failed (answered 502).
 	UpstreamErrors uint64
@@ -268,6 +269,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(u.Path, "/") {
 		p.c.refused.Add(1)
 		p.writeFault(w, http.StatusBadRequest, "Client", "request target must be a path")
+		return
+	}
+	if climbsAboveRoot(u) {
+		p.c.refused.Add(1)
+		p.log.Debug("refused a request path that climbs above the API root", "method", r.Method)
+		p.writeFault(w, http.StatusBadRequest, "Client", "request path climbs above the API root with '..' segments")
 		return
 	}
 	x := &exchange{received: received, route: classify(p.prefix, r.Method, u.Path), w: w}
