@@ -58,6 +58,12 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is the upstream connection pool size.
 	// Default 64.
 	MaxIdleConnsPerHost int `koanf:"max_idle_conns_per_host" yaml:"max_idle_conns_per_host"`
+	// MaxConnections caps the client connections open at once; one more
+	// waits in the listen backlog until another closes. Default 1024.
+	MaxConnections int `koanf:"max_connections" yaml:"max_connections"`
+	// IdleTimeout closes a client's keep-alive connection idle this long.
+	// Default 2m.
+	IdleTimeout time.Duration `koanf:"idle_timeout" yaml:"idle_timeout"`
 }
 
 // Watch configures the watcher, which polls the API so that events fire
@@ -270,6 +276,8 @@ func Default() Config {
 			DialTimeout:           5 * time.Second,
 			ResponseHeaderTimeout: 120 * time.Second,
 			MaxIdleConnsPerHost:   64,
+			MaxConnections:        1024,
+			IdleTimeout:           2 * time.Minute,
 		},
 		Watch:   Watch{Interval: time.Second, PageSize: 500},
 		Tracker: Tracker{Retention: time.Hour},

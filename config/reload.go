@@ -299,6 +299,8 @@ func RestartRequired(old, new *Config) []string {
 	diff("proxy.dial_timeout", old.Proxy.DialTimeout, new.Proxy.DialTimeout)
 	diff("proxy.response_header_timeout", old.Proxy.ResponseHeaderTimeout, new.Proxy.ResponseHeaderTimeout)
 	diff("proxy.max_idle_conns_per_host", old.Proxy.MaxIdleConnsPerHost, new.Proxy.MaxIdleConnsPerHost)
+	diff("proxy.max_connections", old.Proxy.MaxConnections, new.Proxy.MaxConnections)
+	diff("proxy.idle_timeout", old.Proxy.IdleTimeout, new.Proxy.IdleTimeout)
 	diff("log.format", old.Log.Format, new.Log.Format)
 	diff("tracker.retention", old.Tracker.Retention, new.Tracker.Retention)
 	// The watcher and the delivery client are built once at start.

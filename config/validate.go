@@ -46,6 +46,8 @@ func (c *Config) validate(p *problems) {
 	positive(p, "proxy.dial_timeout", c.Proxy.DialTimeout.String(), c.Proxy.DialTimeout > 0)
 	positive(p, "proxy.response_header_timeout", c.Proxy.ResponseHeaderTimeout.String(), c.Proxy.ResponseHeaderTimeout > 0)
 	atLeast(p, "proxy.max_idle_conns_per_host", "", "proxy.max_idle_conns_per_host", c.Proxy.MaxIdleConnsPerHost, 1)
+	atLeast(p, "proxy.max_connections", "", "proxy.max_connections", c.Proxy.MaxConnections, 1)
+	positive(p, "proxy.idle_timeout", c.Proxy.IdleTimeout.String(), c.Proxy.IdleTimeout > 0)
 
 	// watch
 	if c.Watch.Interval < 0 {

@@ -24,7 +24,18 @@
 // upstream read that could block, as httputil.ReverseProxy does for
 // ContentLength == -1, so a slow list streams.
 //
+// A body the upstream cuts short (a chunked body without its last chunk,
+// fewer bytes than its Content-Length) is cut short for the client too: the
+// proxy flushes what arrived and closes the connection without ending the
+// response, so the client fails as it would against Mistral directly.
+//
 // Safety: CONNECT is refused (405) and so is an absolute-URL request for any
 // host other than the upstream (403): the sidecar is never an open proxy.
-// The upstream transport ignores HTTP_PROXY and verifies TLS.
+// A request path whose ".." segments climb above the API root (/../x,
+// /%2e%2e/x, /v2/../../x, also with %2F or double encoding) is refused with
+// 400 and a Mistral-style fault, since an upstream or ingress that resolves
+// dot segments would serve a path outside the upstream's base path. Other
+// paths, dot segments included, are forwarded as they are; those with a dot
+// segment are not tapped. The upstream transport ignores HTTP_PROXY and
+// verifies TLS.
 package proxy

@@ -45,6 +45,15 @@ func TestClassify(t *testing.T) {
 		{"/workflow", "GET", "/workflowx/v2/executions", route{}},
 		{"/workflow", "POST", "/workflow/v2/workbooks", route{workbooks: true}},
 		{"/a/b", "GET", "/a/b/v2/tasks/x", route{kind: task}},
+		// Which resource a dot segment names depends on the upstream.
+		{"", "GET", "/v2/executions/..", route{}},
+		{"", "GET", "/v2/executions/.", route{}},
+		{"", "GET", "/v2/executions/../executions", route{}},
+		{"", "GET", "/v2/./executions", route{}},
+		{"", "POST", "/v2/executions/../workbooks", route{}},
+		{"/workflow", "GET", "/workflow/v2/../v2/tasks", route{}},
+		{"", "GET", "/v2/executions/..abc", route{kind: ex}},
+		{"", "GET", "/v2/executions/abc.", route{kind: ex}},
 	}
 	for _, tc := range cases {
 		if got := classify(tc.prefix, tc.method, tc.path); got != tc.want {

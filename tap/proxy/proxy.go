@@ -96,10 +96,14 @@ type Stats struct {
 	// Requests is every request received, refused ones included.
 	Requests uint64
 	// Refused counts CONNECT and absolute-URL requests for foreign hosts,
-	// and request targets that are not a path.
+	// request targets that are not a path, and paths whose ".." segments
+	// climb above the API root.
 	Refused uint64
 	// UpstreamErrors counts round trips that failed (answered 502).
 	UpstreamErrors uint64
+	// UpstreamCut counts responses whose upstream body failed before its
+	// end; the client's response was aborted, not completed.
+	UpstreamCut uint64
 	// Tapped counts bodies captured whole and parsed without error.
 	Tapped uint64
 	// Observations counts resources passed to the Observer.
@@ -124,7 +128,7 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, refused, upstreamErrors, tapped, observations,
+	requests, refused, upstreamErrors, upstreamCut, tapped, observations,
 	tooLarge, status, notJSON, incomplete, resources, parseErrors, unchanged atomic.Uint64
 }
 
@@ -220,6 +224,7 @@ func (p *Proxy) Stats() Stats {
 		Requests:          c.requests.Load(),
 		Refused:           c.refused.Load(),
 		UpstreamErrors:    c.upstreamErrors.Load(),
+		UpstreamCut:       c.upstreamCut.Load(),
 		Tapped:            c.tapped.Load(),
 		Observations:      c.observations.Load(),
 		SkippedTooLarge:   c.tooLarge.Load(),
@@ -266,11 +271,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.writeFault(w, http.StatusBadRequest, "Client", "request target must be a path")
 		return
 	}
+	if climbsAboveRoot(u) {
+		p.c.refused.Add(1)
+		p.log.Debug("refused a request path that climbs above the API root", "method", r.Method)
+		p.writeFault(w, http.StatusBadRequest, "Client", "request path climbs above the API root with '..' segments")
+		return
+	}
 	x := &exchange{received: received, route: classify(p.prefix, r.Method, u.Path), w: w}
 	// WithContext is a shallow copy: the server's request is not mutated.
 	out := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	out.URL = u
 	p.toUpstream(w, out)
+	if err := x.body.upErr; err != nil {
+		p.abortCut(w, out, err)
+	}
+}
+
+// abortCut ends a response whose upstream body was cut short. What arrived
+// is flushed to the client, then the handler panics with
+// http.ErrAbortHandler, so the server closes the connection without ending
+// the response: the client sees the truncated body fail (a missing last
+// chunk, or fewer bytes than Content-Length) exactly as it would from
+// Mistral directly, never a shorter body that looks complete.
+func (p *Proxy) abortCut(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() == nil {
+		p.c.upstreamCut.Add(1)
+		p.log.Warn("upstream cut the response body short; aborting the response", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	_ = http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
 }
 
 // relative turns an absolute-form request target (a client using the
@@ -411,10 +440,12 @@ func (p *Proxy) tap(x *exchange, req *http.Request, resp *http.Response) {
 			capture = true
 		}
 	}
-	stream := resp.ContentLength < 0 && !bodyless
-	if !capture && !stream {
-		return // leave the body alone: nothing to do
+	if bodyless {
+		// Nothing can be cut short, and a 101's body is the upgraded
+		// connection, which goproxy needs unwrapped.
+		return
 	}
+	stream := resp.ContentLength < 0
 	b := &x.body
 	*b = tapBody{rc: resp.Body, capture: capture, max: p.maxTap}
 	if stream {

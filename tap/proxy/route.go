@@ -48,6 +48,9 @@ func classify(prefix, method, path string) route {
 		}
 		path = rest
 	}
+	if hasDotSegment(path) {
+		return route{}
+	}
 	// Pecan accepts a trailing slash; so do we.
 	path = strings.TrimSuffix(path, "/")
 	rest, ok := strings.CutPrefix(path, "/v2/")

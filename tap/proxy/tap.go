@@ -11,9 +11,13 @@ import (
 // io.EOF: the client went away or goproxy stopped copying.
 var errClosedEarly = errors.New("body closed before EOF")
 
-// tapBody wraps an upstream response body while goproxy copies it to the
-// client. It does two independent jobs:
+// tapBody wraps every upstream response body that may have bytes while
+// goproxy copies it to the client. It has three independent jobs:
 //
+//   - always, it records the error that cut the upstream body short, so
+//     that ServeHTTP aborts the client's response: goproxy only logs a
+//     failed copy, and the server would then end the response as if it
+//     were complete (a terminating chunk after a cut chunked body);
 //   - with capture set, it keeps a copy of at most max bytes and, once, at
 //     io.EOF or Close, hands it to p.tapped together with the way the body
 //     ended (io.EOF means complete);
@@ -21,7 +25,7 @@ var errClosedEarly = errors.New("body closed before EOF")
 //     has been written before every read that may block on the upstream, so
 //     that a slow list streams instead of waiting in the server's buffers.
 //
-// goproxy's io.Copy uses WriteTo, which does both without a second copy
+// goproxy's io.Copy uses WriteTo, which does all three without a second copy
 // of the bytes; Read does the same for any other reader of the body.
 //
 // It is installed at the transport, not in an OnResponse hook: goproxy
@@ -31,6 +35,9 @@ type tapBody struct {
 	rc    io.ReadCloser
 	flush func()
 	dirty bool // bytes were handed out since the last flush
+	// upErr is the error that ended reading the upstream body, io.EOF
+	// aside: the body was cut short.
+	upErr error
 
 	capture   bool
 	max       int64
@@ -66,7 +73,7 @@ func (b *tapBody) Read(p []byte) (int, error) {
 		}
 	}
 	if err != nil {
-		b.finish(err)
+		b.ended(err)
 	}
 	return n, err
 }
@@ -76,6 +83,14 @@ func (b *tapBody) Close() error {
 	err := b.rc.Close()
 	b.finish(errClosedEarly)
 	return err
+}
+
+// ended records how reading the upstream body ended, then finishes.
+func (b *tapBody) ended(err error) {
+	if err != io.EOF {
+		b.upErr = err
+	}
+	b.finish(err)
 }
 
 func (b *tapBody) finish(err error) {
@@ -162,7 +177,7 @@ func (b *tapBody) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		if rerr != nil {
-			b.finish(rerr)
+			b.ended(rerr)
 			if rerr == io.EOF {
 				return written, nil
 			}

@@ -267,7 +267,9 @@ func listenOptional(what, addr string) (net.Listener, error) {
 }
 
 func (a *app) serveProxy(ctx context.Context) error {
-	return proxy.ServeListener(ctx, a.ln, a.proxyHandler, a.log.With("component", "proxy"))
+	return proxy.ServeWith(ctx, a.ln, a.proxyHandler, proxy.ServeOptions{
+		MaxConnections: a.cfg.Proxy.MaxConnections, IdleTimeout: a.cfg.Proxy.IdleTimeout, Logger: a.log.With("component", "proxy"),
+	})
 }
 
 func (a *app) logRunning() {

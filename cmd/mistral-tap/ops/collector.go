@@ -19,8 +19,9 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descTapRequests = desc("tap_requests_total", "Requests the proxy received, refused ones included.")
-	descTapRefused  = desc("tap_refused_total", "Requests refused: CONNECT, absolute URLs for foreign hosts, targets that are not a path.")
+	descTapRefused  = desc("tap_refused_total", "Requests refused: CONNECT, absolute URLs for foreign hosts, targets that are not a path, paths whose '..' climbs above the API root.")
 	descTapUpErrors = desc("tap_upstream_errors_total", "Round trips to Mistral that failed (answered 502).")
+	descTapUpCut    = desc("tap_upstream_cut_total", "Responses whose body Mistral cut short; the client's response was aborted too.")
 	descTapParsed   = desc("tap_bodies_parsed_total", "Tapped response bodies captured whole and parsed.")
 	descTapSkipped  = desc("tap_bodies_skipped_total", "Tap-route response bodies not parsed, by reason (too_large, status, not_json, incomplete, parse_error).", "reason")
 	descTapSkipRes  = desc("tap_resources_skipped_total", "Resources in tapped bodies without id or state, or with fields of the wrong type.")
@@ -52,7 +53,7 @@ var (
 // Describe sends every descriptor.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descTapRequests, descTapRefused, descTapUpErrors, descTapParsed, descTapSkipped, descTapSkipRes, descTapObs,
+		descTapRequests, descTapRefused, descTapUpErrors, descTapUpCut, descTapParsed, descTapSkipped, descTapSkipRes, descTapObs,
 		descWatchPolls, descWatchErrors, descWatchRequests, descWatchResources, descWatchLag, descEngineContact,
 		descTrackObs, descTrackStale, descTrackHistory, descTrackEvents, descTrackTracked, descTrackSinkErrs, descTrackRejected,
 		descQueuePending, descQueueInFlight, descQueueOldest, descBreakerOpen, descConsecFail, descDisabled,
@@ -74,6 +75,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTapRequests, s.Requests)
 		counter(descTapRefused, s.Refused)
 		counter(descTapUpErrors, s.UpstreamErrors)
+		counter(descTapUpCut, s.UpstreamCut)
 		counter(descTapParsed, s.Tapped)
 		counter(descTapSkipped, s.SkippedTooLarge, "too_large")
 		counter(descTapSkipped, s.SkippedStatus, "status")
