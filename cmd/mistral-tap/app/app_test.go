@@ -167,10 +167,20 @@ func truth(e *fakemistral.Engine, roots map[string]bool) []pair {
 	return out
 }
 
-// delivered parses Mistral-format bodies into pairs, in arrival order.
+// delivered parses Mistral-format bodies into pairs, in arrival order. A
+// repeated webhook-id is the same delivery sent again (at least once: an
+// attempt whose answer came after its timeout is retried), which a
+// receiver de-duplicates; it counts once.
 func delivered(t *testing.T, reqs []receiver.Request) []pair {
 	var out []pair
+	seen := map[string]bool{}
 	for _, r := range reqs {
+		if id := r.Header.Get("Webhook-Id"); id != "" {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+		}
 		var b struct {
 			Event string `json:"event"`
 			ID    string `json:"id"`
