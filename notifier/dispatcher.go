@@ -19,6 +19,7 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,8 +50,12 @@ type Sender interface {
 // Message is a rendered notification.
 type Message struct {
 	Method string
+	// URL, when not "", replaces the callback's URL (a URL template).
+	URL    string
 	Header http.Header
 	Body   []byte
+	// Key is the routing key of a message transport.
+	Key string
 }
 
 // Formatter renders an event in a callback's payload format.
@@ -566,8 +571,9 @@ func request(rt Route, def config.Delivery, it *item, msg Message) send.Request 
 		retries = *cb.Retries
 	}
 	return send.Request{
-		Callback: cb.Name, Method: method, URL: cb.URL, Header: h, Body: msg.Body,
-		EventID: it.ev.ID, Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
+		Callback: cb.Name, Method: method, URL: cmp.Or(msg.URL, cb.URL), Header: h, Body: msg.Body,
+		EventID: it.ev.ID, RootID: it.root, Transport: cb.Type, Topic: msg.Key,
+		Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
 		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
 	}
 }

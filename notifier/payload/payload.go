@@ -293,15 +293,27 @@ func (f *Formatter) trial() error {
 			return err
 		}
 	}
-	for _, ev := range samples {
-		if f.url != nil {
-			if _, err := renderURL(f.url, newTemplateData(ev)); err != nil && !kindOnly(err) {
-				return fmt.Errorf("payload: url: fails on a sample %s event: %w", ev.Kind(), err)
+	// URLs and routing keys: the same rule as templates above.
+	for _, c := range []struct {
+		field  string
+		on     bool
+		render func(*TemplateData) (string, error)
+	}{
+		{"url", f.url != nil, func(d *TemplateData) (string, error) { return renderURL(f.url, d) }},
+		{"routing_key", f.keyT != nil, f.routingKey},
+	} {
+		if !c.on {
+			continue
+		}
+		var errs []error
+		for _, ev := range samples {
+			if _, err := c.render(newTemplateData(ev)); err != nil {
+				errs = append(errs, fmt.Errorf("on a sample %s event: %w", ev.Kind(), err))
 			}
 		}
-		if f.keyT != nil {
-			if _, err := f.routingKey(newTemplateData(ev)); err != nil && !kindOnly(err) {
-				return fmt.Errorf("payload: routing_key: fails on a sample %s event: %w", ev.Kind(), err)
+		for _, err := range errs {
+			if len(errs) == len(samples) || !kindOnly(err) {
+				return fmt.Errorf("payload: %s: fails %w", c.field, err)
 			}
 		}
 	}
