@@ -183,8 +183,10 @@ func (a *AMQP) validate(p *problems, base, label string) {
 	}
 }
 
-// templateURL is cb's URL when it is a template (checked by payload, which
-// renders it against sample events), "" otherwise (checked here).
+// URLTemplate is cb's URL when it is a template, rendered per event (and
+// checked by payload against sample events), "" otherwise.
+func (cb *Callback) URLTemplate() string { return templateURL(cb) }
+
 func templateURL(cb *Callback) string {
 	if cb.Type == TypeHTTP || cb.Type == "" {
 		if strings.Contains(cb.URL, "{{") {

@@ -240,7 +240,7 @@ func checkPayload(p *problems, cb *Callback, base, label string, before int) {
 	_, err := payload.New(payload.Spec{
 		Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
 		CloudEventsMode: cb.CloudEvents.Mode, Source: cb.CloudEvents.Source,
-		URL: templateURL(cb), RoutingKey: cb.AMQP.RoutingKey,
+		URL: templateURL(cb), RoutingKey: cb.AMQPSettings().RoutingKey,
 	})
 	if err == nil {
 		return

@@ -272,7 +272,13 @@ func (l *link) publish(ctx context.Context, r send.Request) send.Result {
 		return retry("cancelled while waiting for the broker's confirm: %w", ctx.Err())
 	case err != nil:
 		return retry("no confirm from the broker within %s (confirm_timeout)", l.ep.ConfirmTimeout)
-	case !acked && !s.alive():
+	case !acked && s.ch.IsClosed():
+		// The library fails pending confirms when the channel closes,
+		// possibly before listen has the broker's reason.
+		select {
+		case <-s.dead:
+		case <-time.After(time.Second):
+		}
 		return retry("publishing to exchange %q: %w", l.ep.Exchange, s.deathErr())
 	case !acked:
 		return retry("the broker nacked the message (exchange %q, routing key %q)", l.ep.Exchange, r.Topic)

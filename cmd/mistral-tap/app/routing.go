@@ -23,6 +23,7 @@ func Routing(cfg *config.Config, wb matcher.WorkbookIndex) (*notifier.Routing, e
 		f, err := payload.New(payload.Spec{
 			Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
 			CloudEventsMode: cb.CloudEvents.Mode, Source: ceSource(cfg, cb),
+			URL: cb.URLTemplate(), RoutingKey: routingKey(&cb),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: callback %q: %w", cb.Name, err)
@@ -56,7 +57,7 @@ type formatter struct{ f *payload.Formatter }
 
 func (f formatter) Format(ev *event.Event) (notifier.Message, error) {
 	m, err := f.f.Format(ev)
-	return notifier.Message{Method: m.Method, Header: m.Header, Body: m.Body}, err
+	return notifier.Message{Method: m.Method, URL: m.URL, Header: m.Header, Body: m.Body, Key: m.Key}, err
 }
 
 // apply swaps in a reloaded configuration: callbacks, delivery settings
