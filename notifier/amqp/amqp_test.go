@@ -180,14 +180,18 @@ func TestBrokerDown(t *testing.T) {
 		t.Fatalf("down at start: %v %v", res.Outcome, res.Err)
 	}
 	px.restore()
-	eventually(t, func() bool { return p.Send(context.Background(), request("cb", "evt_1", "k")).Outcome == send.Delivered })
+	eventually(t, func() bool {
+		return p.Send(context.Background(), request("cb", "evt_1", "k")).Outcome == send.Delivered
+	})
 	px.cut()
 	res = p.Send(context.Background(), request("cb", "evt_2", "k"))
 	if res.Outcome != send.Retryable {
 		t.Fatalf("cut mid-run: %v %v", res.Outcome, res.Err)
 	}
 	px.restore()
-	eventually(t, func() bool { return p.Send(context.Background(), request("cb", "evt_2", "k")).Outcome == send.Delivered })
+	eventually(t, func() bool {
+		return p.Send(context.Background(), request("cb", "evt_2", "k")).Outcome == send.Delivered
+	})
 	got := a.drain(q)
 	if got["evt_1"] != 1 || got["evt_2"] != 1 {
 		t.Errorf("messages %v", got)
