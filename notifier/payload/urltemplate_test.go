@@ -92,3 +92,31 @@ func TestRoutingKey(t *testing.T) {
 		t.Error("256-byte key accepted")
 	}
 }
+
+// FuzzURLTemplate: any URL template either fails New with a url error or
+// renders, for every sample, an absolute http(s) URL or a url error; never
+// a panic.
+func FuzzURLTemplate(f *testing.F) {
+	for _, s := range []string{`http://h/{{ .Event.ID }}`, `http://h/x?a={{ .Payload.id }}#{{ .Event.Type }}`,
+		`http://{{ "h" }}:80/`, `{{ if .Event.Task }}http://a/{{ end }}`, `http://h/{{ range .Payload }}{{ . }}{{ end }}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fm, err := New(Spec{URL: "http://h/" + s})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "payload: url: ") && !strings.HasPrefix(err.Error(), "payload: ") {
+				t.Fatalf("error %q", err)
+			}
+			return
+		}
+		for _, ev := range Samples() {
+			m, err := fm.Format(ev)
+			if err != nil {
+				continue
+			}
+			if m.URL != "" && !strings.HasPrefix(m.URL, "http://") && !strings.HasPrefix(m.URL, "https://") {
+				t.Fatalf("rendered %q", m.URL)
+			}
+		}
+	})
+}
