@@ -49,7 +49,7 @@ func TestURLTemplateThroughOutbox(t *testing.T) {
 	defer st.Close()
 	d, err := notifier.New(notifier.Options{Store: st, Sender: notifier.Transports{config.TypeHTTP: c}, Routing: &notifier.Routing{
 		Matcher: matchAll{cb.Name}, Delivery: config.Default().Delivery,
-		Routes:  map[string]notifier.Route{cb.Name: {Callback: cb, Format: formatter{f}}}}})
+		Routes: map[string]notifier.Route{cb.Name: {Callback: cb, Format: formatter{f}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
