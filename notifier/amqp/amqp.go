@@ -155,7 +155,7 @@ func (p *Publisher) Configure(eps map[string]Endpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for name, l := range p.links {
-		if ep, ok := eps[name]; ok && ep == l.ep {
+		if ep, ok := eps[name]; ok && ep == l.cfg {
 			continue
 		}
 		l.close()

@@ -258,3 +258,28 @@ func eventually(t *testing.T, f func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestConfigure: a reload keeps the connection of an unchanged endpoint
+// and closes those of changed or removed ones.
+func TestConfigure(t *testing.T) {
+	p := New(Options{})
+	ep := Endpoint{URL: "amqp://u:p@broker.invalid:5672/", Exchange: "x"}
+	p.Configure(map[string]Endpoint{"a": ep, "b": ep})
+	a, b := p.links["a"], p.links["b"]
+	ep2 := ep
+	ep2.Exchange = "y"
+	p.Configure(map[string]Endpoint{"a": ep, "b": ep2})
+	if p.links["a"] != a || a.closed {
+		t.Error("unchanged endpoint lost its link")
+	}
+	if p.links["b"] == b || !b.closed {
+		t.Error("changed endpoint kept its old link")
+	}
+	p.Configure(nil)
+	if len(p.links) != 0 || !a.closed {
+		t.Error("removed endpoints not closed")
+	}
+	if res := p.Send(context.Background(), request("a", "evt_1", "k")); res.Outcome != send.Permanent {
+		t.Errorf("send to a removed endpoint: %v", res.Outcome)
+	}
+}

@@ -19,7 +19,8 @@ import (
 type link struct {
 	p    *Publisher
 	name string
-	ep   Endpoint
+	cfg  Endpoint // as configured, to compare with a reload's
+	ep   Endpoint // with defaults applied
 	safe string // the URL, redacted
 
 	mu       sync.Mutex
@@ -32,6 +33,7 @@ type link struct {
 }
 
 func newLink(p *Publisher, name string, ep Endpoint) *link {
+	cfg := ep
 	if ep.ExchangeType == "" {
 		ep.ExchangeType = DefaultExchangeType
 	}
@@ -41,7 +43,7 @@ func newLink(p *Publisher, name string, ep Endpoint) *link {
 	if ep.Heartbeat <= 0 {
 		ep.Heartbeat = DefaultHeartbeat
 	}
-	return &link{p: p, name: name, ep: ep, safe: send.RedactURL(ep.URL)}
+	return &link{p: p, name: name, cfg: cfg, ep: ep, safe: send.RedactURL(ep.URL)}
 }
 
 // session is one channel in confirm mode and its return listener.
