@@ -21,7 +21,7 @@ type link struct {
 	name string
 	cfg  Endpoint // as configured, to compare with a reload's
 	ep   Endpoint // with defaults applied
-	safe string // the URL, redacted
+	safe string   // the URL, redacted
 
 	mu       sync.Mutex
 	conn     *amqp.Connection
