@@ -15,12 +15,14 @@
 //     that is not configured here or a broken endpoint (bad URL, unreadable
 //     CA file) is Permanent.
 //   - One connection and one channel in confirm mode per callback, opened
-//     on the first Send. When the broker closes either (NotifyClose), the
-//     next Send opens them again (a new channel on a surviving connection,
-//     otherwise a new connection) and puts the channel back in confirm
-//     mode. Failed dials back off exponentially (Options.DialBackoffMin to
-//     DialBackoffMax): meanwhile Sends fail fast, with the last dial error,
-//     rather than hammering a broker that refuses the credentials.
+//     on the first Send. When the broker closes either (NotifyClose, a
+//     lost connection included), they are opened again in the background,
+//     and by the next Send if it comes first: a new channel on a surviving
+//     connection, otherwise a new connection, back in confirm mode, the
+//     exchange declared again. Failed dials back off exponentially
+//     (Options.DialBackoffMin to DialBackoffMax): meanwhile Sends fail
+//     fast, with the last dial error, rather than hammering a broker that
+//     refuses the credentials.
 //   - Several Sends of one callback share the channel and are in flight at
 //     once (the lane's concurrency), so the broker confirms them in batches
 //     (multiple acks).

@@ -23,6 +23,9 @@ type link struct {
 	ep   Endpoint // with defaults applied
 	safe string   // the URL, redacted
 
+	// stop is closed by close: it ends a background reconnection.
+	stop chan struct{}
+
 	mu       sync.Mutex
 	conn     *amqp.Connection
 	sess     *session
@@ -43,7 +46,7 @@ func newLink(p *Publisher, name string, ep Endpoint) *link {
 	if ep.Heartbeat <= 0 {
 		ep.Heartbeat = DefaultHeartbeat
 	}
-	return &link{p: p, name: name, cfg: cfg, ep: ep, safe: send.RedactURL(ep.URL)}
+	return &link{p: p, name: name, cfg: cfg, ep: ep, safe: send.RedactURL(ep.URL), stop: make(chan struct{})}
 }
 
 // session is one channel in confirm mode and its return listener.
@@ -65,6 +68,9 @@ type session struct {
 func (l *link) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.closed {
+		close(l.stop)
+	}
 	l.closed = true
 	if l.conn != nil {
 		_ = l.conn.Close()
@@ -207,14 +213,41 @@ func (s *session) listen(returns <-chan amqp.Return, chClosed, connClosed <-chan
 
 func (s *session) die(e *amqp.Error, ok bool, what string, l *link) {
 	err := fmt.Errorf("%s closed", what)
-	if ok && e != nil {
+	byBroker := ok && e != nil
+	if byBroker {
 		err = fmt.Errorf("%s closed by the broker: %w", what, e)
-		l.p.log.Warn("amqp "+what+" closed; reopened on the next delivery", "callback", l.name, "url", l.safe, "err", e)
+		l.p.log.Warn("amqp "+what+" closed; reopening", "callback", l.name, "url", l.safe, "err", e)
 	}
 	s.mu.Lock()
 	s.err = err
 	s.mu.Unlock()
 	close(s.dead)
+	if byBroker {
+		go l.reconnect()
+	}
+}
+
+// reconnect re-opens the channel (and the connection) in the background
+// after the broker closed it, with the dial back-off, so that the next
+// delivery finds it ready; it gives up when the link is closed or a Send
+// got there first.
+func (l *link) reconnect() {
+	for {
+		_, err := l.session()
+		if err == nil {
+			return
+		}
+		l.mu.Lock()
+		wait := time.Until(l.nextDial)
+		l.mu.Unlock()
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (s *session) alive() bool {
