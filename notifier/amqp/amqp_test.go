@@ -283,3 +283,28 @@ func TestConfigure(t *testing.T) {
 		t.Errorf("send to a removed endpoint: %v", res.Outcome)
 	}
 }
+
+// TestReconnectsInBackground: after the broker drops the connection, the
+// link is re-opened without waiting for a delivery.
+func TestReconnectsInBackground(t *testing.T) {
+	raw := brokerURL(t)
+	a := newAdmin(t, raw)
+	ex := unique("reconnect")
+	a.exchangeWithQueue(ex)
+	px := newProxy(t, target(raw))
+	p := newPublisher(t, map[string]Endpoint{"cb": {URL: px.url(raw), Exchange: ex, Mandatory: true}})
+	sendOK(t, p, request("cb", "evt_1", "k"))
+	px.cut()
+	px.restore()
+	l := p.links["cb"]
+	eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return px.dials.Load() >= 2 && l.sess != nil && l.sess.alive()
+	})
+	before := px.dials.Load()
+	sendOK(t, p, request("cb", "evt_2", "k"))
+	if n := px.dials.Load(); n != before {
+		t.Errorf("the Send dialled (%d → %d); want the link re-opened already", before, n)
+	}
+}
