@@ -185,7 +185,7 @@ type Callback struct {
 	// Task is a glob on the task name; applies to TASK events only:
 	// execution events are not filtered by it. Default "" (any).
 	Task string `koanf:"task" yaml:"task"`
-	// Type is the transport: "http" or "amqp" (see AMQP). Default "http".
+	// Type is the transport: "http" or "amqp" (see AMQP). Default "" (http).
 	Type string `koanf:"type" yaml:"type"`
 	// URL receives the notifications; ${NAME} is expanded from the
 	// environment at load time. It may be a template over the same data as
