@@ -146,18 +146,25 @@ func TestOutboxThroughOutages(t *testing.T) {
 		t.Fatalf("%d delivered while the broker was down", n)
 	}
 	px.restore()
-	second := events("b", 10, 20)
-	for i := range second {
-		if err := o.d.Accept(context.Background(), second[i:i+1], nil); err != nil {
-			t.Fatal(err)
-		}
-		if i == 50 {
-			px.cut()
-		}
-		if i == 120 {
-			px.restore()
-		}
+	o.waitDelivered(len(first))
+	// Mid-run: cut the broker while the second burst is being delivered.
+	second := events("b", 10, 50)
+	if err := o.d.Accept(context.Background(), second, nil); err != nil {
+		t.Fatal(err)
 	}
+	o.waitDelivered(len(first) + 20)
+	px.cut()
+	deadline = time.Now().Add(10 * time.Second)
+	for st := o.d.Status(); st[0].ConsecutiveFailures < 2; st = o.d.Status() {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed attempts after the cut")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := o.count(store.Delivered); n >= len(first)+len(second) {
+		t.Fatalf("everything delivered before the cut (%d); the test proves nothing", n)
+	}
+	px.restore()
 	o.waitDelivered(len(first) + len(second))
 	if n := o.count(store.Dead); n != 0 {
 		t.Errorf("%d dead letters", n)
