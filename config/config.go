@@ -191,9 +191,15 @@ type Callback struct {
 	// Task is a glob on the task name; applies to TASK events only:
 	// execution events are not filtered by it. Default "" (any).
 	Task string `koanf:"task" yaml:"task"`
+	// Type is the transport: "http" or "amqp" (see AMQP). Default "" (http).
+	Type string `koanf:"type" yaml:"type"`
 	// URL receives the notifications; ${NAME} is expanded from the
-	// environment at load time. Required.
+	// environment at load time. It may be a template over the same data as
+	// Template bodies (values escaped for their place in the URL). Required
+	// with type http; refused with type amqp.
 	URL string `koanf:"url" yaml:"url"`
+	// AMQP is where a type amqp callback publishes; refused with type http.
+	AMQP AMQP `koanf:"amqp" yaml:"amqp"`
 	// Method is the HTTP method. Default "POST".
 	Method string `koanf:"method" yaml:"method"`
 	// Headers are added to every request; ${NAME} is expanded from the
@@ -201,7 +207,8 @@ type Callback struct {
 	Headers map[string]string `koanf:"headers" yaml:"headers"`
 	// Format is the payload format: "mistral" (exactly Mistral's own
 	// notifier body), "envelope" (our JSON envelope), "cloudevents" or
-	// "template". Default "mistral".
+	// "template" or "oslo" (an OpenStack notification, type amqp only).
+	// Default "mistral".
 	Format string `koanf:"format" yaml:"format"`
 	// Timeout overrides Delivery.Timeout for this callback. Default 0
 	// (inherit); Load replaces 0 with Delivery.Timeout.

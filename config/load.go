@@ -343,6 +343,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 		label := CallbackLabel(cb, i)
 		base := "callbacks." + strconv.Itoa(i) + "."
 		exp(base+"url", label, "url", "", &cb.URL)
+		exp(base+"amqp.url", label, "amqp.url", "", &cb.AMQP.URL)
 		expMap(base+"headers", label, "headers", cb.Headers)
 		exp(base+"secret", label, "secret", "", &cb.Secret)
 		for j := range cb.Secrets {

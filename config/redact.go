@@ -56,6 +56,7 @@ func (c *Config) Redacted() Config {
 	for i, cb := range c.Callbacks {
 		cb.Events = slices.Clone(cb.Events)
 		cb.URL = RedactURL(cb.URL)
+		cb.AMQP.URL = RedactURL(cb.AMQP.URL)
 		cb.Headers = redactMap(cb.Headers)
 		if cb.Secret != "" {
 			cb.Secret = redacted

@@ -17,7 +17,7 @@ import (
 )
 
 // Formats are the accepted callback payload formats.
-var Formats = []string{"mistral", "envelope", "cloudevents", "template"}
+var Formats = []string{"mistral", "envelope", "cloudevents", "template", "oslo"}
 
 // Validate checks the whole configuration and returns every problem at once
 // as errors.Join of *FieldError (see Problems). It expects callback defaults
@@ -172,7 +172,7 @@ func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 		}
 	}
 
-	checkCallbackURL(p, base+"url", label, cb.URL)
+	cb.validateTransport(p, base, label)
 	if !isToken(cb.Method) {
 		add("method", cb.Method, fmt.Sprintf("%q is not an HTTP method token", cb.Method))
 	}
@@ -242,13 +242,17 @@ func checkPayload(p *problems, cb *Callback, base, label string, before int) {
 	_, err := payload.New(payload.Spec{
 		Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
 		CloudEventsMode: cb.CloudEvents.Mode, Source: cb.CloudEvents.Source,
+		URL: templateURL(cb), RoutingKey: cb.AMQPSettings().RoutingKey,
 	})
 	if err == nil {
 		return
 	}
 	msg := strings.TrimPrefix(err.Error(), "payload: ")
 	field, rest, ok := strings.Cut(msg, ": ")
-	known := ok && (field == "format" || field == "method" || field == "template" ||
+	if field == "routing_key" {
+		field = "amqp.routing_key"
+	}
+	known := ok && (field == "format" || field == "method" || field == "template" || field == "url" || field == "amqp.routing_key" ||
 		field == "cloudevents.mode" || strings.HasPrefix(field, "headers."))
 	if !known {
 		field, rest = "", msg

@@ -27,6 +27,7 @@
 package notifier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -596,8 +597,9 @@ func request(rt Route, def config.Delivery, it *item, msg payload.Message) send.
 		retries = *cb.Retries
 	}
 	return send.Request{
-		Callback: cb.Name, Method: method, URL: cb.URL, Header: h, Body: msg.Body,
-		EventID: it.ev.ID, Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
+		Callback: cb.Name, Method: method, URL: cmp.Or(msg.URL, cb.URL), Header: h, Body: msg.Body,
+		EventID: it.ev.ID, RootID: it.root, Transport: cb.Type, Topic: msg.Key,
+		Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
 		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
 	}
 }

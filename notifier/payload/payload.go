@@ -1,5 +1,5 @@
 // Package payload renders an event into the HTTP request a callback
-// receives: method, headers and body, in one of four formats.
+// receives: method, URL, headers and body, in one of five formats.
 //
 //   - "mistral" (the default): exactly the body Mistral's own webhook
 //     notifier posts (mistral/notifiers/publishers/webhook.py does
@@ -12,9 +12,12 @@
 //   - "cloudevents": CloudEvents 1.0 over HTTP, structured (default) or
 //     binary mode, with the envelope as data (see CloudEventType).
 //   - "template": a text/template body (see TemplateData and FuncMap).
+//   - "oslo": an OpenStack notification for AMQP callbacks (see FormatOslo).
 //
 // In every format, header values may be templates ("{{ ... }}"), rendered
-// per event with the same data as a body template.
+// per event with the same data as a body template, and so may the URL (with
+// each value escaped for its place in the URL, see parseURLTemplate) and an
+// AMQP routing key.
 //
 // This package must not import config: config imports it to validate
 // callbacks at load time.
@@ -22,6 +25,7 @@ package payload
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,13 +80,29 @@ type Spec struct {
 	// Source is the CloudEvents source attribute, e.g.
 	// "mistral-tap://127.0.0.1:8989"; DefaultSource when "".
 	Source string
+	// URL is the callback's HTTP URL; when it contains "{{" it is a
+	// template rendered per event into Message.URL. Values are secrets:
+	// errors never quote the URL. Default "" (no URL: an AMQP callback).
+	URL string
+	// RoutingKey is an AMQP routing key, literal or a template (e.g.
+	// "mistral.{{ .Event.Type }}"), rendered per event into Message.Key.
+	// Default "".
+	RoutingKey string
+	// PublisherID is the oslo publisher_id (format "oslo").
+	// DefaultPublisherID when "".
+	PublisherID string
 }
 
-// Message is a rendered request, ready for notifier/send.
+// Message is a rendered notification, ready for a transport.
 type Message struct {
 	Method string
+	// URL is the rendered URL template, "" when Spec.URL is not a
+	// template (the callback's URL applies).
+	URL    string
 	Header http.Header
 	Body   []byte
+	// Key is the rendered Spec.RoutingKey ("" when none).
+	Key string
 }
 
 // Formatter renders events for one callback. It is safe for concurrent use.
@@ -94,6 +114,11 @@ type Formatter struct {
 	static  http.Header // format and literal user headers
 	dynamic []headerTemplate
 	body    *template.Template
+	url     *template.Template // nil: the URL is literal
+	key     string             // literal routing key, when keyT is nil
+	keyT    *template.Template
+	// publisher is the oslo publisher_id.
+	publisher string
 }
 
 type headerTemplate struct {
@@ -141,8 +166,12 @@ func New(s Spec) (*Formatter, error) {
 		}
 	case FormatTemplate:
 		f.static.Set("Content-Type", ContentTypeJSON)
+	case FormatOslo:
+		// oslo.messaging drops notifications of any other content type.
+		f.static.Set("Content-Type", ContentTypeJSON)
+		f.publisher = cmp.Or(s.PublisherID, DefaultPublisherID)
 	default:
-		return nil, fmt.Errorf("payload: format: %q is not one of mistral, envelope, cloudevents, template", s.Format)
+		return nil, fmt.Errorf("payload: format: %q is not one of mistral, envelope, cloudevents, template, oslo", s.Format)
 	}
 	if s.Format != FormatTemplate && s.Format != "" && s.Template != "" {
 		return nil, fmt.Errorf("payload: template: set, but format is %q (want format: template)", s.Format)
@@ -196,6 +225,23 @@ func New(s Spec) (*Formatter, error) {
 		}
 		f.body = t
 	}
+	if strings.Contains(s.URL, "{{") {
+		t, err := parseURLTemplate("url", s.URL)
+		if err != nil {
+			return nil, err
+		}
+		f.url = t
+	}
+	f.key = s.RoutingKey
+	if strings.Contains(s.RoutingKey, "{{") {
+		t, err := parse("routing_key", s.RoutingKey)
+		if err != nil {
+			return nil, err
+		}
+		f.keyT, f.key = t, ""
+	} else if err := checkKey(s.RoutingKey); err != nil {
+		return nil, fmt.Errorf("payload: routing_key: %w", err)
+	}
 	if err := f.trial(); err != nil {
 		return nil, err
 	}
@@ -237,10 +283,6 @@ func (f *Formatter) trial() error {
 		if len(errs) == 0 {
 			return nil
 		}
-		kindOnly := func(err error) bool {
-			m := err.Error()
-			return strings.Contains(m, "nil pointer evaluating") || strings.Contains(m, "map has no entry for key")
-		}
 		if len(errs) < len(samples) && kindOnly(errs[0]) {
 			return nil
 		}
@@ -249,6 +291,30 @@ func (f *Formatter) trial() error {
 	for _, h := range f.dynamic {
 		if err := check("headers."+h.name, h.tmpl, false); err != nil {
 			return err
+		}
+	}
+	// URLs and routing keys: the same rule as templates above.
+	for _, c := range []struct {
+		field  string
+		on     bool
+		render func(*TemplateData) (string, error)
+	}{
+		{"url", f.url != nil, func(d *TemplateData) (string, error) { return renderURL(f.url, d) }},
+		{"routing_key", f.keyT != nil, f.routingKey},
+	} {
+		if !c.on {
+			continue
+		}
+		var errs []error
+		for _, ev := range samples {
+			if _, err := c.render(newTemplateData(ev)); err != nil {
+				errs = append(errs, fmt.Errorf("on a sample %s event: %w", ev.Kind(), err))
+			}
+		}
+		for _, err := range errs {
+			if len(errs) == len(samples) || !kindOnly(err) {
+				return fmt.Errorf("payload: %s: fails %w", c.field, err)
+			}
 		}
 	}
 	if f.body != nil {
@@ -261,6 +327,37 @@ func (f *Formatter) trial() error {
 	return nil
 }
 
+// kindOnly reports a template error that comes from reaching into the
+// other kind's data (a callback may be for one kind only).
+func kindOnly(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "nil pointer evaluating") || strings.Contains(m, "map has no entry for key")
+}
+
+// checkKey checks a rendered routing key: AMQP short strings are at most
+// 255 bytes; control characters are refused.
+func checkKey(k string) error {
+	if len(k) > 255 {
+		return fmt.Errorf("%d bytes, longer than AMQP's 255", len(k))
+	}
+	if strings.IndexFunc(k, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return errors.New("contains a control character")
+	}
+	return nil
+}
+
+func (f *Formatter) routingKey(data *TemplateData) (string, error) {
+	if f.keyT == nil {
+		return f.key, nil
+	}
+	var b strings.Builder
+	if err := f.keyT.Execute(&b, data); err != nil {
+		return "", err
+	}
+	k := b.String()
+	return k, checkKey(k)
+}
+
 // Format renders ev. An error (a template that fails on this event, an event
 // with no entity) means the event cannot be delivered to this callback; it
 // is never retried. Errors never include header values.
@@ -270,9 +367,21 @@ func (f *Formatter) Format(ev *event.Event) (Message, error) {
 	}
 	m := Message{Method: f.method, Header: f.static.Clone()}
 	var data *TemplateData
-	if len(f.dynamic) > 0 || f.body != nil {
+	if len(f.dynamic) > 0 || f.body != nil || f.url != nil || f.keyT != nil {
 		data = newTemplateData(ev)
 	}
+	if f.url != nil {
+		u, err := renderURL(f.url, data)
+		if err != nil {
+			return Message{}, fmt.Errorf("payload: url: template failed for event %s: %w", ev.ID, err)
+		}
+		m.URL = u
+	}
+	k, err := f.routingKey(data)
+	if err != nil {
+		return Message{}, fmt.Errorf("payload: routing_key: template failed for event %s: %w", ev.ID, err)
+	}
+	m.Key = k
 	for _, h := range f.dynamic {
 		var b strings.Builder
 		if err := h.tmpl.Execute(&b, data); err != nil {
@@ -308,6 +417,8 @@ func (f *Formatter) Format(ev *event.Event) (Message, error) {
 			return Message{}, fmt.Errorf("payload: template failed for event %s: %w", ev.ID, err)
 		}
 		m.Body = b.Bytes()
+	case FormatOslo:
+		m.Body = f.osloBody(ev)
 	}
 	return m, nil
 }

@@ -85,6 +85,7 @@ func TestGolden(t *testing.T) {
 	specs := map[string]Spec{
 		"mistral":                {},
 		"envelope":               {Format: FormatEnvelope},
+		"oslo":                   {Format: FormatOslo},
 		"cloudevents_structured": {Format: FormatCloudEvents, Source: "mistral-tap://127.0.0.1:8989"},
 		"cloudevents_binary":     {Format: FormatCloudEvents, CloudEventsMode: ModeBinary, Source: "mistral-tap://127.0.0.1:8989"},
 		"template": {Format: FormatTemplate, Method: "put",

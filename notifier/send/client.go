@@ -165,16 +165,23 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Result{Outcome: Permanent, Err: fmt.Errorf("send: URL %s: want an absolute http or https URL", RedactURL(r.URL))}
 	}
+	body := r.Body
+	if noBody(method) {
+		body = nil
+	}
 	signer, err := sign.NewSigner(r.Secrets)
 	if err != nil {
 		return Result{Outcome: Permanent, Err: fmt.Errorf("send: %w", err)}
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.URL, r.Body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.URL, body)
 	if err != nil {
 		return Result{Outcome: Permanent, Err: fmt.Errorf("send: building %s request to %s: %w", method, RedactURL(r.URL), redactErr(err))}
 	}
 	for k, vs := range r.Header {
 		req.Header[k] = append([]string(nil), vs...)
+	}
+	if body == nil {
+		req.Header.Del("Content-Type")
 	}
 	req.Header.Set("User-Agent", c.ua)
 	if r.EventID != "" {
@@ -229,7 +236,7 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 			}
 			ts := c.now()
 			hr.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-			if sig := signer.Sign(r.EventID, ts, r.Body); sig != "" {
+			if sig := signer.Sign(r.EventID, ts, body); sig != "" {
 				hr.Header.Set("webhook-signature", sig)
 			}
 			// Guarded: the arguments would be boxed on every attempt even
@@ -285,6 +292,12 @@ func (c *Client) classifyResponse(res Result, resp *http.Response, method, redac
 	}
 	res.Err = &StatusError{Method: method, URL: redacted, Status: s, Attempts: res.Attempts, Excerpt: excerpt(buf[:n])}
 	return res
+}
+
+// noBody reports the methods whose requests carry no body: the facts go
+// into a templated URL instead (GET http://host/log?execution_id=...).
+func noBody(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodDelete
 }
 
 // StatusError is Result.Err for a non-2xx answer.

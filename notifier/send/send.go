@@ -12,12 +12,26 @@ import (
 // Request is one notification ready to send.
 type Request struct {
 	Callback string // callback name, for logs and metrics
-	Method   string
-	URL      string
-	Header   http.Header // format and user headers; send adds webhook-* headers
-	Body     []byte
-	// EventID is sent as webhook-id on every attempt.
+	// Method is the HTTP method; GET, HEAD and DELETE requests carry no
+	// body (nor Content-Type); the signature then covers an empty body.
+	Method string
+	// URL is the receiver, rendered from a URL template when the callback
+	// has one; the SSRF guard checks the address it resolves to when the
+	// connection is made.
+	URL    string
+	Header http.Header // format and user headers; send adds webhook-* headers
+	Body   []byte
+	// EventID is sent as webhook-id on every attempt (and is the AMQP
+	// message_id).
 	EventID string
+	// RootID is the event's root execution id (an AMQP header).
+	RootID string
+	// Transport is the callback's type: "http" (this package; "" too) or
+	// a message transport such as "amqp"; notifier.Transports routes on it.
+	Transport string
+	// Topic is the rendered routing key (AMQP) or subject of a message
+	// transport; unused by HTTP.
+	Topic string
 	// Secrets sign each attempt (Standard Webhooks v1); none means unsigned.
 	Secrets []string
 	// Timeout bounds one attempt.

@@ -238,6 +238,26 @@ type = local
 
 [oslo_policy]
 policy_file = /etc/mistral/policy.json
+
+[event_engine]
+# mistral-tap's OpenStack notifications (format oslo) carry the failed
+# execution in their payload; these definitions put it into event_params
+# (docs/event-triggers.md). Read once, when mistral-server starts.
+event_definitions_cfg_file = $STATE_DIR/event_definitions.yaml
+EOF
+	cat >"$STATE_DIR/event_definitions.yaml" <<'EOF'
+- event_types: ['mistral_tap.*']
+  properties:
+    service: <% $.publisher %>
+    project_id: <% $.context.project_id %>
+    user_id: <% $.context.user_id %>
+    timestamp: <% $.timestamp %>
+    event_type: <% $.event_type %>
+    execution_id: <% $.payload.id %>
+    workflow_name: <% $.payload.workflow_name %>
+    state: <% $.payload.state %>
+    state_info: <% $.payload.state_info %>
+    payload: <% $.payload %>
 EOF
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/admin"
+	amqppub "github.com/mistral-tap/mistral-tap/notifier/amqp"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/mistral"
@@ -39,14 +40,16 @@ type app struct {
 	// mistral-tap's own requests to Mistral.
 	engine *mistral.Client
 
-	st      *store.Store
-	sender  *send.Client
-	metrics *ops.Metrics
-	wb      *workbooks.Resolver
-	disp    *notifier.Dispatcher
-	w       *watch.Watcher
-	tr      *track.Tracker
-	px      *proxy.Proxy
+	st     *store.Store
+	sender *send.Client
+	// publisher is the AMQP transport (type amqp callbacks).
+	publisher *amqppub.Publisher
+	metrics   *ops.Metrics
+	wb        *workbooks.Resolver
+	disp      *notifier.Dispatcher
+	w         *watch.Watcher
+	tr        *track.Tracker
+	px        *proxy.Proxy
 
 	proxyHandler, adminHandler, opsHandler http.Handler
 	ln, adminLn, opsLn                     net.Listener
@@ -132,6 +135,10 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	}
 	a.sender = sender
 	a.onClose(func() { sender.Close() })
+	a.publisher = amqppub.New(amqppub.Options{Logger: a.log.With("component", "amqp")})
+	a.onClose(a.publisher.Close)
+	a.publisher.Configure(AMQPEndpoints(a.cfg))
+	transports := notifier.Transports{config.TypeHTTP: sender, config.TypeAMQP: a.publisher}
 	a.wb, err = workbooks.New(workbooks.Options{Engine: a.engine, AllProjects: a.cfg.Watch.AllProjects, Log: a.log.With("component", "workbooks")})
 	if err != nil {
 		return fmt.Errorf("app: workbooks: %w", err)
@@ -140,7 +147,7 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.metrics.TimeDeliveries(sender), Routing: routing, Logger: a.log.With("component", "notifier")})
+	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.metrics.TimeDeliveries(transports), Routing: routing, Logger: a.log.With("component", "notifier")})
 	if err != nil {
 		return fmt.Errorf("app: dispatcher: %w", err)
 	}
@@ -221,6 +228,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 	if o.Source.Path != "" {
 		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {
 			a.secrets.add(ops.ConfigSecrets(nc))
+			a.publisher.Configure(AMQPEndpoints(nc))
 			return apply(cfg, nc, a.wb, a.disp, o.LogLevel, a.log)
 		}, a.log.With("component", "config"))
 		a.reloader.Observe = a.metrics.ObserveReload

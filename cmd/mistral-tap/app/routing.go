@@ -22,6 +22,7 @@ func Routing(cfg *config.Config, wb matcher.WorkbookIndex) (*notifier.Routing, e
 		f, err := payload.New(payload.Spec{
 			Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
 			CloudEventsMode: cb.CloudEvents.Mode, Source: ceSource(cfg, cb),
+			URL: cb.URLTemplate(), RoutingKey: routingKey(&cb),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: callback %q: %w", cb.Name, err)

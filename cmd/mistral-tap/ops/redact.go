@@ -231,6 +231,7 @@ func ConfigSecrets(c *config.Config) []string {
 		add(cb.Secret)
 		add(cb.Secrets...)
 		addURL(cb.URL)
+		addURL(cb.AMQP.URL)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
