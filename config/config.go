@@ -17,6 +17,9 @@ type Config struct {
 	// StateDir is where mistral-tap keeps its durable state (outbox, tracker
 	// state, watcher checkpoint). Default "./mistral-tap-data".
 	StateDir string `koanf:"state_dir" yaml:"state_dir"`
+	// Store selects the durable store (see config/store.go). Default
+	// SQLite under StateDir.
+	Store Store `koanf:"store" yaml:"store"`
 	// Proxy tunes the reverse proxy.
 	Proxy Proxy `koanf:"proxy" yaml:"proxy"`
 	// Watch configures active polling of the API.
@@ -278,6 +281,7 @@ func Default() Config {
 		Listen:   "127.0.0.1:8990",
 		Upstream: "http://127.0.0.1:8989",
 		StateDir: "./mistral-tap-data",
+		Store:    DefaultStore(),
 		Proxy: Proxy{
 			MaxTapBody:            8 << 20,
 			DialTimeout:           5 * time.Second,

@@ -335,6 +335,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 	}
 	expMap("watch.headers", "", "watch.headers", c.Watch.Headers)
 	exp("admin.token", "", "admin.token", "", &c.Admin.Token)
+	exp("store.dsn", "", "store.dsn", "", &c.Store.DSN)
 	exp("watch.keystone.password", "", "watch.keystone.password", "", &c.Watch.Keystone.Password)
 
 	var files []string

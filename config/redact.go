@@ -45,6 +45,7 @@ func (c *Config) Redacted() Config {
 	out := *c
 	out.Upstream = RedactURL(c.Upstream)
 	out.Watch.Headers = redactMap(c.Watch.Headers)
+	out.Store = c.Store.redacted()
 	out.Delivery.AllowNetworks = slices.Clone(c.Delivery.AllowNetworks)
 	if c.Admin.Token != "" {
 		out.Admin.Token = redacted

@@ -293,6 +293,7 @@ func RestartRequired(old, new *Config) []string {
 	diff("listen", old.Listen, new.Listen)
 	diff("upstream", old.Upstream, new.Upstream)
 	diff("state_dir", old.StateDir, new.StateDir)
+	diff("store", old.Store, new.Store)
 	diff("proxy.path_prefix", old.Proxy.PathPrefix, new.Proxy.PathPrefix)
 	diff("proxy.max_tap_body", old.Proxy.MaxTapBody, new.Proxy.MaxTapBody)
 	diff("proxy.ca_file", old.Proxy.CAFile, new.Proxy.CAFile)

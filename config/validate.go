@@ -35,6 +35,7 @@ func (c *Config) validate(p *problems) {
 	if strings.TrimSpace(c.StateDir) == "" {
 		p.add("state_dir", "", "state_dir", "", "must not be empty")
 	}
+	c.Store.validate(p)
 
 	// proxy
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {

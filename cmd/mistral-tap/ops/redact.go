@@ -189,7 +189,7 @@ func maskHeader(rep *strings.Replacer, h http.Header) http.Header {
 // ConfigSecrets lists every secret value in c, for RedactingHandler: the
 // callbacks' header values, secrets and URL credentials (userinfo and
 // query values), the watcher's header values, the admin token and the
-// upstream's credentials. Empty values are left out.
+// upstream's credentials, the store DSN's password. Empty values are left out.
 func ConfigSecrets(c *config.Config) []string {
 	if c == nil {
 		return nil
@@ -222,6 +222,7 @@ func ConfigSecrets(c *config.Config) []string {
 	}
 	add(c.Admin.Token)
 	add(c.Watch.Keystone.Password)
+	add(config.DSNPassword(c.Store.DSN))
 	addURL(c.Upstream)
 	for _, cb := range c.Callbacks {
 		for _, v := range cb.Headers {
