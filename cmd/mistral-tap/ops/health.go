@@ -20,6 +20,10 @@ type Check struct {
 	// Run evaluates the check; it gets a context bounded by Health's
 	// timeout.
 	Run func(ctx context.Context) error
+	// Informational checks are reported in the body but do not make the
+	// process unready (a shared database outage must not take every
+	// replica's proxy out of service).
+	Informational bool
 }
 
 // Health serves /healthz and /readyz. Create it with NewHealth.
@@ -69,7 +73,9 @@ func (h *Health) Ready(w http.ResponseWriter, r *http.Request) {
 	for i, c := range h.checks {
 		if res[i] != nil {
 			b.Checks[c.Name] = res[i].Error()
-			b.Failed = append(b.Failed, c.Name)
+			if !c.Informational {
+				b.Failed = append(b.Failed, c.Name)
+			}
 			continue
 		}
 		b.Checks[c.Name] = "ok"

@@ -20,8 +20,9 @@ func TestReady(t *testing.T) {
 		code   int
 		failed []string
 	}{
-		{"all ok", []Check{{"config", ok}, {"store", ok}}, 200, nil},
-		{"engine down", []Check{{"config", ok}, {"engine", bad}}, 503, []string{"engine"}},
+		{"all ok", []Check{{Name: "config", Run: ok}, {Name: "store", Run: ok}}, 200, nil},
+		{"engine down", []Check{{Name: "config", Run: ok}, {Name: "engine", Run: bad}}, 503, []string{"engine"}},
+		{"informational down", []Check{{Name: "config", Run: ok}, {Name: "store", Run: bad, Informational: true}}, 200, nil},
 		{"none", nil, 200, nil},
 	}
 	for _, tt := range tests {

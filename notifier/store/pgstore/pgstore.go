@@ -112,7 +112,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(o.DSN)
 	if err != nil {
 		// pgx's parse errors quote the DSN; never pass them on.
-		return nil, fmt.Errorf("pgstore: store.dsn %q is not a valid PostgreSQL connection string", RedactDSN(o.DSN))
+		return nil, fmt.Errorf("%w: %q is not a valid PostgreSQL connection string", ErrBadDSN, RedactDSN(o.DSN))
 	}
 	cfg.MaxConns, cfg.MinConns = 10, 1
 	if o.MaxConns > 0 {
@@ -556,4 +556,25 @@ func (s *Store) Checkpoint(ctx context.Context, key string) (string, error) {
 func (s *Store) SetCheckpoint(ctx context.Context, key, value string) error {
 	_, err := s.exec(ctx, "saving checkpoint "+key, true, upsertCheckpoint, key, value)
 	return err
+}
+
+// ErrBadDSN is returned by Open for a connection string that does not
+// parse.
+var ErrBadDSN = errors.New("pgstore: invalid store.dsn")
+
+// IsPermanent reports whether an Open error will not go away by waiting:
+// a bad DSN, a too new schema, or the server refusing the credentials or
+// the database.
+func IsPermanent(err error) bool {
+	if errors.Is(err, ErrBadDSN) || errors.Is(err, ErrSchemaTooNew) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code[:2] {
+		case "28", "3D", "42": // authentication, no such database, syntax/privilege
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,110 @@
+package ha
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// Queue is the leader's side of the observations queue; *pgstore.Store
+// implements it.
+type Queue interface {
+	ReadObservations(ctx context.Context, limit int) ([]pgstore.ObservationBatch, error)
+	DeleteObservations(ctx context.Context, ids []int64) error
+}
+
+// SyncObserver derives events from observations and returns once they are
+// accepted; *track.Tracker implements it.
+type SyncObserver interface {
+	ObserveSync(ctx context.Context, obs []event.Observation) error
+}
+
+// Barrier returns once every write submitted before it is durable;
+// *notifier.Dispatcher's SetCheckpoint is one.
+type Barrier interface {
+	SetCheckpoint(ctx context.Context, key, value string) error
+}
+
+// FeedOptions configure a Feed.
+type FeedOptions struct {
+	Queue    Queue
+	Observer SyncObserver
+	Barrier  Barrier
+	// Wake signals new rows (LISTEN); Poll is the fallback. Default 1s.
+	Wake <-chan struct{}
+	Poll time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Feed is the leader's consumer of the observations queue.
+type Feed struct{ o FeedOptions }
+
+// NewFeed returns a Feed; call Run.
+func NewFeed(o FeedOptions) *Feed {
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Feed{o: o}
+}
+
+// ConsumedKey is the checkpoint the Feed moves through the Barrier.
+const ConsumedKey = "observations.consumed"
+
+// Run consumes until ctx ends. Rows are deleted only after what they
+// produced is durable (ObserveSync, then the Barrier), so a leader that
+// dies mid-way leaves them for the next one, which derives the same events
+// with the same ids. Rows are read in id order; a row that commits late
+// with a lower id is simply read on the next round (the tracker orders
+// observations by the entity's updated_at, not by arrival).
+func (f *Feed) Run(ctx context.Context) error {
+	poll := time.NewTicker(f.o.Poll)
+	defer poll.Stop()
+	for {
+		n, err := f.round(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			f.o.Logger.Warn("consuming observations failed; retrying", "err", err)
+		}
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.o.Wake:
+		case <-poll.C:
+		}
+	}
+}
+
+func (f *Feed) round(ctx context.Context) (int, error) {
+	rows, err := f.o.Queue.ReadObservations(ctx, 256)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	var obs []event.Observation
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+		obs = append(obs, r.Obs...)
+	}
+	if len(obs) > 0 {
+		if err := f.o.Observer.ObserveSync(ctx, obs); err != nil {
+			return 0, err
+		}
+		if err := f.o.Barrier.SetCheckpoint(ctx, ConsumedKey, strconv.FormatInt(ids[len(ids)-1], 10)); err != nil {
+			return 0, err
+		}
+	}
+	return len(rows), f.o.Queue.DeleteObservations(ctx, ids)
+}

@@ -1,0 +1,176 @@
+package ha
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/tap/event"
+)
+
+// Appender appends observations to the shared queue; *pgstore.Store
+// implements it.
+type Appender interface {
+	AppendObservations(ctx context.Context, replica string, batches [][]event.Observation) error
+}
+
+// ForwarderOptions configure a Forwarder.
+type ForwarderOptions struct {
+	// Store is the queue. Required.
+	Store Appender
+	// Replica names this replica in the queue's rows. Required.
+	Replica string
+	// MaxBuffered bounds the observations held while the database is
+	// unreachable; beyond it the oldest are dropped and counted (the
+	// leader's watcher derives what they showed from its checkpoint once
+	// the database is back). Default 100000.
+	MaxBuffered int
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// ForwarderStats are counters for metrics.
+type ForwarderStats struct {
+	Forwarded uint64 // observations appended to the queue
+	Dropped   uint64 // observations dropped because the buffer was full
+	Buffered  int    // observations waiting
+	Failures  uint64 // failed appends (retried)
+}
+
+// Forwarder is a replica's tap observer (tap/proxy's Observer and
+// BatchObserver): Observe and ObserveAll only append to memory and signal;
+// Run appends to the database in batches, so the proxy's responses never
+// wait for it.
+type Forwarder struct {
+	o    ForwarderOptions
+	wake chan struct{}
+
+	mu      sync.Mutex
+	batches [][]event.Observation
+	n       int
+	stats   ForwarderStats
+}
+
+// NewForwarder returns a Forwarder; call Run.
+func NewForwarder(o ForwarderOptions) *Forwarder {
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 100000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Forwarder{o: o, wake: make(chan struct{}, 1)}
+}
+
+// Observe queues one observation; it never blocks.
+func (f *Forwarder) Observe(o event.Observation) { f.ObserveAll([]event.Observation{o}) }
+
+// ObserveAll queues the observations of one response; it never blocks.
+func (f *Forwarder) ObserveAll(obs []event.Observation) {
+	if len(obs) == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, obs)
+	f.n += len(obs)
+	for f.n > f.o.MaxBuffered && len(f.batches) > 1 {
+		f.n -= len(f.batches[0])
+		f.stats.Dropped += uint64(len(f.batches[0]))
+		f.batches[0] = nil
+		f.batches = f.batches[1:]
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (f *Forwarder) Stats() ForwarderStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.stats
+	s.Buffered = f.n
+	return s
+}
+
+// maxAppend bounds the rows of one append.
+const maxAppend = 512
+
+// Run appends queued observations until ctx ends, then tries for a few
+// seconds to append what is left.
+func (f *Forwarder) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return f.flush()
+			case <-time.After(backoff):
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return f.flush()
+			case <-f.wake:
+			}
+		}
+		if f.appendAll(ctx) {
+			backoff = 0
+		} else {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+		}
+	}
+}
+
+func (f *Forwarder) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if !f.appendAll(ctx) {
+		if s := f.Stats(); s.Buffered > 0 {
+			f.o.Logger.Warn("observations not forwarded at shutdown; the leader's watcher derives them", "observations", s.Buffered)
+		}
+	}
+	return nil
+}
+
+// appendAll appends everything queued; false after a failure (what failed
+// stays queued, in order).
+func (f *Forwarder) appendAll(ctx context.Context) bool {
+	for {
+		f.mu.Lock()
+		k := min(len(f.batches), maxAppend)
+		take := f.batches[:k:k]
+		f.mu.Unlock()
+		if k == 0 {
+			return true
+		}
+		err := f.o.Store.AppendObservations(ctx, f.o.Replica, take)
+		f.mu.Lock()
+		if err != nil {
+			f.stats.Failures++
+			f.mu.Unlock()
+			if ctx.Err() == nil {
+				f.o.Logger.Warn("forwarding observations failed; buffering", "err", err)
+			}
+			return false
+		}
+		// Drop what was appended, unless overflow already dropped some of
+		// it meanwhile (then the head moved: drop only what remains).
+		for _, b := range take {
+			if len(f.batches) > 0 && sameBatch(f.batches[0], b) {
+				f.n -= len(b)
+				f.stats.Forwarded += uint64(len(b))
+				f.batches[0] = nil
+				f.batches = f.batches[1:]
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+func sameBatch(a, b []event.Observation) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
+}
