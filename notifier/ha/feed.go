@@ -87,24 +87,77 @@ func (f *Feed) Run(ctx context.Context) error {
 	}
 }
 
+// Drain consumes until the queue is empty once (or ctx ends). A new
+// leader drains before its watcher's first poll: observations tapped
+// during a database outage are older than what the engine shows now, and
+// the tracker would drop them as stale once the watcher saw the newer
+// state.
+func (f *Feed) Drain(ctx context.Context) error {
+	for {
+		n, err := f.round(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
 func (f *Feed) round(ctx context.Context) (int, error) {
 	rows, err := f.o.Queue.ReadObservations(ctx, 256)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	var obs []event.Observation
 	ids := make([]int64, len(rows))
 	for i, r := range rows {
 		ids[i] = r.ID
-		obs = append(obs, r.Obs...)
 	}
-	if len(obs) > 0 {
+	for _, obs := range split(rows) {
 		if err := f.o.Observer.ObserveSync(ctx, obs); err != nil {
 			return 0, err
 		}
-		if err := f.o.Barrier.SetCheckpoint(ctx, ConsumedKey, strconv.FormatInt(ids[len(ids)-1], 10)); err != nil {
-			return 0, err
-		}
+	}
+	if err := f.o.Barrier.SetCheckpoint(ctx, ConsumedKey, strconv.FormatInt(ids[len(ids)-1], 10)); err != nil {
+		return 0, err
 	}
 	return len(rows), f.o.Queue.DeleteObservations(ctx, ids)
+}
+
+// split cuts rows into runs in which no entity appears twice: the tracker
+// keeps only the newest observation of an entity within one batch, and a
+// pause and a resume tapped on two replicas (or during an outage) must
+// both count.
+func split(rows []pgstore.ObservationBatch) [][]event.Observation {
+	var out [][]event.Observation
+	var cur []event.Observation
+	seen := map[string]bool{}
+	for _, r := range rows {
+		clash := false
+		for _, o := range r.Obs {
+			if seen[entityID(o)] {
+				clash = true
+				break
+			}
+		}
+		if clash {
+			out = append(out, cur)
+			cur, seen = nil, map[string]bool{}
+		}
+		for _, o := range r.Obs {
+			seen[entityID(o)] = true
+		}
+		cur = append(cur, r.Obs...)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+func entityID(o event.Observation) string {
+	switch {
+	case o.Execution != nil:
+		return o.Execution.ID
+	case o.Task != nil:
+		return o.Task.ID
+	}
+	return ""
 }

@@ -87,6 +87,23 @@ func (f *Forwarder) ObserveAll(obs []event.Observation) {
 	}
 }
 
+// WaitFlushed waits until nothing is buffered, up to max or ctx's end.
+func (f *Forwarder) WaitFlushed(ctx context.Context, max time.Duration) {
+	t := time.NewTimer(max)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for f.Stats().Buffered > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // Stats returns a snapshot of the counters.
 func (f *Forwarder) Stats() ForwarderStats {
 	f.mu.Lock()
@@ -120,7 +137,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if f.appendAll(ctx) {
 			backoff = 0
 		} else {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			// Short: a new leader waits for this buffer before its first
+			// poll (see Feed.Drain).
+			backoff = min(max(2*backoff, 100*time.Millisecond), time.Second)
 		}
 	}
 }

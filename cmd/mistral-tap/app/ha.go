@@ -155,8 +155,24 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 	}
 	start(&bw, "dispatcher", func() error { return disp.Run(back) })
 	start(&mw, "tracker", func() error { return p.tr.Run(middle) })
-	start(&fw, "watcher", func() error { return p.w.Run(front) })
-	start(&fw, "feed", func() error { return feed.Run(front) })
+	drained := make(chan struct{})
+	start(&fw, "feed", func() error {
+		// What replicas tapped before this term goes first (Feed.Drain).
+		n.fwd.WaitFlushed(front, 2*time.Second)
+		if err := feed.Drain(front); err != nil && front.Err() == nil {
+			log.Warn("draining the observations queue failed; the watcher starts anyway", "err", err)
+		}
+		close(drained)
+		return feed.Run(front)
+	})
+	start(&fw, "watcher", func() error {
+		select {
+		case <-drained:
+		case <-front.Done():
+			return nil
+		}
+		return p.w.Run(front)
+	})
 	start(&fw, "housekeeping", func() error { return housekeeping(front, n.pb.st, p.tr, log) })
 	select {
 	case <-ctx.Done():
