@@ -14,14 +14,16 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
+	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
 )
 
 const deliveriesUsage = `Usage:
   mistral-tap deliveries list   [--config F | --state-dir D] [--callback N] [--state dead|pending|delivered] [--limit N] [--json]
   mistral-tap deliveries replay [--config F | --state-dir D] (ID | --callback N | --since T)
 
-Both work on the durable store directly, also while 'mistral-tap run' is
-running: a replayed delivery is picked up by the running server within
+Both work on the durable store directly (SQLite under state_dir, or the
+shared PostgreSQL database with store.driver postgres), also while
+'mistral-tap run' is running: a replayed delivery is picked up by the running server within
 seconds. T is RFC 3339 (2026-11-28T10:00:00Z) or a duration ago (2h).
 `
 
@@ -34,7 +36,7 @@ func cmdDeliveries(ctx context.Context, args []string, stdout io.Writer) error {
 	verb := args[0]
 	fs := pflag.NewFlagSet("deliveries "+verb, pflag.ContinueOnError)
 	fs.SetOutput(stdout)
-	cfgPath := fs.StringP("config", "c", os.Getenv("MISTRAL_TAP_CONFIG"), "configuration file (for state_dir)")
+	cfgPath := fs.StringP("config", "c", os.Getenv("MISTRAL_TAP_CONFIG"), "configuration file (for state_dir or the PostgreSQL store)")
 	stateDir := fs.String("state-dir", "", "state directory (overrides the config's state_dir)")
 	callback := fs.String("callback", "", "only this callback")
 	state := fs.String("state", "", "list: only dead, pending or delivered")
@@ -45,18 +47,7 @@ func cmdDeliveries(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{err}
 	}
 
-	dir := *stateDir
-	if dir == "" {
-		cfg, err := config.Load(config.Source{Path: *cfgPath})
-		if err != nil {
-			return fmt.Errorf("reading %s for state_dir: %w", *cfgPath, err)
-		}
-		dir = cfg.StateDir
-	}
-	if _, err := os.Stat(filepath.Join(dir, store.FileName)); err != nil {
-		return fmt.Errorf("no store in %s (has mistral-tap run there?): %w", dir, err)
-	}
-	st, err := store.Open(dir, store.Options{})
+	st, err := openDeliveries(ctx, *cfgPath, *stateDir)
 	if err != nil {
 		return err
 	}
@@ -117,6 +108,33 @@ func cmdDeliveries(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "replayed %d delivery(ies)\n", n)
 		return nil
 	}
+}
+
+// deliveryStore is what the command needs from either store.
+type deliveryStore interface {
+	List(ctx context.Context, f store.Filter) ([]store.Delivery, error)
+	Replay(ctx context.Context, f store.ReplayFilter, now time.Time) (int, error)
+	Close() error
+}
+
+// openDeliveries opens the store the configuration names: SQLite under
+// state_dir (--state-dir overrides it, and needs no config), or the shared
+// PostgreSQL database of store.driver postgres.
+func openDeliveries(ctx context.Context, cfgPath, stateDir string) (deliveryStore, error) {
+	if stateDir == "" {
+		cfg, err := config.Load(config.Source{Path: cfgPath})
+		if err != nil {
+			return nil, fmt.Errorf("reading %s for the store: %w", cfgPath, err)
+		}
+		if cfg.Store.Driver == config.DriverPostgres {
+			return pgstore.Open(ctx, pgstore.Options{DSN: cfg.Store.DSN, MaxConns: 2, ConnectTimeout: cfg.Store.ConnectTimeout})
+		}
+		stateDir = cfg.StateDir
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, store.FileName)); err != nil {
+		return nil, fmt.Errorf("no store in %s (has mistral-tap run there?): %w", stateDir, err)
+	}
+	return store.Open(stateDir, store.Options{})
 }
 
 func parseSince(s string, now time.Time) (time.Time, error) {
