@@ -199,47 +199,48 @@ func fromMS(v int64) time.Time {
 
 // Commit's statements, as in notifier/store.
 const (
-	insertDelivery = `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
-		attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING`
-	upsertState = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
-		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
-		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
-	updateDelivery = `UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
-		last_error = $4, last_status = $5, updated_at = $6 WHERE id = $7`
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
 )
 
+// Bulk forms of Commit's statements: one statement per kind of change,
+// its rows as arrays, rather than one statement per row (parsing, binding
+// and executing each row was what bounded the delivery rate).
+const (
+	bulkInsert = `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
+		attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+			$8::int[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::int[], $15::text[])
+		ON CONFLICT (id) DO NOTHING RETURNING id`
+	bulkStates = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
+		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
+		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
+	bulkUpdate = `UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_at,
+		last_error = u.last_error, last_status = u.last_status, updated_at = u.updated_at
+		FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::bigint[])
+			AS u(id, state, attempts, next_at, last_error, last_status, updated_at)
+		WHERE d.id = u.id`
+)
+
 // Commit applies writes in one transaction, durable when it returns nil.
 // The whole transaction is one pipelined batch (one round trip): pgx runs a
 // batch without explicit transaction control as an implicit transaction, so
 // a failing statement, the fence check included, rolls back all of it.
+// Within the batch, inserts come first, then states, then attempt
+// outcomes: an outcome always refers to a delivery committed earlier, and
+// of several states (or outcomes) of one id the last one wins, as if they
+// were applied in order.
 func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 	b := &pgx.Batch{}
 	fenced := s.queueFence(b)
-	type flag struct {
-		w *store.Write
-		i int
-	}
-	var flags []flag // per queued insert, where to report it
-	for wi := range writes {
-		w := &writes[wi]
-		for i, d := range w.Insert {
-			b.Queue(insertDelivery, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
-				string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
-				d.LastError, d.LastStatus, string(d.Event))
-			flags = append(flags, flag{w, i})
-		}
-		for _, st := range w.States {
-			b.Queue(upsertState, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt, st.RetryCount, int64(st.LastSeq))
-		}
-		for _, u := range w.Updates {
-			b.Queue(updateDelivery, string(u.State), u.Attempts, ms(u.NextAt), u.LastError, u.LastStatus, ms(u.UpdatedAt), u.ID)
-		}
+	ins := queueInserts(b, writes)
+	queueStates(b, writes)
+	queueUpdates(b, writes)
+	for _, w := range writes {
 		for _, d := range w.Disable {
 			b.Queue(disableCallback, d.Name, d.Reason, d.URL, ms(d.Since))
 		}
@@ -251,26 +252,110 @@ func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 		return nil
 	}
 	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
 	if fenced {
 		if _, err := br.Exec(); err != nil {
-			br.Close()
 			return s.wrap("committing", err)
 		}
 	}
-	for _, f := range flags {
-		tag, err := br.Exec()
+	if ins != nil {
+		rows, err := br.Query()
 		if err != nil {
-			br.Close()
 			return s.wrap("committing", err)
 		}
-		if f.i < len(f.w.Inserted) {
-			f.w.Inserted[f.i] = tag.RowsAffected() > 0
+		fresh := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return s.wrap("committing", err)
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.wrap("committing", err)
+		}
+		for wi := range writes {
+			w := &writes[wi]
+			for i, d := range w.Insert {
+				if i < len(w.Inserted) {
+					// The first of duplicates in one commit is the new one.
+					w.Inserted[i] = fresh[d.ID]
+					delete(fresh, d.ID)
+				}
+			}
 		}
 	}
 	if err := br.Close(); err != nil {
 		return s.wrap("committing", err)
 	}
 	return nil
+}
+
+// queueInserts queues every write's inserts as one statement; nil if none.
+func queueInserts(b *pgx.Batch, writes []store.Write) []string {
+	var id, ev, cb, root, typ, state, lastErr, body []string
+	var seq, next, created, replayed, updated []int64
+	var attempts, status []int32
+	for _, w := range writes {
+		for _, d := range w.Insert {
+			id, ev, cb, root = append(id, d.ID), append(ev, d.EventID), append(cb, d.Callback), append(root, d.RootID)
+			seq, typ, state = append(seq, int64(d.Seq)), append(typ, d.EventType), append(state, string(d.State))
+			attempts, next, created = append(attempts, int32(d.Attempts)), append(next, ms(d.NextAt)), append(created, ms(d.CreatedAt))
+			replayed, updated = append(replayed, ms(d.ReplayedAt)), append(updated, ms(d.UpdatedAt))
+			lastErr, status, body = append(lastErr, d.LastError), append(status, int32(d.LastStatus)), append(body, string(d.Event))
+		}
+	}
+	if len(id) == 0 {
+		return nil
+	}
+	b.Queue(bulkInsert, id, ev, cb, root, seq, typ, state, attempts, next, created, replayed, updated, lastErr, status, body)
+	return id
+}
+
+// queueStates queues the states, the last of each id.
+func queueStates(b *pgx.Batch, writes []store.Write) {
+	at := map[string]int{}
+	var id, kind, root, state, upd []string
+	var retry []int32
+	var seq []int64
+	for _, w := range writes {
+		for _, st := range w.States {
+			if i, ok := at[st.ID]; ok {
+				kind[i], root[i], state[i], upd[i], retry[i], seq[i] = string(st.Kind), st.RootID, st.State, st.UpdatedAt, int32(st.RetryCount), int64(st.LastSeq)
+				continue
+			}
+			at[st.ID] = len(id)
+			id, kind, root, state = append(id, st.ID), append(kind, string(st.Kind)), append(root, st.RootID), append(state, st.State)
+			upd, retry, seq = append(upd, st.UpdatedAt), append(retry, int32(st.RetryCount)), append(seq, int64(st.LastSeq))
+		}
+	}
+	if len(id) > 0 {
+		b.Queue(bulkStates, id, kind, root, state, upd, retry, seq)
+	}
+}
+
+// queueUpdates queues the attempt outcomes, the last of each id.
+func queueUpdates(b *pgx.Batch, writes []store.Write) {
+	at := map[string]int{}
+	var id, state, lastErr []string
+	var attempts, status []int32
+	var next, updated []int64
+	for _, w := range writes {
+		for _, u := range w.Updates {
+			if i, ok := at[u.ID]; ok {
+				state[i], attempts[i], next[i], lastErr[i], status[i], updated[i] = string(u.State), int32(u.Attempts), ms(u.NextAt), u.LastError, int32(u.LastStatus), ms(u.UpdatedAt)
+				continue
+			}
+			at[u.ID] = len(id)
+			id, state, attempts, next = append(id, u.ID), append(state, string(u.State)), append(attempts, int32(u.Attempts)), append(next, ms(u.NextAt))
+			lastErr, status, updated = append(lastErr, u.LastError), append(status, int32(u.LastStatus)), append(updated, ms(u.UpdatedAt))
+		}
+	}
+	if len(id) > 0 {
+		b.Queue(bulkUpdate, id, state, attempts, next, lastErr, status, updated)
+	}
 }
 
 // exec runs one statement, fenced when a fence is set and fence is true.
