@@ -333,6 +333,9 @@ type TapConfig struct {
 	PageSize int
 	// Ops is ops.listen (metrics); "" keeps it off.
 	Ops string
+	// Store is a top-level YAML block (e.g. "store: {driver: postgres,
+	// ...}"); "" keeps SQLite.
+	Store string
 }
 
 // YAML renders the config file.
@@ -344,6 +347,9 @@ func (c TapConfig) YAML() string {
 	var extra string
 	if c.Ops != "" {
 		extra += fmt.Sprintf("ops: {listen: %q}\n", c.Ops)
+	}
+	if c.Store != "" {
+		extra += c.Store + "\n"
 	}
 	return fmt.Sprintf(`listen: %s
 upstream: %s
