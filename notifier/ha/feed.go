@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
@@ -42,7 +43,10 @@ type FeedOptions struct {
 }
 
 // Feed is the leader's consumer of the observations queue.
-type Feed struct{ o FeedOptions }
+type Feed struct {
+	o  FeedOptions
+	mu sync.Mutex // one round at a time (Run, Drain, Before)
+}
 
 // NewFeed returns a Feed; call Run.
 func NewFeed(o FeedOptions) *Feed {
@@ -53,6 +57,24 @@ func NewFeed(o FeedOptions) *Feed {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Feed{o: o}
+}
+
+// Before returns an observer for the watcher that consumes the queue
+// before each poll's observations: what a replica tapped a moment before
+// (a POST's new execution) reaches the tracker ahead of the poll that
+// found the execution's first task, as it does within one instance.
+func (f *Feed) Before(next SyncObserver) SyncObserver { return before{f, next} }
+
+type before struct {
+	f    *Feed
+	next SyncObserver
+}
+
+func (b before) ObserveSync(ctx context.Context, obs []event.Observation) error {
+	if err := b.f.Drain(ctx); err != nil && ctx.Err() == nil {
+		b.f.o.Logger.Warn("consuming observations before a poll failed", "err", err)
+	}
+	return b.next.ObserveSync(ctx, obs)
 }
 
 // ConsumedKey is the checkpoint the Feed moves through the Barrier.
@@ -102,6 +124,8 @@ func (f *Feed) Drain(ctx context.Context) error {
 }
 
 func (f *Feed) round(ctx context.Context) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	rows, err := f.o.Queue.ReadObservations(ctx, 256)
 	if err != nil || len(rows) == 0 {
 		return 0, err

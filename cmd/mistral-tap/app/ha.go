@@ -132,6 +132,7 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 	defer n.cur.Store(nil)
 	feed := ha.NewFeed(ha.FeedOptions{Queue: n.pg, Observer: n.pb.metrics.CountObservations(p.tr), Barrier: disp,
 		Wake: n.feedWake, Logger: log.With("component", "feed")})
+	p.w.SetObserver(feed.Before(n.pb.metrics.CountObservations(p.tr)))
 
 	front, stopFront := context.WithCancel(context.WithoutCancel(ctx))
 	middle, stopMiddle := context.WithCancel(context.WithoutCancel(ctx))
