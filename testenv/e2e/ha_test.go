@@ -131,6 +131,26 @@ func TestReplicasOnRealMistral(t *testing.T) {
 			}
 		})
 	}
+	t.Run("watcher-cost", func(t *testing.T) {
+		// Only the leader polls: the engine sees one watcher whatever
+		// the number of replicas.
+		sum := func() (req float64) {
+			for i, c := range cfgs {
+				select {
+				case <-taps[i].exited:
+					continue
+				default:
+				}
+				r, _ := watchCounters(context.Background(), t, c.Ops)
+				req += r
+			}
+			return req
+		}
+		leader(t, cfgs, taps)
+		r0 := sum()
+		time.Sleep(30 * time.Second)
+		report(t, "HA watcher replicas=3 idle engine requests/min=%.0f", (sum()-r0)*2)
+	})
 	t.Run("kill-leader-direct-pause-resume", func(t *testing.T) {
 		e.t = t
 		defer func() { e.t = nil }()
