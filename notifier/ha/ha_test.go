@@ -200,3 +200,35 @@ func TestForwarderNeverBlocksAndBoundsItsBuffer(t *testing.T) {
 		t.Fatalf("final stats %+v", s)
 	}
 }
+
+// countingSender counts sends.
+type countingSender struct{ n int }
+
+func (c *countingSender) Send(context.Context, send.Request) send.Result {
+	c.n++
+	return send.Result{Outcome: send.Delivered, Status: 204}
+}
+
+func TestGuardSenderDoesNotRepeatADeliveredSendWithinATerm(t *testing.T) {
+	cs := &countingSender{}
+	lease := ha.NewTestLease(1)
+	g := ha.GuardSender(cs, func() *ha.Lease { return lease })
+	r := send.Request{Callback: "cb", EventID: "evt_1"}
+	for range 3 {
+		if res := g.Send(context.Background(), r); res.Outcome != send.Delivered {
+			t.Fatalf("outcome %v", res.Outcome)
+		}
+	}
+	if cs.n != 1 {
+		t.Fatalf("receiver got %d sends of one delivery within a term, want 1", cs.n)
+	}
+	lease = ha.NewTestLease(2) // a new term: may repeat (same webhook-id)
+	g.Send(context.Background(), r)
+	if cs.n != 2 {
+		t.Fatalf("after a new term: %d sends, want 2", cs.n)
+	}
+	lease = nil
+	if res := g.Send(context.Background(), r); res.Outcome != send.Retryable || cs.n != 2 {
+		t.Fatalf("without a lease: %v, %d sends", res.Outcome, cs.n)
+	}
+}

@@ -174,7 +174,7 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 		}
 		return p.w.Run(front)
 	})
-	start(&fw, "housekeeping", func() error { return housekeeping(front, n.pb.st, p.tr, log) })
+	start(&fw, "housekeeping", func() error { return p.tr.Housekeep(front, n.pb.st, 0, log.With("component", "track")) })
 	select {
 	case <-ctx.Done():
 	case err := <-errs:

@@ -155,7 +155,7 @@ func (r *replicas) pauseResume(direct bool) string {
 func (r *replicas) check(roots map[string]bool) {
 	r.t.Helper()
 	want := truth(r.engine, roots)
-	got := delivered(r.t, waitCount(r.t, r.all, len(want)))
+	got := waitTree(r.t, r.all, want)
 	if g, w := multiset(got), multiset(want); strings.Join(g, "\n") != strings.Join(w, "\n") {
 		r.t.Errorf("deliveries differ from the notifier's events:\n got %d %v\nwant %d %v", len(g), g, len(w), w)
 	}

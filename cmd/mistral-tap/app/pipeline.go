@@ -42,9 +42,9 @@ func (b pipelineBuilder) build(ctx context.Context) (*pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: loading tracker state: %w", err)
 	}
-	horizon, err := loadHorizon(ctx, st)
+	horizon, err := track.LoadHorizon(ctx, st.Checkpoint)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("app: %w", err)
 	}
 	w, err := watch.New(watch.Options{
 		Upstream: b.upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
@@ -63,7 +63,7 @@ func (b pipelineBuilder) build(ctx context.Context) (*pipeline, error) {
 		// First start: remember from when on entities count as new, so a
 		// restart after downtime replays what happened meanwhile rather
 		// than treating it as history.
-		if err := st.SetCheckpoint(ctx, trackerCheckpoint, tr.Horizon().Format(time.RFC3339)); err != nil {
+		if err := st.SetCheckpoint(ctx, track.HorizonCheckpoint, tr.Horizon().Format(time.RFC3339)); err != nil {
 			return nil, fmt.Errorf("app: saving tracker horizon: %w", err)
 		}
 	}
