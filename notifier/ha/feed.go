@@ -14,7 +14,7 @@ import (
 // Queue is the leader's side of the observations queue; *pgstore.Store
 // implements it.
 type Queue interface {
-	ReadObservations(ctx context.Context, limit int) ([]pgstore.ObservationBatch, error)
+	ReadObservations(ctx context.Context, limit int, olderThan time.Duration) ([]pgstore.ObservationBatch, error)
 	DeleteObservations(ctx context.Context, ids []int64) error
 }
 
@@ -38,6 +38,14 @@ type FeedOptions struct {
 	// Wake signals new rows (LISTEN); Poll is the fallback. Default 1s.
 	Wake <-chan struct{}
 	Poll time.Duration
+	// Settle is how old a row must be before Run consumes it: replicas
+	// append concurrently, and a row whose transaction started earlier
+	// (a client's POST tapped on one replica) may commit after a later one
+	// (the client's next GET, tapped on another); waiting lets the
+	// earlier one become visible, so rows are consumed in the order their
+	// appends began. Drain and Before take every visible row. Default
+	// 100ms.
+	Settle time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -52,6 +60,9 @@ type Feed struct {
 func NewFeed(o FeedOptions) *Feed {
 	if o.Poll <= 0 {
 		o.Poll = time.Second
+	}
+	if o.Settle <= 0 {
+		o.Settle = 100 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -90,7 +101,7 @@ func (f *Feed) Run(ctx context.Context) error {
 	poll := time.NewTicker(f.o.Poll)
 	defer poll.Stop()
 	for {
-		n, err := f.round(ctx)
+		n, err := f.round(ctx, f.o.Settle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -106,6 +117,11 @@ func (f *Feed) Run(ctx context.Context) error {
 		case <-f.o.Wake:
 		case <-poll.C:
 		}
+		select { // let the new rows settle (FeedOptions.Settle)
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.o.Settle):
+		}
 	}
 }
 
@@ -116,17 +132,17 @@ func (f *Feed) Run(ctx context.Context) error {
 // state.
 func (f *Feed) Drain(ctx context.Context) error {
 	for {
-		n, err := f.round(ctx)
+		n, err := f.round(ctx, 0)
 		if err != nil || n == 0 {
 			return err
 		}
 	}
 }
 
-func (f *Feed) round(ctx context.Context) (int, error) {
+func (f *Feed) round(ctx context.Context, olderThan time.Duration) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rows, err := f.o.Queue.ReadObservations(ctx, 256)
+	rows, err := f.o.Queue.ReadObservations(ctx, 256, olderThan)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}

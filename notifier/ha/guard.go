@@ -26,12 +26,13 @@ const deliveredTTL = 2 * time.Minute
 // lease is lost. The database fences the recording of the outcome; this
 // keeps a deposed leader from reaching the receiver at all once it knows.
 //
-// It also remembers, for the current term, the deliveries the receiver
+// It also remembers, for deliveredTTL, the deliveries the receiver
 // accepted: when recording the outcome failed (the database is briefly
-// unreachable) the dispatcher tries the delivery again, and the answer is
-// then the remembered one rather than a repeat at the receiver. A new
-// leader remembers nothing, so it may repeat an in-flight delivery, with the
-// same webhook-id.
+// unreachable, or this replica lost and regained the lease meanwhile) the
+// dispatcher tries the delivery again, and the answer is then the
+// remembered one rather than a repeat at the receiver. Another replica
+// taking over remembers nothing, so it may repeat a delivery that was in
+// flight, with the same webhook-id.
 func GuardSender(s Sender, current func() *Lease) Sender {
 	return &guard{s: s, current: current, sent: map[string]sentEntry{}}
 }
@@ -46,9 +47,8 @@ type guard struct {
 }
 
 type sentEntry struct {
-	term int64
-	at   time.Time
-	res  send.Result
+	at  time.Time
+	res send.Result
 }
 
 func (g *guard) Send(ctx context.Context, r send.Request) send.Result {
@@ -60,7 +60,7 @@ func (g *guard) Send(ctx context.Context, r send.Request) send.Result {
 	g.mu.Lock()
 	e, ok := g.sent[key]
 	g.mu.Unlock()
-	if ok && e.term == l.Term {
+	if ok {
 		return e.res
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -74,7 +74,7 @@ func (g *guard) Send(ctx context.Context, r send.Request) send.Result {
 	}()
 	res := g.s.Send(ctx, r)
 	if res.Outcome == send.Delivered {
-		g.remember(key, sentEntry{term: l.Term, at: time.Now(), res: res})
+		g.remember(key, sentEntry{at: time.Now(), res: res})
 	}
 	return res
 }
@@ -88,7 +88,7 @@ func (g *guard) remember(key string, e sentEntry) {
 	}
 	g.prune = e.at
 	for k, x := range g.sent {
-		if e.at.Sub(x.at) > deliveredTTL || x.term != e.term {
+		if e.at.Sub(x.at) > deliveredTTL {
 			delete(g.sent, k)
 		}
 	}

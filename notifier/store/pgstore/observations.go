@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,11 +44,14 @@ func (s *Store) AppendObservations(ctx context.Context, replica string, batches 
 	return nil
 }
 
-// ReadObservations returns up to limit rows, oldest id first. A row whose
-// body does not decode is returned with no observations (and logged), so
-// that it is deleted rather than read forever.
-func (s *Store) ReadObservations(ctx context.Context, limit int) ([]ObservationBatch, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, body FROM observations ORDER BY id LIMIT $1`, limit)
+// ReadObservations returns up to limit rows appended at least olderThan
+// ago (by the database's clock, at the appending transaction's start),
+// oldest id first. A row whose body does not decode is returned with no
+// observations (and logged), so that it is deleted rather than read
+// forever.
+func (s *Store) ReadObservations(ctx context.Context, limit int, olderThan time.Duration) ([]ObservationBatch, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, body FROM observations
+		WHERE received_at <= now() - $2 * interval '1 millisecond' ORDER BY id LIMIT $1`, limit, olderThan.Milliseconds())
 	if err != nil {
 		return nil, s.wrap("reading observations", err)
 	}

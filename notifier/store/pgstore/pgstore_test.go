@@ -192,7 +192,7 @@ func TestObservationsQueue(t *testing.T) {
 	if ch, err := l.Wait(ctx); err != nil || ch != pgstore.ObservationsChannel {
 		t.Fatalf("Wait = %q, %v", ch, err)
 	}
-	got, err := s.ReadObservations(ctx, 10)
+	got, err := s.ReadObservations(ctx, 10, 0)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("ReadObservations = %+v, %v", got, err)
 	}
