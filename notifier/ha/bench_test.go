@@ -9,11 +9,11 @@ import (
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/ha"
+	"github.com/mistral-tap/mistral-tap/notifier/payload"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore/pgtest"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 type ack struct{}
@@ -28,8 +28,8 @@ func (all) Match(*event.Event) []string { return []string{"a"} }
 
 type noFormat struct{}
 
-func (noFormat) Format(*event.Event) (notifier.Message, error) {
-	return notifier.Message{Body: []byte("{}")}, nil
+func (noFormat) Format(*event.Event) (payload.Message, error) {
+	return payload.Message{Body: []byte("{}")}, nil
 }
 
 // BenchmarkDurableDeliveryPostgres is notifier's BenchmarkDurableDelivery
@@ -84,14 +84,14 @@ func BenchmarkDurableDeliveryPostgres(b *testing.B) {
 				time.Sleep(time.Millisecond)
 			}
 			evs := make([]event.Event, b.N)
-			states := make([]track.EntityState, b.N)
+			states := make([]event.EntityState, b.N)
 			now := time.Now()
 			for i := range evs {
 				root := fmt.Sprintf("%s-root-%d", holder, i%200)
 				evs[i] = event.Event{ID: fmt.Sprintf("evt_%s_%d", holder, i), Type: event.TaskSucceeded, Sequence: uint64(i/200 + 1),
 					RootExecutionID: root, Time: now, Task: &event.Task{ID: fmt.Sprintf("%s-t%d", holder, i), WorkflowExecutionID: root,
 						State: event.StateSuccess, CreatedAt: "2025-01-01 00:00:00"}}
-				states[i] = track.EntityState{Kind: event.KindTask, ID: evs[i].Task.ID, RootID: root, State: event.StateSuccess, UpdatedAt: "x"}
+				states[i] = event.EntityState{Kind: event.KindTask, ID: evs[i].Task.ID, RootID: root, State: event.StateSuccess, UpdatedAt: "x"}
 			}
 			b.ResetTimer()
 			start := time.Now()

@@ -119,18 +119,28 @@ func (a *app) run(ctx context.Context, o Options) error {
 	defer middle.cancel()
 	defer back.cancel()
 
-	back.start("dispatcher", a.disp.Run)
-	back.start("store", a.st.Run)
 	if a.opsLn != nil {
 		back.start("ops", func(ctx context.Context) error { return serve(ctx, "ops", a.opsLn, a.opsHandler, a.log) })
 	}
-	middle.start("tracker", a.tr.Run)
+	if p := a.single; p != nil {
+		back.start("dispatcher", a.disp.Run)
+		if r, ok := a.st.(interface{ Run(context.Context) error }); ok {
+			back.start("store", r.Run)
+		}
+		middle.start("tracker", p.tr.Run)
+		front.start("watcher", p.w.Run)
+		front.start("housekeeping", func(ctx context.Context) error {
+			return p.tr.Housekeep(ctx, a.st, 0, a.log.With("component", "track"))
+		})
+	} else {
+		// The proxy stops first, the forwarder then flushes what it
+		// tapped, and the leader (if this replica is it) stops its
+		// pipeline in a single instance's order and resigns.
+		middle.start("forwarder", a.node.fwd.Run)
+		back.start("replica", func(ctx context.Context) error { return a.node.run(ctx, a.disp) })
+	}
 	front.start("proxy", func(ctx context.Context) error { return a.serveProxy(ctx) })
-	front.start("watcher", a.w.Run)
 	front.start("workbooks", a.wb.Run)
-	front.start("housekeeping", func(ctx context.Context) error {
-		return a.tr.Housekeep(ctx, a.st, 0, a.log.With("component", "track"))
-	})
 	if a.adminLn != nil {
 		front.start("admin", func(ctx context.Context) error { return serve(ctx, "admin", a.adminLn, a.adminHandler, a.log) })
 	}

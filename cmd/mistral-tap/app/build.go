@@ -7,11 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/ops"
 	"github.com/mistral-tap/mistral-tap/config"
@@ -19,8 +16,8 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/admin"
 	amqppub "github.com/mistral-tap/mistral-tap/notifier/amqp"
+	"github.com/mistral-tap/mistral-tap/notifier/ha"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
-	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/mistral"
 	"github.com/mistral-tap/mistral-tap/tap/proxy"
 	"github.com/mistral-tap/mistral-tap/tap/track"
@@ -40,16 +37,20 @@ type app struct {
 	// mistral-tap's own requests to Mistral.
 	engine *mistral.Client
 
-	st     *store.Store
+	st     durable
 	sender *send.Client
 	// publisher is the AMQP transport (type amqp callbacks).
 	publisher *amqppub.Publisher
 	metrics   *ops.Metrics
 	wb        *workbooks.Resolver
 	disp      *notifier.Dispatcher
-	w         *watch.Watcher
-	tr        *track.Tracker
 	px        *proxy.Proxy
+	// single is the watcher and tracker of a single instance (SQLite);
+	// with PostgreSQL, node runs one per leadership term and cur points
+	// at the running one (nil while following), for metrics and /readyz.
+	single *pipeline
+	node   *haNode
+	cur    atomic.Pointer[pipeline]
 
 	proxyHandler, adminHandler, opsHandler http.Handler
 	ln, adminLn, opsLn                     net.Listener
@@ -86,8 +87,19 @@ func build(ctx context.Context, o Options) (a *app, err error) {
 		}
 	}
 	a.metrics.Read(ops.Sources{
-		Proxy: a.px.Stats, Watch: a.w.Stats, LastContact: a.engine.LastContact,
-		Tracker: a.tr.Stats, Callbacks: a.disp.Status,
+		Proxy: a.px.Stats, LastContact: a.engine.LastContact, Callbacks: a.disp.Status,
+		Watch: func() watch.Stats {
+			if p := a.cur.Load(); p != nil {
+				return p.w.Stats()
+			}
+			return watch.Stats{}
+		},
+		Tracker: func() track.Stats {
+			if p := a.cur.Load(); p != nil {
+				return p.tr.Stats()
+			}
+			return track.Stats{}
+		},
 	})
 	return a, nil
 }
@@ -114,15 +126,15 @@ func (a *app) initLogger(base *slog.Logger) {
 }
 
 func (a *app) openStore(ctx context.Context, _ Options) error {
-	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("app: creating state_dir: %w", err)
-	}
-	st, err := store.Open(filepath.Join(a.cfg.StateDir, store.FileName), store.Options{Exclusive: true, Logger: a.log.With("component", "store")})
+	st, pg, err := openStore(ctx, a.cfg, a.log)
 	if err != nil {
-		return fmt.Errorf("app: opening state in %s: %w", a.cfg.StateDir, err)
+		return err
 	}
 	a.st = st
 	a.onClose(func() { st.Close() })
+	if pg != nil {
+		a.node = newHANode(a.cfg, pg, a.log)
+	}
 	return nil
 }
 
@@ -147,7 +159,7 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.metrics.TimeDeliveries(transports), Routing: routing, Logger: a.log.With("component", "notifier")})
+	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.guard(a.metrics.TimeDeliveries(transports)), Routing: routing, Logger: a.log.With("component", "notifier")})
 	if err != nil {
 		return fmt.Errorf("app: dispatcher: %w", err)
 	}
@@ -155,37 +167,40 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 }
 
 // buildObservation builds the tracker from the state the store kept, and
-// the watcher that observes into it.
+// the watcher that observes into it: once for a single instance; with
+// PostgreSQL the leader does it at the start of each term (haNode.lead).
 func (a *app) buildObservation(ctx context.Context, _ Options) error {
-	states, err := a.st.LoadStates(ctx)
+	pb := pipelineBuilder{cfg: a.cfg, st: a.st, disp: a.disp, engine: a.engine, metrics: a.metrics, log: a.log}
+	if a.node != nil {
+		a.node.pb, a.node.cur = pb, &a.cur
+		return nil
+	}
+	p, err := pb.build(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("app: loading tracker state: %w", err)
+		return err
 	}
-	horizon, err := track.LoadHorizon(ctx, a.st.Checkpoint)
-	if err != nil {
-		return fmt.Errorf("app: %w", err)
-	}
-	cfg := a.cfg
-	a.tr, err = track.New(track.Options{Sink: a.metrics.CountEvents(a.disp), Fetcher: track.FetchFrom(a.engine), States: states, Horizon: horizon, Logger: a.log.With("component", "track"), Retention: cfg.Tracker.Retention})
-	if err != nil {
-		return fmt.Errorf("app: tracker: %w", err)
-	}
-	if horizon.IsZero() {
-		// First start: remember from when on entities count as new, so a
-		// restart after downtime replays what happened meanwhile rather
-		// than treating it as history.
-		if err := a.st.SetCheckpoint(ctx, track.HorizonCheckpoint, a.tr.Horizon().Format(time.RFC3339)); err != nil {
-			return fmt.Errorf("app: saving tracker horizon: %w", err)
-		}
-	}
-	a.w, err = watch.New(watch.Options{
-		Engine: a.engine, Interval: cfg.Watch.Interval, Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects,
-		Observer: a.metrics.CountObservations(a.tr), Checkpoints: watchCheckpoints{a.st, a.disp}, Logger: a.log.With("component", "watch"),
-	})
-	if err != nil {
-		return fmt.Errorf("app: watcher: %w", err)
-	}
+	a.single = p
+	a.cur.Store(p)
 	return nil
+}
+
+// guard wraps the dispatcher's sender on a replica: sends only under a
+// trusted lease (docs/ha.md).
+func (a *app) guard(s notifier.Sender) notifier.Sender {
+	if a.node == nil {
+		return s
+	}
+	a.metrics.AddReplica(a.node.stats)
+	return ha.GuardSender(s, a.node.elector.Current)
+}
+
+// observer is the tap's: the tracker of a single instance, or the
+// forwarder to the shared queue of a replica.
+func (a *app) observer() proxy.Observer {
+	if a.node != nil {
+		return a.node.fwd
+	}
+	return a.metrics.CountObservations(a.single.tr)
 }
 
 func (a *app) buildProxy(_ context.Context, _ Options) error {
@@ -199,7 +214,7 @@ func (a *app) buildProxy(_ context.Context, _ Options) error {
 	}
 	a.px, err = proxy.New(proxy.Options{
 		Upstream: a.upstream, PathPrefix: cfg.Proxy.PathPrefix, MaxTapBody: cfg.Proxy.MaxTapBody,
-		Transport: tp, Observer: a.metrics.CountObservations(a.tr), Workbooks: a.wb, Logger: a.log.With("component", "proxy"),
+		Transport: tp, Observer: a.observer(), Workbooks: a.wb, Logger: a.log.With("component", "proxy"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: proxy: %w", err)
@@ -223,7 +238,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		a.adminHandler = h
 	}
 	if cfg.Ops.Listen != "" {
-		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.engine.LastContact, &a.draining)...))
+		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.engine.LastContact, &a.cur, a.node != nil, &a.draining)...))
 	}
 	if o.Source.Path != "" {
 		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {
@@ -282,5 +297,5 @@ func (a *app) serveProxy(ctx context.Context) error {
 
 func (a *app) logRunning() {
 	a.log.Info("mistral-tap running", "listen", a.ln.Addr().String(), "upstream", config.RedactURL(a.cfg.Upstream),
-		"callbacks", len(a.cfg.Callbacks), "watch_interval", a.cfg.Watch.Interval, "state_dir", a.cfg.StateDir)
+		"callbacks", len(a.cfg.Callbacks), "watch_interval", a.cfg.Watch.Interval, "store", storeLabel(a.cfg))
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/ha"
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/watch"
 )
 
 // leaseName is the leader lease's row.
@@ -123,16 +125,18 @@ func (n *haNode) listen(ctx context.Context) {
 func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatcher) {
 	n.pg.SetFence(&pgstore.Fence{Lease: leaseName, Holder: n.id, Term: l.Term})
 	log := n.log.With("term", l.Term)
-	p, err := n.pb.build(ctx)
+	var feed *ha.Feed
+	p, err := n.pb.build(ctx, func(tr *track.Tracker) watch.Observer {
+		feed = ha.NewFeed(ha.FeedOptions{Queue: n.pg, Observer: n.pb.metrics.CountObservations(tr), Barrier: disp,
+			Wake: n.feedWake, Logger: log.With("component", "feed")})
+		return feed.Before(n.pb.metrics.CountObservations(tr))
+	})
 	if err != nil {
 		log.Error("taking over failed; stepping down", "err", err)
 		return
 	}
 	n.cur.Store(p)
 	defer n.cur.Store(nil)
-	feed := ha.NewFeed(ha.FeedOptions{Queue: n.pg, Observer: n.pb.metrics.CountObservations(p.tr), Barrier: disp,
-		Wake: n.feedWake, Logger: log.With("component", "feed")})
-	p.w.SetObserver(feed.Before(n.pb.metrics.CountObservations(p.tr)))
 
 	front, stopFront := context.WithCancel(context.WithoutCancel(ctx))
 	middle, stopMiddle := context.WithCancel(context.WithoutCancel(ctx))

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/ops"
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier"
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 	"github.com/mistral-tap/mistral-tap/tap/track"
 	"github.com/mistral-tap/mistral-tap/tap/watch"
 )
@@ -25,18 +24,18 @@ type pipeline struct {
 }
 
 type pipelineBuilder struct {
-	cfg      *config.Config
-	upstream *url.URL
-	st       durable
-	disp     *notifier.Dispatcher
-	engine   *http.Client
-	metrics  *ops.Metrics
-	log      *slog.Logger
+	cfg     *config.Config
+	st      durable
+	disp    *notifier.Dispatcher
+	engine  *mistral.Client
+	metrics *ops.Metrics
+	log     *slog.Logger
 }
 
-// build loads the tracker's states and horizon and wires a watcher and a
-// tracker feeding the dispatcher.
-func (b pipelineBuilder) build(ctx context.Context) (*pipeline, error) {
+// build loads the tracker's states and horizon and wires a tracker feeding
+// the dispatcher and a watcher observing into observer(tracker) (nil: the
+// tracker, counted).
+func (b pipelineBuilder) build(ctx context.Context, observer func(*track.Tracker) watch.Observer) (*pipeline, error) {
 	cfg, st := b.cfg, b.st
 	states, err := st.LoadStates(ctx)
 	if err != nil {
@@ -46,16 +45,8 @@ func (b pipelineBuilder) build(ctx context.Context) (*pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	w, err := watch.New(watch.Options{
-		Upstream: b.upstream, Interval: cfg.Watch.Interval, PageSize: cfg.Watch.PageSize,
-		Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Headers: cfg.Watch.Headers,
-		Checkpoints: watchCheckpoints{st, b.disp}, Client: b.engine, Logger: b.log.With("component", "watch"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("app: watcher: %w", err)
-	}
-	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: w, States: states, Horizon: horizon,
-		Logger: b.log.With("component", "track"), Retention: cfg.Tracker.Retention})
+	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: track.FetchFrom(b.engine), States: states,
+		Horizon: horizon, Logger: b.log.With("component", "track"), Retention: cfg.Tracker.Retention})
 	if err != nil {
 		return nil, fmt.Errorf("app: tracker: %w", err)
 	}
@@ -67,6 +58,16 @@ func (b pipelineBuilder) build(ctx context.Context) (*pipeline, error) {
 			return nil, fmt.Errorf("app: saving tracker horizon: %w", err)
 		}
 	}
-	w.SetObserver(b.metrics.CountObservations(tr))
+	var obs watch.Observer = b.metrics.CountObservations(tr)
+	if observer != nil {
+		obs = observer(tr)
+	}
+	w, err := watch.New(watch.Options{
+		Engine: b.engine, Interval: cfg.Watch.Interval, Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects,
+		Observer: obs, Checkpoints: watchCheckpoints{b.st, b.disp}, Logger: b.log.With("component", "watch"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: watcher: %w", err)
+	}
 	return &pipeline{w: w, tr: tr}, nil
 }

@@ -12,13 +12,16 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
-	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
 // durable is what the app needs from either store.
 type durable interface {
 	notifier.Store
-	LoadStates(ctx context.Context) ([]track.EntityState, error)
+	LoadStates(ctx context.Context) ([]event.EntityState, error)
+	// Health reports whether the store answers (and, for SQLite, whether
+	// its files are in place and sound).
+	Health(ctx context.Context) error
 	ForgetStates(ctx context.Context, ids []string) error
 	Checkpoint(ctx context.Context, key string) (string, error)
 	SetCheckpoint(ctx context.Context, key, value string) error

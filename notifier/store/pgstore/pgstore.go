@@ -38,7 +38,6 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // ErrFenced is returned by a fenced write when this replica no longer holds
@@ -165,6 +164,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Health is Ping, for readiness.
+func (s *Store) Health(ctx context.Context) error { return s.Ping(ctx) }
 
 // SetFence makes every later leader write check f (nil: no check).
 func (s *Store) SetFence(f *Fence) { s.fence.Store(f) }
@@ -591,15 +593,15 @@ func (s *Store) Enable(ctx context.Context, name string) error {
 }
 
 // LoadStates is store.Store.LoadStates.
-func (s *Store) LoadStates(ctx context.Context) ([]track.EntityState, error) {
+func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq FROM entity_states`)
 	if err != nil {
 		return nil, s.wrap("loading entity states", err)
 	}
 	defer rows.Close()
-	var out []track.EntityState
+	var out []event.EntityState
 	for rows.Next() {
-		var st track.EntityState
+		var st event.EntityState
 		var kind string
 		var seq int64
 		var retry int32

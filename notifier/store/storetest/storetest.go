@@ -14,7 +14,6 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
-	"github.com/mistral-tap/mistral-tap/tap/track"
 )
 
 // Store is the method set under contract.
@@ -29,7 +28,7 @@ type Store interface {
 	List(ctx context.Context, f store.Filter) ([]store.Delivery, error)
 	Replay(ctx context.Context, f store.ReplayFilter, now time.Time) (int, error)
 	Prune(ctx context.Context, before time.Time) (int, error)
-	LoadStates(ctx context.Context) ([]track.EntityState, error)
+	LoadStates(ctx context.Context) ([]event.EntityState, error)
 	ForgetStates(ctx context.Context, ids []string) error
 	Checkpoint(ctx context.Context, key string) (string, error)
 	SetCheckpoint(ctx context.Context, key, value string) error
@@ -79,9 +78,9 @@ func commitIdempotent(t *testing.T, s Store) {
 	ctx := context.Background()
 	d1 := delivery(t, "e1", "r1", 1, t0, "cb")
 	d2 := delivery(t, "e2", "r1", 2, t0.Add(time.Second), "cb")
-	st := track.EntityState{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING",
+	st := event.EntityState{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING",
 		UpdatedAt: "2025-01-02 03:04:05", RetryCount: 2, LastSeq: 2}
-	w := store.Write{Insert: []store.Delivery{d1, d2}, States: []track.EntityState{st}, Inserted: make([]bool, 2)}
+	w := store.Write{Insert: []store.Delivery{d1, d2}, States: []event.EntityState{st}, Inserted: make([]bool, 2)}
 	if err := s.Commit(ctx, w); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +92,7 @@ func commitIdempotent(t *testing.T, s Store) {
 	d1b.Attempts = 7
 	w2 := store.Write{Insert: []store.Delivery{d1b}, Inserted: make([]bool, 1)}
 	st.State, st.LastSeq = "SUCCESS", 3
-	if err := s.Commit(ctx, w2, store.Write{States: []track.EntityState{st}}); err != nil {
+	if err := s.Commit(ctx, w2, store.Write{States: []event.EntityState{st}}); err != nil {
 		t.Fatal(err)
 	}
 	if w2.Inserted[0] {
@@ -117,7 +116,7 @@ func commitIdempotent(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []track.EntityState{st}; !reflect.DeepEqual(states, want) {
+	if want := []event.EntityState{st}; !reflect.DeepEqual(states, want) {
 		t.Fatalf("LoadStates = %+v, want %+v", states, want)
 	}
 }
@@ -283,7 +282,7 @@ func checkpointsAndForget(t *testing.T, s Store) {
 	if v, err := s.Checkpoint(ctx, "watch"); err != nil || v != "2025-01-01 00:00:09" {
 		t.Fatalf("checkpoint = %q, %v", v, err)
 	}
-	states := []track.EntityState{
+	states := []event.EntityState{
 		{Kind: event.KindExecution, ID: "x1", RootID: "x1", State: "SUCCESS", UpdatedAt: "u", LastSeq: 4},
 		{Kind: event.KindTask, ID: "t1", RootID: "x1", State: "SUCCESS", UpdatedAt: "u"},
 		{Kind: event.KindExecution, ID: "x2", RootID: "x2", State: "RUNNING", UpdatedAt: "u", LastSeq: 1},
