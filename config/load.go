@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,7 +36,8 @@ import (
 // set this way; maps (headers) and callbacks cannot, use ${NAME} in the file
 // instead. Any other MISTRAL_TAP_* variable is an error (a typo must not be
 // silently ignored), except MISTRAL_TAP_CONFIG, which is left to the command
-// line to name the file.
+// line to name the file, and the service links Kubernetes injects for a
+// Service whose name starts with "mistral-tap" (see k8sServiceLink).
 const EnvPrefix = "MISTRAL_TAP_"
 
 // envReserved are MISTRAL_TAP_* variables that are not configuration keys.
@@ -141,7 +145,7 @@ func load(src Source) (*Config, *loaded, error) {
 		Prefix:      EnvPrefix,
 		EnvironFunc: func() []string { return envList },
 		TransformFunc: func(name, v string) (string, any) {
-			if envReserved[name] {
+			if envReserved[name] || k8sServiceLink(name, v) {
 				return "", nil
 			}
 			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
@@ -431,4 +435,61 @@ func envValue(t reflect.Type, v string) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// k8sLink matches the suffixes of Kubernetes' service-link variables after
+// EnvPrefix: for a Service "mistral-tap[-x]" every pod of the namespace
+// gets MISTRAL_TAP[_X]_SERVICE_HOST, _SERVICE_PORT[_<name>], _PORT and
+// _PORT_<port>_<proto>[_PROTO|_PORT|_ADDR]. No configuration key has these
+// names: keys below the top level use "__".
+var k8sLink = regexp.MustCompile(`^(?:(SERVICE_HOST)|(SERVICE_PORT(?:_[A-Z0-9_]+)?)|(PORT)|(PORT_[0-9]+_(?:TCP|UDP|SCTP))(_PROTO|_PORT|_ADDR)?)$`)
+
+// k8sServiceLink reports whether name=value is a Kubernetes service link.
+// The value must have the shape Kubernetes gives it (an IP, a port, a
+// tcp://ip:port URL, a protocol), so that a typo of a real key with a
+// different value is still refused.
+func k8sServiceLink(name, value string) bool {
+	// The service's own name may contain "_PORT" or "_SERVICE", so every
+	// split between a name and a suffix is tried.
+	rest := strings.TrimPrefix(name, EnvPrefix)
+	for i := 0; i < len(rest); i++ {
+		if i > 0 && rest[i-1] != '_' {
+			continue
+		}
+		if m := k8sLink.FindStringSubmatch(rest[i:]); m != nil && k8sValueFits(m, value) {
+			return true
+		}
+	}
+	return false
+}
+
+// k8sValueFits checks value against the link kind matched in m.
+func k8sValueFits(m []string, value string) bool {
+	isPort := func(s string) bool { n, err := strconv.Atoi(s); return err == nil && n > 0 && n < 65536 }
+	isIP := func(s string) bool { _, err := netip.ParseAddr(s); return err == nil }
+	isURL := func(s string) bool {
+		for _, p := range []string{"tcp://", "udp://", "sctp://"} {
+			if rest, ok := strings.CutPrefix(s, p); ok {
+				h, port, err := net.SplitHostPort(rest)
+				return err == nil && isIP(h) && isPort(port)
+			}
+		}
+		return false
+	}
+	switch {
+	case m[1] != "":
+		return isIP(value) || value == "None" // headless services
+	case m[2] != "":
+		return isPort(value)
+	case m[3] != "":
+		return isURL(value)
+	case m[5] == "_PROTO":
+		return value == "tcp" || value == "udp" || value == "sctp"
+	case m[5] == "_PORT":
+		return isPort(value)
+	case m[5] == "_ADDR":
+		return isIP(value)
+	default:
+		return isURL(value)
+	}
 }
