@@ -104,3 +104,40 @@ func TestRunWithKubernetesServiceLinks(t *testing.T) {
 		t.Errorf("typo: exit %d, stderr:\n%s", code, typo.stderr.String())
 	}
 }
+
+const adminConfig = processConfig + `
+admin:
+  listen: %[4]s
+  token: %[5]s
+`
+
+// TestAdminTokenRotatesOnReload: a reload that changes admin.token takes
+// effect at once: the old token gets 401, the new one 200.
+func TestAdminTokenRotatesOnReload(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mistral-tap.yaml")
+	listen, state, opsAddr, adminAddr := freePort(t), filepath.Join(dir, "state"), freePort(t), freePort(t)
+	const oldTok, newTok = "old-admin-token-0123456789", "new-admin-token-9876543210"
+	writeFile(t, cfg, fmt.Sprintf(adminConfig, listen, state, opsAddr, adminAddr, oldTok))
+	p := runBinary(t, cfg)
+	waitHealthy(t, p, opsAddr)
+	status := func(tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+"/callbacks", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(oldTok); got != 200 {
+		t.Fatalf("old token before the reload: %d", got)
+	}
+	writeFile(t, cfg, fmt.Sprintf(adminConfig, listen, state, opsAddr, adminAddr, newTok))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 15*time.Second, func() bool { return status(newTok) == 200 })
+	if got := status(oldTok); got != 401 {
+		t.Errorf("old token after the reload: %d, want 401", got)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/notifier"
@@ -40,11 +41,16 @@ const MaxLimit = 10000
 
 // Handler is the admin API.
 type Handler struct {
-	b     Backend
-	token [32]byte
+	b Backend
+	// token is the SHA-256 of the bearer token; SetToken swaps it while
+	// requests are served, so a leaked token can be rotated by a reload.
+	token atomic.Pointer[[sha256.Size]byte]
 	log   *slog.Logger
 	mux   *http.ServeMux
 }
+
+// errNoToken refuses to serve an open admin API.
+var errNoToken = errors.New("admin: a bearer token is required")
 
 // New returns the admin API. token is required: an empty one is refused
 // rather than serving an open admin API.
@@ -52,19 +58,31 @@ func New(b Backend, token string, log *slog.Logger) (*Handler, error) {
 	if b == nil {
 		return nil, errors.New("admin: backend is required")
 	}
-	if token == "" {
-		return nil, errors.New("admin: a bearer token is required")
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Comparing fixed-size hashes keeps the compare constant-time even in
-	// the token's length.
-	h := &Handler{b: b, token: sha256.Sum256([]byte(token)), log: log, mux: http.NewServeMux()}
+	h := &Handler{b: b, log: log, mux: http.NewServeMux()}
+	if err := h.SetToken(token); err != nil {
+		return nil, err
+	}
 	h.mux.HandleFunc("GET /deliveries", h.list)
 	h.mux.HandleFunc("POST /deliveries/replay", h.replay)
 	h.mux.HandleFunc("GET /callbacks", h.callbacks)
 	return h, nil
+}
+
+// SetToken replaces the bearer token: from its return on, requests with
+// the previous token get 401. An empty token is refused and the previous
+// one stays.
+func (h *Handler) SetToken(token string) error {
+	if token == "" {
+		return errNoToken
+	}
+	// Comparing fixed-size hashes keeps the compare constant-time even in
+	// the token's length.
+	sum := sha256.Sum256([]byte(token))
+	h.token.Store(&sum)
+	return nil
 }
 
 // ServeHTTP authenticates and routes.
@@ -72,7 +90,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	got := sha256.Sum256([]byte(tok))
-	if !ok || subtle.ConstantTimeCompare(got[:], h.token[:]) != 1 {
+	want := h.token.Load()
+	if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mistral-tap admin"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
 		return

@@ -127,3 +127,37 @@ func TestInternalErrorsAreNotLeaked(t *testing.T) {
 		t.Fatalf("got %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestSetTokenRotates: after SetToken the old token is refused and the new
+// one accepted; an empty token keeps the current one.
+func TestSetTokenRotates(t *testing.T) {
+	h, err := New(&fakeBackend{}, "old-token-0123456789", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(tok string) int {
+		req := httptest.NewRequest("GET", "/callbacks", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if got := status("old-token-0123456789"); got != 200 {
+		t.Fatalf("old token before rotation: %d", got)
+	}
+	if err := h.SetToken("new-token-9876543210"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("old-token-0123456789"); got != 401 {
+		t.Errorf("old token after rotation: %d, want 401", got)
+	}
+	if got := status("new-token-9876543210"); got != 200 {
+		t.Errorf("new token after rotation: %d, want 200", got)
+	}
+	if err := h.SetToken(""); err == nil {
+		t.Error("SetToken(\"\"): want an error")
+	}
+	if got := status("new-token-9876543210"); got != 200 {
+		t.Errorf("after a refused empty token: %d, want 200", got)
+	}
+}
