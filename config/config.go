@@ -159,9 +159,14 @@ type Admin struct {
 	Listen string `koanf:"listen" yaml:"listen"`
 	// Token is the bearer token every admin request must carry; ${NAME} is
 	// expanded from the environment, e.g. "${ADMIN_TOKEN}". Required when
-	// Listen is set. A secret, never logged. Default "".
+	// Listen is set, at least MinAdminTokenLen characters. A secret, never
+	// logged. A reload replaces it live. Default "".
 	Token string `koanf:"token" yaml:"token"`
 }
+
+// MinAdminTokenLen is the shortest admin.token accepted: a guessable
+// token would make the admin API (which replays deliveries) open.
+const MinAdminTokenLen = 16
 
 // Ops configures the unauthenticated operations endpoints.
 type Ops struct {

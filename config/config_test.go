@@ -20,7 +20,7 @@ var testEnv = []string{
 	"HOOK_TOKEN=tok-123",
 	"HOOK_HOST=hooks.example.com",
 	"SECRET_V=whsec_abc",
-	"ADMIN_TOKEN=adm-456",
+	"ADMIN_TOKEN=adm-456-0123456789abcdef",
 	"PATH=/usr/bin",
 }
 
@@ -51,7 +51,7 @@ func TestLoadFull(t *testing.T) {
 	want.Delivery.Timeout = 3 * time.Second
 	want.Delivery.Retries = 2
 	want.Delivery.AllowNetworks = []string{"127.0.0.0/8"}
-	want.Admin = Admin{Listen: "127.0.0.1:8991", Token: "adm-456"}
+	want.Admin = Admin{Listen: "127.0.0.1:8991", Token: "adm-456-0123456789abcdef"}
 	want.Ops = Ops{Listen: "127.0.0.1:8992"}
 	want.Log = Log{Level: "debug", Format: "json"}
 	ops := defaultCallback()
@@ -288,7 +288,7 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("redacted URL = %q, want %q", got, want)
 	}
 	// The original is untouched.
-	if c.Callbacks[0].Headers["Authorization"] != "Bearer tok-123" || c.Admin.Token != "adm-456" {
+	if c.Callbacks[0].Headers["Authorization"] != "Bearer tok-123" || c.Admin.Token != "adm-456-0123456789abcdef" {
 		t.Error("Redacted modified the original config")
 	}
 }

@@ -107,8 +107,11 @@ func (c *Config) validate(p *problems) {
 	// admin and ops
 	if c.Admin.Listen != "" {
 		checkAddr(p, "admin.listen", c.Admin.Listen, false)
-		if c.Admin.Token == "" {
+		switch n := len(c.Admin.Token); {
+		case n == 0:
 			p.add("admin.token", "", "admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
+		case n < MinAdminTokenLen:
+			p.add("admin.token", "", "admin.token", "", fmt.Sprintf("too short: %d characters, want at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinAdminTokenLen))
 		}
 	}
 	if c.Ops.Listen != "" {
@@ -344,7 +347,31 @@ func checkCallbackURL(p *problems, key, label, raw string) {
 		p.add(key, label, "url", v, fmt.Sprintf("scheme %q: want an absolute http or https URL", u.Scheme))
 	case u.Host == "" || u.Hostname() == "":
 		p.add(key, label, "url", v, "has no host")
+	case numericHost(u.Hostname()) && !isDottedQuad(u.Hostname()):
+		p.add(key, label, "url", v, fmt.Sprintf("host %q is an ambiguous numeric IPv4 form (decimal, octal or hex parts); write the address as a dotted quad such as 127.0.0.1, or use a DNS name", u.Hostname()))
 	}
+}
+
+// numericHost reports whether a URL parser following the WHATWG URL
+// standard (browsers, curl for some forms, inet_aton) reads host as an
+// IPv4 address: its last label is a decimal or 0x-hex number. Such hosts
+// ("2130706433", "0177.0.0.1", "0x7f.1") are not DNS names, and Go's
+// resolver does not read them as addresses either, so they would only
+// fail resolution until max_age.
+func numericHost(host string) bool {
+	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
+	last := labels[len(labels)-1]
+	if h, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		return strings.Trim(h, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
+}
+
+// isDottedQuad reports whether host is a canonical IPv4 dotted quad
+// (netip refuses leading zeros, which some parsers read as octal).
+func isDottedQuad(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Is4()
 }
 
 // urlErr strips the URL itself (which may carry credentials) from a

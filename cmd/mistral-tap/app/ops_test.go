@@ -44,7 +44,7 @@ func (s *syncBuffer) String() string {
 // Secrets of the ops scenario; each must never reach the logs.
 var opsSecrets = []string{
 	"urlpass-4711", "querytok-4712", "hdrtok-4713", "signsecret-4714",
-	"oldsecret-4715", "watchtok-4716", "admintok-4717", "customhdr-4718",
+	"oldsecret-4715", "watchtok-4716", "admintok-4717-0123456789", "customhdr-4718",
 }
 
 const opsConfig = `
@@ -55,7 +55,7 @@ ops:
   listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
-  token: admintok-4717
+  token: admintok-4717-0123456789
 watch:
   interval: 100ms
   headers: {X-Auth-Token: watchtok-4716}
