@@ -38,6 +38,10 @@ type Config struct {
 	Ops Ops `koanf:"ops" yaml:"ops"`
 	// Callbacks are the webhooks events are delivered to.
 	Callbacks []Callback `koanf:"callbacks" yaml:"callbacks"`
+
+	// secretVals are the values Load substituted for ${NAME} outside
+	// callbacks (see SecretValues).
+	secretVals []string
 }
 
 // Proxy tunes the reverse proxy in front of Mistral.
@@ -249,6 +253,10 @@ type Callback struct {
 	// Template is the Go text/template body for format "template";
 	// required by that format and refused by the others. Default "".
 	Template string `koanf:"template" yaml:"template"`
+
+	// secretVals are the values Load substituted for ${NAME} in this
+	// callback or read from its secret_file (see RedactedURL).
+	secretVals []string
 }
 
 // RetryPolicy is how long and how often the outbox keeps retrying a

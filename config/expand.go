@@ -12,8 +12,9 @@ import (
 // "$${X}" yields "${X}"); a "$" not followed by "{" is kept as is, so
 // passwords containing "$" need no escaping. An undefined variable, an
 // unterminated "${" or a bad name is an error that names the variable but
-// never the value.
-func expand(s string, lookup func(string) (string, bool)) (string, error) {
+// never the value. The values substituted are appended to *used, since
+// they are secrets wherever they appear.
+func expand(s string, lookup func(string) (string, bool), used *[]string) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
 	}
@@ -47,6 +48,9 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 			return "", fmt.Errorf("undefined variable ${%s}", name)
 		}
 		b.WriteString(v)
+		if v != "" {
+			*used = append(*used, v)
+		}
 		i += 2 + end + 1
 	}
 	return b.String(), nil

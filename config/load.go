@@ -322,8 +322,9 @@ func (c *Config) inherit() {
 // reads secret files (relative paths are relative to the config file's
 // directory). It returns the secret files read.
 func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool), dir string) []string {
+	var used *[]string // where exp records the values it substitutes
 	exp := func(path, cb, field, what string, s *string) {
-		v, err := expand(*s, lookup)
+		v, err := expand(*s, lookup, used)
 		if err != nil {
 			p.add(path, cb, field, redacted, what+err.Error())
 			return
@@ -337,6 +338,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 			m[name] = v
 		}
 	}
+	used = &c.secretVals
 	expMap("watch.headers", "", "watch.headers", c.Watch.Headers)
 	exp("admin.token", "", "admin.token", "", &c.Admin.Token)
 	exp("store.dsn", "", "store.dsn", "", &c.Store.DSN)
@@ -345,6 +347,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 	var files []string
 	for i := range c.Callbacks {
 		cb := &c.Callbacks[i]
+		used = &cb.secretVals
 		label := CallbackLabel(cb, i)
 		base := "callbacks." + strconv.Itoa(i) + "."
 		exp(base+"url", label, "url", "", &cb.URL)
@@ -377,6 +380,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 			continue
 		}
 		cb.Secret = s
+		cb.secretVals = append(cb.secretVals, s)
 	}
 	return files
 }

@@ -543,11 +543,16 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 		res = d.o.Sender.Send(d.sendCtx, request(route, rt.Delivery, it, msg))
 	}
 	now := d.now()
-	l.observe(it, res, route.Callback.URL, now)
+	// The store and the admin API see the URL without its secrets.
+	var shownURL string
+	if res.Outcome == send.Gone {
+		shownURL = route.Callback.RedactedURL()
+	}
+	l.observe(it, res, shownURL, now)
 	u := decide(route.Callback.Retry, it, res, now, rand.Float64(), !ok)
 	w := store.Write{Updates: []store.Update{u}}
 	if res.Outcome == send.Gone && ok {
-		w.Disable = []store.Disabled{{Name: l.name, Reason: "endpoint answered 410 Gone", URL: route.Callback.URL, Since: now}}
+		w.Disable = []store.Disabled{{Name: l.name, Reason: "endpoint answered 410 Gone", URL: shownURL, Since: now}}
 	}
 	if u.State == store.Dead {
 		l.log.Warn("delivery dead", "delivery", it.id, "status", u.LastStatus, "attempts", u.Attempts)
@@ -599,7 +604,7 @@ func request(rt Route, def config.Delivery, it *item, msg payload.Message) send.
 	return send.Request{
 		Callback: cb.Name, Method: method, URL: cmp.Or(msg.URL, cb.URL), Header: h, Body: msg.Body,
 		EventID: it.ev.ID, RootID: it.root, Transport: cb.Type, Topic: msg.Key,
-		Secrets: rt.Secrets, Timeout: timeout, Retries: retries,
+		Secrets: rt.Secrets, Conceal: cb.ExpandedSecrets(), Timeout: timeout, Retries: retries,
 		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
 	}
 }

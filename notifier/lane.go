@@ -121,7 +121,7 @@ func (l *lane) configureLocked(r Route, def config.Delivery) {
 func (l *lane) reconfigure(r Route, def config.Delivery) (urlChanged bool) {
 	l.mu.Lock()
 	l.configureLocked(r, def)
-	urlChanged = l.dis.on && l.dis.url != "" && l.dis.url != r.Callback.URL
+	urlChanged = l.dis.on && l.dis.url != "" && l.dis.url != r.Callback.RedactedURL()
 	l.mu.Unlock()
 	l.notify()
 	return urlChanged

@@ -148,22 +148,24 @@ func (k keepPool) RoundTrip(r *http.Request) (*http.Response, error) { return k.
 // whole series, waits included; cancelling it yields Retryable.
 func (c *Client) Send(ctx context.Context, r Request) Result {
 	start := time.Now()
-	res := c.send(ctx, r)
+	hide := newConcealer(r.Conceal)
+	res := c.send(ctx, r, hide)
+	res.Err = hide.err(res.Err)
 	res.Duration = time.Since(start)
 	return res
 }
 
-func (c *Client) send(ctx context.Context, r Request) Result {
+func (c *Client) send(ctx context.Context, r Request, hide concealer) Result {
 	method := r.Method
 	if method == "" {
 		method = http.MethodPost
 	}
 	u, err := url.Parse(r.URL)
 	if err != nil {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: invalid URL %s", RedactURL(r.URL))}
+		return Result{Outcome: Permanent, Err: fmt.Errorf("send: invalid URL %s", hide.url(r.URL))}
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: URL %s: want an absolute http or https URL", RedactURL(r.URL))}
+		return Result{Outcome: Permanent, Err: fmt.Errorf("send: URL %s: want an absolute http or https URL", hide.url(r.URL))}
 	}
 	body := r.Body
 	if noBody(method) {
@@ -175,7 +177,7 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.URL, body)
 	if err != nil {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: building %s request to %s: %w", method, RedactURL(r.URL), redactErr(err))}
+		return Result{Outcome: Permanent, Err: fmt.Errorf("send: building %s request to %s: %w", method, hide.url(r.URL), hide.err(err))}
 	}
 	for k, vs := range r.Header {
 		req.Header[k] = append([]string(nil), vs...)
@@ -211,7 +213,7 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 	retries := max(r.Retries, 0)
 
 	var attempts atomic.Int32
-	redacted := RedactURL(r.URL)
+	redacted := hide.url(r.URL)
 	rc := &retryablehttp.Client{
 		HTTPClient:   &hc,
 		Logger:       nil, // its default logger spams; we log per attempt below
@@ -254,7 +256,7 @@ func (c *Client) send(ctx context.Context, r Request) Result {
 	if err == nil {
 		err = errors.New("no response") // not expected from retryablehttp
 	}
-	err = redactErr(err)
+	err = hide.err(err)
 	res.Err = fmt.Errorf("send: %s %s failed after %d attempt(s): %w", method, redacted, res.Attempts, err)
 	switch {
 	case errors.Is(err, ssrf.ErrForbidden):

@@ -3,86 +3,55 @@ package send
 import (
 	"errors"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/mistral-tap/mistral-tap/config/redact"
 )
 
-// Redacted replaces secret parts of URLs in errors and logs.
-const Redacted = "REDACTED"
-
-// sensitiveKey matches query parameter names that usually carry secrets.
-var sensitiveKey = regexp.MustCompile(`(?i)token|key|secret|sig|passw|pwd|auth|credential|session|code|access|jwt|bearer`)
-
-// looksLikeToken reports whether s is a long opaque string (letters and
-// digits mixed, 16+ characters), such as the last path segment of a Slack
-// incoming-webhook URL.
-func looksLikeToken(s string) bool {
-	if len(s) < 16 {
-		return false
-	}
-	var letter, digit bool
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-			letter = true
-		case c >= '0' && c <= '9':
-			digit = true
-		case strings.ContainsRune("-_.~+/=", c):
-		default:
-			return false
-		}
-	}
-	return letter && digit
+// concealer hides a request's secrets in the errors it produces: the
+// URL's conventional credentials (redact.URL) and every value of
+// Request.Conceal, wherever the error text quotes it (a DNS error names
+// the host, a receiver's answer may echo the path).
+type concealer struct {
+	secrets []string
+	rep     *strings.Replacer
 }
 
-// RedactURL returns raw without what may be a secret: userinfo is dropped,
-// the fragment is dropped, query values whose name looks sensitive (token,
-// key, secret, sig, auth, ...) or whose value looks like a token become
-// REDACTED, and so do long opaque path segments. Webhook URLs often embed
-// credentials, and error messages end up in logs and the dead-letter table.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	u.User = nil
-	u.Fragment, u.RawFragment = "", ""
-	if u.RawQuery != "" {
-		q, err := url.ParseQuery(u.RawQuery)
-		if err != nil {
-			u.RawQuery = Redacted
-		} else {
-			for k, vs := range q {
-				for i, v := range vs {
-					if sensitiveKey.MatchString(k) || looksLikeToken(v) {
-						vs[i] = Redacted
-					}
-				}
-			}
-			// Encode escapes the marker's nothing; keep it readable.
-			u.RawQuery = q.Encode()
-		}
-	}
-	segs := strings.Split(u.Path, "/")
-	changed := false
-	for i, s := range segs {
-		if looksLikeToken(s) {
-			segs[i], changed = Redacted, true
-		}
-	}
-	if changed {
-		u.Path, u.RawPath = strings.Join(segs, "/"), ""
-	}
-	return u.String()
+func newConcealer(secrets []string) concealer {
+	return concealer{secrets: secrets, rep: redact.NewReplacer(secrets, 1)}
 }
 
-// redactErr rewrites the URL inside every *url.Error in err's chain, in
-// place (the errors are ours, freshly made by this attempt).
-func redactErr(err error) error {
+// url is raw as errors and logs show it.
+func (c concealer) url(raw string) string { return redact.URL(raw, c.secrets...) }
+
+// err rewrites the URL inside every *url.Error in err's chain, in place
+// (the errors are ours, freshly made by this attempt), and hides the
+// secrets in the text of the whole chain.
+func (c concealer) err(err error) error {
+	if err == nil {
+		return nil
+	}
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if ue, ok := e.(*url.Error); ok {
-			ue.URL = RedactURL(ue.URL)
+			ue.URL = c.url(ue.URL)
 		}
+	}
+	if len(c.secrets) == 0 {
+		return err
+	}
+	text := err.Error()
+	if hidden := c.rep.Replace(text); hidden != text {
+		return &concealedError{text: hidden, err: err}
 	}
 	return err
 }
+
+// concealedError is an error whose text had secrets removed; errors.Is
+// and errors.As still see the original chain.
+type concealedError struct {
+	text string
+	err  error
+}
+
+func (e *concealedError) Error() string { return e.text }
+func (e *concealedError) Unwrap() error { return e.err }

@@ -34,6 +34,11 @@ type Request struct {
 	Topic string
 	// Secrets sign each attempt (Standard Webhooks v1); none means unsigned.
 	Secrets []string
+	// Conceal lists values that the Result's error and the logs must not
+	// show, such as the parts of URL that came from ${NAME} (see
+	// config.Callback.ExpandedSecrets); URL's conventional credentials
+	// are hidden without being listed (redact.URL).
+	Conceal []string
 	// Timeout bounds one attempt.
 	Timeout time.Duration
 	// Retries is the number of in-process retries after the first attempt.

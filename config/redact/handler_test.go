@@ -1,4 +1,4 @@
-package ops
+package redact
 
 import (
 	"bytes"
@@ -10,15 +10,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/mistral-tap/mistral-tap/config"
 )
 
 type stringer string
 
 func (s stringer) String() string { return string(s) }
 
-func TestRedactingHandler(t *testing.T) {
+func TestHandler(t *testing.T) {
 	const tok = "s3cr3t-token-value"
 	secrets := func() []string { return []string{tok, "ab"} }
 	tests := []struct {
@@ -52,7 +50,7 @@ func TestRedactingHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			l := slog.New(RedactingHandler(slog.NewTextHandler(&buf, nil), secrets))
+			l := slog.New(Handler(slog.NewTextHandler(&buf, nil), secrets))
 			tt.log(l)
 			out := buf.String()
 			for _, s := range []string{tok, "unknown-to-config", "other", "pw@"} {
@@ -67,40 +65,17 @@ func TestRedactingHandler(t *testing.T) {
 	}
 }
 
-func TestRedactingHandlerFollowsSecretChanges(t *testing.T) {
+func TestHandlerFollowsSecretChanges(t *testing.T) {
 	var cur atomic.Pointer[[]string]
 	first := []string{"first-secret"}
 	cur.Store(&first)
 	var buf bytes.Buffer
-	l := slog.New(RedactingHandler(slog.NewJSONHandler(&buf, nil), func() []string { return *cur.Load() }))
+	l := slog.New(Handler(slog.NewJSONHandler(&buf, nil), func() []string { return *cur.Load() }))
 	l.Info("a first-secret")
 	second := []string{"first-secret", "second-secret"}
 	cur.Store(&second)
 	l.Info("b second-secret first-secret")
 	if out := buf.String(); strings.Contains(out, "-secret") {
 		t.Errorf("leak after update: %s", out)
-	}
-}
-
-func TestConfigSecrets(t *testing.T) {
-	c := config.Default()
-	c.Upstream = "http://mistral:pass@127.0.0.1:8989"
-	c.Watch.Headers = map[string]string{"X-Auth-Token": "watch-token"}
-	c.Admin.Token = "admin-token"
-	c.Callbacks = []config.Callback{{
-		Name: "a", URL: "https://hook:hookpw@example.com/x?key=query-secret",
-		Headers: map[string]string{"Authorization": "Bearer bearer-token"},
-		Secret:  "sign-secret", Secrets: []string{"old-secret"},
-	}}
-	got := ConfigSecrets(&c)
-	for _, want := range []string{"pass", "watch-token", "admin-token", "hookpw", "query-secret",
-		"Bearer bearer-token", "bearer-token", "sign-secret", "old-secret", "hook:hookpw"} {
-		found := false
-		for _, g := range got {
-			found = found || g == want
-		}
-		if !found {
-			t.Errorf("ConfigSecrets lacks %q: %q", want, got)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package ops
+package redact
 
 import (
 	"context"
@@ -9,18 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	"github.com/mistral-tap/mistral-tap/config"
 )
-
-// Redacted replaces a secret in log output.
-const Redacted = "REDACTED"
-
-// MinSecretLen is the shortest configured value RedactingHandler looks for
-// inside other text: shorter values ("1", "ab") would mangle ordinary log
-// lines. Attributes whose key names a credential are masked whatever their
-// length.
-const MinSecretLen = 4
 
 // sensitiveKeys are attribute keys (and header names inside logged header
 // maps) whose value is always masked, compared case-insensitively.
@@ -31,14 +20,14 @@ var sensitiveKeys = map[string]bool{
 	"password": true, "secret": true, "secrets": true, "webhook-signature": true,
 }
 
-// RedactingHandler wraps h so that every record's message and attribute
+// Handler wraps h so that every record's message and attribute
 // values (strings, errors, Stringers, groups, and anything else as
-// formatted) have each value returned by secrets replaced by "REDACTED",
+// formatted) have each value returned by secrets replaced by Marker,
 // and attributes keyed like a credential (Authorization, X-Auth-Token,
 // token, secret, ...) masked whole. secrets is called for each record, so
 // it may change (reload); it should be cheap, e.g. an atomic load. Values
-// shorter than MinSecretLen are not searched for.
-func RedactingHandler(h slog.Handler, secrets func() []string) slog.Handler {
+// shorter than MinLen are not searched for.
+func Handler(h slog.Handler, secrets func() []string) slog.Handler {
 	if secrets == nil {
 		secrets = func() []string { return nil }
 	}
@@ -67,20 +56,7 @@ func (c *replacerCache) get() *strings.Replacer {
 		return c.rep
 	}
 	c.last = slices.Clone(s)
-	// Longest first: a secret that contains another is replaced whole.
-	vals := make([]string, 0, len(s))
-	for _, v := range s {
-		if len(v) >= MinSecretLen {
-			vals = append(vals, v)
-		}
-	}
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
-	vals = slices.Compact(vals)
-	args := make([]string, 0, 2*len(vals))
-	for _, v := range vals {
-		args = append(args, v, Redacted)
-	}
-	c.rep = strings.NewReplacer(args...)
+	c.rep = NewReplacer(s, MinLen)
 	return c.rep
 }
 
@@ -112,7 +88,7 @@ func (r *redactor) WithGroup(name string) slog.Handler {
 func redactAttr(rep *strings.Replacer, a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	if sensitiveKeys[strings.ToLower(a.Key)] && !isEmpty(v) {
-		return slog.String(a.Key, Redacted)
+		return slog.String(a.Key, Marker)
 	}
 	switch v.Kind() {
 	case slog.KindString:
@@ -150,7 +126,7 @@ func redactAny(rep *strings.Replacer, x any) slog.Value {
 		out := make(map[string]string, len(t))
 		for k, v := range t {
 			if sensitiveKeys[strings.ToLower(k)] && v != "" {
-				v = Redacted
+				v = Marker
 			}
 			out[k] = rep.Replace(v)
 		}
@@ -159,7 +135,7 @@ func redactAny(rep *strings.Replacer, x any) slog.Value {
 		if t == nil {
 			return slog.AnyValue(nil)
 		}
-		return slog.StringValue(rep.Replace(config.RedactURL(t.String())))
+		return slog.StringValue(rep.Replace(URL(t.String())))
 	case fmt.Stringer:
 		return slog.StringValue(rep.Replace(t.String()))
 	}
@@ -176,7 +152,7 @@ func maskHeader(rep *strings.Replacer, h http.Header) http.Header {
 		nv := make([]string, len(vs))
 		for i, v := range vs {
 			if sensitiveKeys[strings.ToLower(k)] && v != "" {
-				nv[i] = Redacted
+				nv[i] = Marker
 				continue
 			}
 			nv[i] = rep.Replace(v)
@@ -184,65 +160,4 @@ func maskHeader(rep *strings.Replacer, h http.Header) http.Header {
 		out[k] = nv
 	}
 	return out
-}
-
-// ConfigSecrets lists every secret value in c, for RedactingHandler: the
-// callbacks' header values, secrets and URL credentials (userinfo and
-// query values), the watcher's header values, the admin token and the
-// upstream's credentials, the store DSN's password. Empty values are left out.
-func ConfigSecrets(c *config.Config) []string {
-	if c == nil {
-		return nil
-	}
-	var out []string
-	add := func(vs ...string) {
-		for _, v := range vs {
-			if v != "" {
-				out = append(out, v)
-			}
-		}
-	}
-	addURL := func(raw string) {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
-		if u.User != nil {
-			add(u.User.Username())
-			p, _ := u.User.Password()
-			add(p, u.User.String())
-		}
-		for _, vs := range u.Query() {
-			add(vs...)
-		}
-	}
-	for _, v := range c.Watch.Headers {
-		add(v)
-		add(bearerToken(v))
-	}
-	add(c.Admin.Token)
-	add(c.Watch.Keystone.Password)
-	add(config.DSNPassword(c.Store.DSN))
-	addURL(c.Upstream)
-	for _, cb := range c.Callbacks {
-		for _, v := range cb.Headers {
-			add(v)
-			add(bearerToken(v))
-		}
-		add(cb.Secret)
-		add(cb.Secrets...)
-		addURL(cb.URL)
-		addURL(cb.AMQP.URL)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// bearerToken returns the credential of "Bearer X"/"Basic X" header values,
-// so that a log line quoting the token alone is redacted too.
-func bearerToken(v string) string {
-	if _, tok, ok := strings.Cut(v, " "); ok {
-		return strings.TrimSpace(tok)
-	}
-	return ""
 }
