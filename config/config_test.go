@@ -118,7 +118,7 @@ func TestLoadBad(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			c, err := Load(Source{Path: f, Environ: environ(testEnv...)})
+			c, err := Load(Source{Path: f, Environ: environ(testEnv...), Check: RoutingCheck})
 			if err == nil {
 				t.Fatalf("Load succeeded: %+v", c)
 			}
@@ -156,20 +156,20 @@ func TestLoadBad(t *testing.T) {
 }
 
 func TestProblemsFields(t *testing.T) {
-	_, err := Load(Source{Path: "testdata/bad/unknown_event.yaml", Environ: environ(testEnv...)})
+	_, err := Load(Source{Path: "testdata/bad/unknown_event.yaml", Environ: environ(testEnv...), Check: RoutingCheck})
 	ps := Problems(err)
 	if len(ps) != 1 {
 		t.Fatalf("got %d problems, want 1: %v", len(ps), err)
 	}
 	p := ps[0]
 	want := FieldError{File: "testdata/bad/unknown_event.yaml", Line: 6, Column: 9, Callback: "ops", Field: "events", Value: "TASK_FINISHED"}
-	p.Msg, p.path = "", ""
+	p.Msg, p.Path = "", ""
 	if *p != want {
 		t.Errorf("problem = %+v, want %+v", *p, want)
 	}
 
 	// Header values are redacted in Value.
-	_, err = Load(Source{Path: "testdata/bad/headers.yaml", Environ: environ(testEnv...)})
+	_, err = Load(Source{Path: "testdata/bad/headers.yaml", Environ: environ(testEnv...), Check: RoutingCheck})
 	for _, p := range Problems(err) {
 		if p.Value != redacted {
 			t.Errorf("header problem Value = %q, want %q", p.Value, redacted)
@@ -344,31 +344,6 @@ func TestValidateProgrammatic(t *testing.T) {
 	}
 	if *c.Callbacks[0].Retries != 3 || c.Callbacks[0].Timeout != 10*time.Second {
 		t.Errorf("inherit: retries %d timeout %s", *c.Callbacks[0].Retries, c.Callbacks[0].Timeout)
-	}
-}
-
-func TestEventSet(t *testing.T) {
-	tests := []struct {
-		in   []string
-		want int
-	}{
-		{[]string{"*"}, 15},
-		{[]string{"EXECUTION"}, 7},
-		{[]string{"task"}, 8},
-		{[]string{"on-execution-start"}, 3},
-		{[]string{"on-execution-complete"}, 3},
-		{[]string{"on-task-start"}, 3},
-		{[]string{"on-task-complete"}, 4},
-		{[]string{"TASK_FAILED", "task_failed", "On-Task-Complete"}, 4},
-	}
-	for _, tt := range tests {
-		s, err := EventSet(tt.in)
-		if err != nil || len(s) != tt.want {
-			t.Errorf("EventSet(%v) = %d types, %v; want %d", tt.in, len(s), err, tt.want)
-		}
-	}
-	if _, err := EventSet([]string{"TASK_DONE"}); err == nil {
-		t.Error("EventSet accepted TASK_DONE")
 	}
 }
 

@@ -22,16 +22,26 @@ type FieldError struct {
 	// Field is the key path, relative to the callback inside one (e.g.
 	// "retry.multiplier"), absolute otherwise (e.g. "watch.interval").
 	Field string
-	// Value is the offending value as written, "<redacted>" for secrets,
+	// Value is the offending value as written, redact.Marker for secrets,
 	// header values and URLs carrying credentials.
 	Value string
 	// Msg says what is wrong. It never contains a secret.
 	Msg string
+	// Path is the absolute key path ("callbacks.2.events.1") that locates
+	// the YAML node. Checks outside this package (Source.Check) set it so
+	// that Load can place their problems in the file.
+	Path string
 
-	// path is the absolute key path ("callbacks.2.events.1") used to find
-	// the YAML node.
-	path string
+	// err is what errors.Is sees through Unwrap (ErrSyntax).
+	err error
 }
+
+// ErrSyntax is the problem of a file that is not YAML at all:
+// errors.Is(err, ErrSyntax) for what Load returns then.
+var ErrSyntax = errors.New("invalid YAML")
+
+// Unwrap returns ErrSyntax for a YAML syntax error, nil otherwise.
+func (e *FieldError) Unwrap() error { return e.err }
 
 // Error formats the problem as
 // `file:line:col: callback "ops": field events: unknown event ...`,
@@ -96,10 +106,39 @@ func Problems(err error) []*FieldError {
 // problems collects FieldErrors.
 type problems []*FieldError
 
-// add records a problem at absolute path `path`. Inside a callback, cb is
-// its display name and field the path relative to it.
-func (p *problems) add(path, cb, field, value, msg string) {
-	*p = append(*p, &FieldError{path: path, Callback: cb, Field: field, Value: value, Msg: msg})
+// add records e.
+func (p *problems) add(e FieldError) { *p = append(*p, &e) }
+
+// key records a problem of a key outside callbacks, whose path and field
+// are the same ("watch.interval").
+func (p *problems) key(key, value, msg string) {
+	p.add(FieldError{Path: key, Field: key, Value: value, Msg: msg})
+}
+
+// field returns a reporter of (value, msg) problems of key.
+func (p *problems) field(key string) func(value, msg string) {
+	return func(value, msg string) { p.key(key, value, msg) }
+}
+
+// cbProblems records the problems of one callback.
+type cbProblems struct {
+	p     *problems
+	base  string // "callbacks.3."
+	label string // CallbackLabel
+}
+
+// add records a problem of field (relative to the callback, also its path).
+func (c cbProblems) add(field, value, msg string) { c.at(field, field, value, msg) }
+
+// field returns a reporter of (value, msg) problems of field.
+func (c cbProblems) field(field string) func(value, msg string) {
+	return func(value, msg string) { c.add(field, value, msg) }
+}
+
+// at records a problem at the relative path sub, shown as field
+// ("events.2" shown as "events").
+func (c cbProblems) at(sub, field, value, msg string) {
+	c.p.add(FieldError{Path: c.base + sub, Callback: c.label, Field: field, Value: value, Msg: msg})
 }
 
 func (p problems) err() error {

@@ -27,7 +27,7 @@ func FuzzLoad(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, err := Load(Source{Path: path, Environ: func() []string { return []string{"H=example.com"} }})
+		c, err := Load(Source{Path: path, Environ: func() []string { return []string{"H=example.com"} }, Check: RoutingCheck})
 		if (c == nil) == (err == nil) {
 			t.Fatalf("Load returned config %v and error %v", c != nil, err)
 		}

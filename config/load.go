@@ -57,6 +57,15 @@ type Source struct {
 	// Environ supplies the environment for MISTRAL_TAP_* keys and ${NAME}
 	// expansion; nil means os.Environ.
 	Environ func() []string
+	// Check, when set, is called by every load (and reload) after the
+	// configuration's own validation, with the decoded configuration even
+	// when that found problems, so that one run reports everything. It
+	// checks what configuration does not own, such as event selectors and
+	// templates (the command compiles its routing here), and returns
+	// *FieldError problems with Path set (others are kept as messages);
+	// Load places them in the file like its own. A problem at or under a
+	// key that already has one is dropped: it would only repeat it.
+	Check func(*Config) error
 }
 
 // RegisterFlags defines the usual configuration flags on fs: --listen,
@@ -123,11 +132,11 @@ func load(src Source) (*Config, *loaded, error) {
 		info.fileData = data
 		var sp problems
 		ix, sp = strictCheck(src.Path, data)
-		if len(sp) == 1 && sp[0].Field == "" && sp[0].Callback == "" && strings.HasPrefix(sp[0].Msg, "invalid YAML") {
+		if len(sp) == 1 && errors.Is(sp[0], ErrSyntax) {
 			return nil, info, sp.err()
 		}
 		for _, e := range sp {
-			strictTypeErr[e.path] = true
+			strictTypeErr[e.Path] = true
 		}
 		probs = append(probs, sp...)
 		if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
@@ -151,13 +160,13 @@ func load(src Source) (*Config, *loaded, error) {
 			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
 			t, ok := leaves[key]
 			if !ok {
-				envErr.add("", "", name, "", fmt.Sprintf("unknown environment variable (no settable key %q; e.g. %sWATCH__INTERVAL sets watch.interval)", key, EnvPrefix))
+				envErr.add(FieldError{Field: name, Msg: fmt.Sprintf("unknown environment variable (no settable key %q; e.g. %sWATCH__INTERVAL sets watch.interval)", key, EnvPrefix)})
 				return "", nil
 			}
 			val, err := envValue(t, v)
 			overridden[key] = true
 			if err != nil {
-				envErr.add(key, "", key, redactIfSecret(key, v), fmt.Sprintf("from %s: %v", name, err))
+				envErr.add(FieldError{Path: key, Field: key, Value: redactIfSecret(key, v), Msg: fmt.Sprintf("from %s: %v", name, err)})
 				return "", nil
 			}
 			return key, val
@@ -196,7 +205,7 @@ func load(src Source) (*Config, *loaded, error) {
 		}
 	}
 	if err := k.Unmarshal("", &c); err != nil && len(strictTypeErr) == 0 {
-		probs.add("", "", "", "", fmt.Sprintf("decoding configuration: %v", err))
+		probs.add(FieldError{Msg: fmt.Sprintf("decoding configuration: %v", err)})
 	}
 
 	// Keys that merge to empty maps or lists come back as nil, like in
@@ -217,17 +226,20 @@ func load(src Source) (*Config, *loaded, error) {
 	n := len(probs)
 	info.secretFiles = c.resolveSecrets(&probs, envLookup(envList), filepath.Dir(src.Path))
 	for _, e := range probs[n:] {
-		suppress[e.path] = true
+		suppress[e.Path] = true
 	}
 	var vp problems
 	c.validate(&vp)
 	for _, e := range vp {
-		if !suppress[e.path] {
+		if !suppress[e.Path] {
 			probs = append(probs, e)
 		}
 	}
+	if src.Check != nil {
+		probs = appendNew(probs, Problems(src.Check(&c)))
+	}
 	for _, e := range probs {
-		if !overridden[e.path] {
+		if !overridden[e.Path] {
 			ix.locate(e)
 		}
 	}
@@ -246,6 +258,40 @@ func load(src Source) (*Config, *loaded, error) {
 		return nil, info, probs.err()
 	}
 	return &c, info, nil
+}
+
+// appendNew appends the problems of more whose key has no problem in
+// probs yet, at, above or below it ("callbacks.0.events" covers
+// "callbacks.0.events.1" and the reverse).
+func appendNew(probs, more []*FieldError) []*FieldError {
+	had := make(map[string]bool, len(probs))     // keys with a problem
+	above := make(map[string]bool, 2*len(probs)) // their ancestors
+	for _, e := range probs {
+		had[e.Path] = true
+		for p := e.Path; strings.Contains(p, "."); {
+			p = p[:strings.LastIndexByte(p, '.')]
+			above[p] = true
+		}
+	}
+	covered := func(path string) bool {
+		if path == "" || above[path] {
+			return path != ""
+		}
+		for p := path; ; p = p[:strings.LastIndexByte(p, '.')] {
+			if had[p] {
+				return true
+			}
+			if !strings.Contains(p, ".") {
+				return false
+			}
+		}
+	}
+	for _, e := range more {
+		if !covered(e.Path) {
+			probs = append(probs, e)
+		}
+	}
+	return probs
 }
 
 func unwrapPathErr(err error) error {
@@ -326,7 +372,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 	exp := func(path, cb, field, what string, s *string) {
 		v, err := expand(*s, lookup, used)
 		if err != nil {
-			p.add(path, cb, field, redacted, what+err.Error())
+			p.add(FieldError{Path: path, Callback: cb, Field: field, Value: redacted, Msg: what + err.Error()})
 			return
 		}
 		*s = v
@@ -350,6 +396,9 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 		used = &cb.secretVals
 		label := CallbackLabel(cb, i)
 		base := "callbacks." + strconv.Itoa(i) + "."
+		fileProblem := func(msg string) {
+			p.add(FieldError{Path: base + "secret_file", Callback: label, Field: "secret_file", Value: cb.SecretFile, Msg: msg})
+		}
 		exp(base+"url", label, "url", "", &cb.URL)
 		exp(base+"amqp.url", label, "amqp.url", "", &cb.AMQP.URL)
 		expMap(base+"headers", label, "headers", cb.Headers)
@@ -361,7 +410,7 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 			continue
 		}
 		if cb.Secret != "" {
-			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, "secret and secret_file are exclusive")
+			fileProblem("secret and secret_file are exclusive")
 			continue
 		}
 		f := cb.SecretFile
@@ -371,12 +420,12 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 		files = append(files, f)
 		b, err := os.ReadFile(f)
 		if err != nil {
-			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, fmt.Sprintf("cannot read %s: %v", f, unwrapPathErr(err)))
+			fileProblem(fmt.Sprintf("cannot read %s: %v", f, unwrapPathErr(err)))
 			continue
 		}
 		s := strings.TrimRight(string(b), "\r\n")
 		if s == "" {
-			p.add(base+"secret_file", label, "secret_file", cb.SecretFile, fmt.Sprintf("%s is empty", f))
+			fileProblem(fmt.Sprintf("%s is empty", f))
 			continue
 		}
 		cb.Secret = s

@@ -7,8 +7,11 @@ import (
 	"github.com/mistral-tap/mistral-tap/config/redact"
 )
 
-// redacted replaces secret values in FieldError.Value and Redacted().
-const redacted = redact.Marker
+// RedactedValue is FieldError.Value for secrets, and what Redacted()
+// writes in place of them.
+const RedactedValue = redact.Marker
+
+const redacted = RedactedValue
 
 // RedactURL returns raw fit for logs and errors: see redact.URL.
 func RedactURL(raw string) string { return redact.URL(raw) }

@@ -13,7 +13,7 @@ func cfgYAML(listen string) string {
 	return fmt.Sprintf("listen: %s\ncallbacks:\n  - name: a\n    events: [\"*\"]\n    url: http://127.0.0.1:1/\n", listen)
 }
 
-const invalidYAML = "callbacks:\n  - name: a\n    events: [NOPE]\n    url: http://127.0.0.1:1/\n"
+const invalidYAML = "callbacks:\n  - name: a\n    events: [\"*\"]\n    url: http://127.0.0.1:1/\n    concurrency: -2\n"
 
 // startReloader runs a Reloader on the file at path (or the symlink) and
 // returns a channel of applied configs and one of attempt outcomes.

@@ -32,14 +32,14 @@ type fileIndex struct {
 	nodes map[string]pos
 }
 
-// locate fills e's File, Line and Column from the node at e.path or, when
+// locate fills e's File, Line and Column from the node at e.Path or, when
 // that key is absent from the file, its nearest ancestor; it leaves e alone
 // when no part of the path is in the file (the value is a default).
 func (ix *fileIndex) locate(e *FieldError) {
-	if ix == nil || e.File != "" || e.path == "" {
+	if ix == nil || e.File != "" || e.Path == "" {
 		return
 	}
-	p := strings.TrimSuffix(e.path, ".")
+	p := strings.TrimSuffix(e.Path, ".")
 	for {
 		if at, ok := ix.nodes[p]; ok && p != "" {
 			e.File, e.Line, e.Column = ix.file, at.line, at.col
@@ -77,7 +77,7 @@ func strictCheck(file string, data []byte) (*fileIndex, problems) {
 	}
 	w.walk(root, reflect.TypeOf(Config{}), "", "", "")
 	for _, e := range w.errs {
-		if e.path == "" {
+		if e.Path == "" {
 			at := w.ix.nodes[""]
 			e.File, e.Line, e.Column = file, at.line, at.col
 		}
@@ -92,7 +92,7 @@ var yamlLine = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+):
 // it names.
 func yamlSyntaxError(file string, err error) *FieldError {
 	msg := strings.TrimSpace(err.Error())
-	fe := &FieldError{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	fe := &FieldError{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "), err: ErrSyntax}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
 		fe.Msg = "invalid YAML: " + m[2]
@@ -175,7 +175,7 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 		if path == "" {
 			want += " of keys (listen, upstream, callbacks, ...)"
 		}
-		w.errs.add(path, cb, field, redactIfSecret(rel, n.Value), fmt.Sprintf("want %s, got %s", want, describe(n)))
+		w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: redactIfSecret(rel, n.Value), Msg: fmt.Sprintf("want %s, got %s", want, describe(n))})
 	}
 	if isNull(n) {
 		return // null leaves the default in place, as in koanf
@@ -190,11 +190,11 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 			if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f == 0 {
 				return
 			}
-			w.errs.add(path, cb, field, n.Value, fmt.Sprintf("duration %s needs a unit (e.g. %ss)", n.Value, n.Value))
+			w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: n.Value, Msg: fmt.Sprintf("duration %s needs a unit (e.g. %ss)", n.Value, n.Value)})
 			return
 		}
 		if _, err := parseDuration(n.Value); err != nil {
-			w.errs.add(path, cb, field, n.Value, fmt.Sprintf("invalid duration %q (e.g. 500ms, 5s, 10m, 7d)", n.Value))
+			w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: n.Value, Msg: fmt.Sprintf("invalid duration %q (e.g. 500ms, 5s, 10m, 7d)", n.Value)})
 		}
 		return
 	}
@@ -266,7 +266,7 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 				if cb == "" {
 					kf = kp
 				}
-				w.errs = append(w.errs, &FieldError{path: kp, Callback: cb, Field: kf, Value: k, Msg: msg})
+				w.errs = append(w.errs, &FieldError{Path: kp, Callback: cb, Field: kf, Value: k, Msg: msg})
 				w.ix.nodes[kp] = pos{kv.key.Line, kv.key.Column}
 				continue
 			}

@@ -117,40 +117,39 @@ func (a *AMQP) set() bool {
 
 // validateTransport checks type, url and the amqp block of cb. It replaces
 // the plain URL check for every callback.
-func (cb *Callback) validateTransport(p *problems, base, label string) {
-	add := func(field, value, msg string) { p.add(base+field, label, field, value, msg) }
+func (cb *Callback) validateTransport(c cbProblems) {
 	switch cb.Type {
 	case "", TypeHTTP:
 		if cb.AMQP.set() {
-			add("amqp", "", "an amqp block needs type: amqp (this callback is type http)")
+			c.add("amqp", "", "an amqp block needs type: amqp (this callback is type http)")
 		}
 		if cb.Format == "oslo" {
-			add("format", cb.Format, "format oslo is an AMQP notification: it needs type: amqp")
+			c.add("format", cb.Format, "format oslo is an AMQP notification: it needs type: amqp")
 		}
 		if templateURL(cb) == "" {
-			checkCallbackURL(p, base+"url", label, cb.URL)
+			checkCallbackURL(c, cb.URL)
 		}
 	case TypeAMQP:
 		if cb.URL != "" {
-			add("url", RedactURL(cb.URL), "type amqp publishes to amqp.url; url is for type http")
+			c.add("url", RedactURL(cb.URL), "type amqp publishes to amqp.url; url is for type http")
 		}
 		if cb.Method != "" && cb.Method != "POST" {
-			add("method", cb.Method, "type amqp has no method")
+			c.add("method", cb.Method, "type amqp has no method")
 		}
-		cb.AMQP.validate(p, base+"amqp.", label)
+		cb.AMQP.validate(c)
 	default:
-		add("type", cb.Type, fmt.Sprintf("unknown type %q (want %s)", cb.Type, strings.Join(Types, " or ")))
+		c.add("type", cb.Type, fmt.Sprintf("unknown type %q (want %s)", cb.Type, strings.Join(Types, " or ")))
 	}
 }
 
-func (a *AMQP) validate(p *problems, base, label string) {
-	add := func(field, value, msg string) { p.add(base+field, label, "amqp."+field, value, msg) }
+func (a *AMQP) validate(c cbProblems) {
+	add := func(field, value, msg string) { c.add("amqp."+field, value, msg) }
 	v := RedactURL(a.URL)
 	u, err := url.Parse(a.URL)
 	switch {
 	case strings.TrimSpace(a.URL) == "":
 		// Positioned at the amqp block when it exists, else at the callback.
-		p.add(strings.TrimSuffix(base, "."), label, "amqp.url", "", "required with type amqp (e.g. amqp://user:${AMQP_PASSWORD}@rabbit:5672/)")
+		c.at("amqp", "amqp.url", "", "required with type amqp (e.g. amqp://user:${AMQP_PASSWORD}@rabbit:5672/)")
 	case err != nil:
 		add("url", v, "not a URL: "+urlErr(err))
 	case u.Scheme != "amqp" && u.Scheme != "amqps":

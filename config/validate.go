@@ -7,17 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/mistral-tap/mistral-tap/notifier/payload"
 )
 
 // Formats are the accepted callback payload formats.
-var Formats = []string{"mistral", "envelope", "cloudevents", "template", "oslo"}
+var Formats = []string{"mistral", "envelope", "cloudevents", "template"}
 
 // Validate checks the whole configuration and returns every problem at once
 // as errors.Join of *FieldError (see Problems). It expects callback defaults
@@ -33,75 +30,77 @@ func (c *Config) validate(p *problems) {
 	checkAddr(p, "listen", c.Listen, true)
 	checkUpstream(p, c.Upstream)
 	if strings.TrimSpace(c.StateDir) == "" {
-		p.add("state_dir", "", "state_dir", "", "must not be empty")
+		p.key("state_dir", "", "must not be empty")
 	}
 	c.Store.validate(p)
 
 	// proxy
 	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
-		p.add("proxy.path_prefix", "", "proxy.path_prefix", c.Proxy.PathPrefix, fmt.Sprintf("%q must start with /", c.Proxy.PathPrefix))
+		p.key("proxy.path_prefix", c.Proxy.PathPrefix, fmt.Sprintf("%q must start with /", c.Proxy.PathPrefix))
 	}
 	if c.Proxy.MaxTapBody <= 0 {
-		p.add("proxy.max_tap_body", "", "proxy.max_tap_body", strconv.FormatInt(c.Proxy.MaxTapBody, 10), fmt.Sprintf("must be > 0, got %d", c.Proxy.MaxTapBody))
+		p.key("proxy.max_tap_body", strconv.FormatInt(c.Proxy.MaxTapBody, 10), fmt.Sprintf("must be > 0, got %d", c.Proxy.MaxTapBody))
 	}
 	positive(p, "proxy.dial_timeout", c.Proxy.DialTimeout.String(), c.Proxy.DialTimeout > 0)
 	positive(p, "proxy.response_header_timeout", c.Proxy.ResponseHeaderTimeout.String(), c.Proxy.ResponseHeaderTimeout > 0)
-	atLeast(p, "proxy.max_idle_conns_per_host", "", "proxy.max_idle_conns_per_host", c.Proxy.MaxIdleConnsPerHost, 1)
-	atLeast(p, "proxy.max_connections", "", "proxy.max_connections", c.Proxy.MaxConnections, 1)
+	atLeast(p.field("proxy.max_idle_conns_per_host"), c.Proxy.MaxIdleConnsPerHost, 1)
+	atLeast(p.field("proxy.max_connections"), c.Proxy.MaxConnections, 1)
 	positive(p, "proxy.idle_timeout", c.Proxy.IdleTimeout.String(), c.Proxy.IdleTimeout > 0)
 
 	// watch
 	if c.Watch.Interval < 0 {
-		p.add("watch.interval", "", "watch.interval", c.Watch.Interval.String(), fmt.Sprintf("must be >= 0 (0 turns the watcher off), got %s", c.Watch.Interval))
+		p.key("watch.interval", c.Watch.Interval.String(), fmt.Sprintf("must be >= 0 (0 turns the watcher off), got %s", c.Watch.Interval))
 	}
-	atLeast(p, "watch.page_size", "", "watch.page_size", c.Watch.PageSize, 1)
+	atLeast(p.field("watch.page_size"), c.Watch.PageSize, 1)
 	if c.Watch.Replay < 0 {
-		p.add("watch.replay", "", "watch.replay", c.Watch.Replay.String(), fmt.Sprintf("must be >= 0, got %s", c.Watch.Replay))
+		p.key("watch.replay", c.Watch.Replay.String(), fmt.Sprintf("must be >= 0, got %s", c.Watch.Replay))
 	}
-	checkHeaders(p, "watch.headers", "", "watch.headers", c.Watch.Headers)
+	for _, h := range checkHeaders(c.Watch.Headers) {
+		p.add(FieldError{Path: "watch.headers." + h.name, Field: "watch.headers", Value: redacted, Msg: h.msg})
+	}
 	if ks := c.Watch.Keystone; ks.AuthURL != "" {
 		if u, err := url.Parse(ks.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.add("watch.keystone.auth_url", "", "watch.keystone.auth_url", RedactURL(ks.AuthURL), "must be an absolute http(s) URL of Keystone's v3 API")
+			p.key("watch.keystone.auth_url", RedactURL(ks.AuthURL), "must be an absolute http(s) URL of Keystone's v3 API")
 		}
 		for _, f := range []struct{ field, v string }{{"username", ks.Username}, {"password", ks.Password}, {"project_name", ks.ProjectName}} {
 			if field, v := f.field, f.v; v == "" {
-				p.add("watch.keystone."+field, "", "watch.keystone."+field, "", "required with watch.keystone.auth_url")
+				p.key("watch.keystone."+field, "", "required with watch.keystone.auth_url")
 			}
 		}
 	}
 
 	if c.Tracker.Retention < time.Minute {
-		p.add("tracker.retention", "", "tracker.retention", c.Tracker.Retention.String(), "must be at least 1m (finished entities must outlive the watcher's overlap and a client's next look)")
+		p.key("tracker.retention", c.Tracker.Retention.String(), "must be at least 1m (finished entities must outlive the watcher's overlap and a client's next look)")
 	}
 
 	// delivery
 	positive(p, "delivery.timeout", c.Delivery.Timeout.String(), c.Delivery.Timeout > 0)
-	atLeast(p, "delivery.retries", "", "delivery.retries", c.Delivery.Retries, 0)
+	atLeast(p.field("delivery.retries"), c.Delivery.Retries, 0)
 	if c.Delivery.RetryWaitMin < 0 {
-		p.add("delivery.retry_wait_min", "", "delivery.retry_wait_min", c.Delivery.RetryWaitMin.String(), "must be >= 0")
+		p.key("delivery.retry_wait_min", c.Delivery.RetryWaitMin.String(), "must be >= 0")
 	}
 	if c.Delivery.RetryWaitMax < c.Delivery.RetryWaitMin {
-		p.add("delivery.retry_wait_max", "", "delivery.retry_wait_max", c.Delivery.RetryWaitMax.String(),
+		p.key("delivery.retry_wait_max", c.Delivery.RetryWaitMax.String(),
 			fmt.Sprintf("%s is less than retry_wait_min %s", c.Delivery.RetryWaitMax, c.Delivery.RetryWaitMin))
 	}
 	for i, n := range c.Delivery.AllowNetworks {
 		if _, err := netip.ParsePrefix(strings.TrimSpace(n)); err != nil {
-			p.add(fmt.Sprintf("delivery.allow_networks.%d", i), "", "delivery.allow_networks", n, fmt.Sprintf("%q is not a CIDR (e.g. 127.0.0.0/8)", n))
+			p.add(FieldError{Path: fmt.Sprintf("delivery.allow_networks.%d", i), Field: "delivery.allow_networks", Value: n, Msg: fmt.Sprintf("%q is not a CIDR (e.g. 127.0.0.0/8)", n)})
 		}
 	}
-	atLeast(p, "delivery.breaker_threshold", "", "delivery.breaker_threshold", c.Delivery.BreakerThreshold, 1)
+	atLeast(p.field("delivery.breaker_threshold"), c.Delivery.BreakerThreshold, 1)
 	positive(p, "delivery.breaker_probe_max", c.Delivery.BreakerProbeMax.String(), c.Delivery.BreakerProbeMax > 0)
 
 	// log
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
-		p.add("log.level", "", "log.level", c.Log.Level, fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.Log.Level))
+		p.key("log.level", c.Log.Level, fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.Log.Level))
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		p.add("log.format", "", "log.format", c.Log.Format, fmt.Sprintf("unknown format %q (want text or json)", c.Log.Format))
+		p.key("log.format", c.Log.Format, fmt.Sprintf("unknown format %q (want text or json)", c.Log.Format))
 	}
 
 	// admin and ops
@@ -109,9 +108,9 @@ func (c *Config) validate(p *problems) {
 		checkAddr(p, "admin.listen", c.Admin.Listen, false)
 		switch n := len(c.Admin.Token); {
 		case n == 0:
-			p.add("admin.token", "", "admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
+			p.key("admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
 		case n < MinAdminTokenLen:
-			p.add("admin.token", "", "admin.token", "", fmt.Sprintf("too short: %d characters, want at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinAdminTokenLen))
+			p.key("admin.token", "", fmt.Sprintf("too short: %d characters, want at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinAdminTokenLen))
 		}
 	}
 	if c.Ops.Listen != "" {
@@ -126,7 +125,7 @@ func (c *Config) validate(p *problems) {
 			continue
 		}
 		if other, dup := seen[l.addr]; dup && !strings.HasSuffix(l.addr, ":0") {
-			p.add(l.key, "", l.key, l.addr, fmt.Sprintf("%q is already used by %s", l.addr, other))
+			p.key(l.key, l.addr, fmt.Sprintf("%q is already used by %s", l.addr, other))
 		}
 		seen[l.addr] = l.key
 	}
@@ -146,156 +145,91 @@ func CallbackLabel(cb *Callback, i int) string {
 	return "#" + strconv.Itoa(i+1)
 }
 
+// validate checks what configuration alone can know about a callback.
+// Its events, globs and payload (templates) are checked by whoever
+// compiles them (the routing: see Source.Check).
 func (cb *Callback) validate(p *problems, i int, names map[string]int) {
-	label := CallbackLabel(cb, i)
-	base := fmt.Sprintf("callbacks.%d.", i)
-	before := len(*p)
-	defer func() { checkPayload(p, cb, base, label, before) }()
-	add := func(field, value, msg string) { p.add(base+field, label, field, value, msg) }
-	addAt := func(sub, field, value, msg string) { p.add(base+sub, label, field, value, msg) }
-
+	c := cbProblems{p: p, base: "callbacks." + strconv.Itoa(i) + ".", label: CallbackLabel(cb, i)}
 	if strings.TrimSpace(cb.Name) == "" {
-		addAt("", "name", "", "every callback needs a name")
+		c.at("", "name", "", "every callback needs a name")
 	} else if first, dup := names[cb.Name]; dup {
-		add("name", cb.Name, fmt.Sprintf("duplicate name %q (also callback #%d)", cb.Name, first+1))
+		c.add("name", cb.Name, fmt.Sprintf("duplicate name %q (also callback #%d)", cb.Name, first+1))
 	} else {
 		names[cb.Name] = i
 	}
 
-	if len(cb.Events) == 0 {
-		add("events", "", "must list at least one event (e.g. [\"*\"])")
-	}
-	for j, e := range cb.Events {
-		if _, err := ExpandEvent(e); err != nil {
-			addAt(fmt.Sprintf("events.%d", j), "events", e, err.Error())
-		}
-	}
-	for _, g := range []struct{ field, pat string }{{"workflow", cb.Workflow}, {"task", cb.Task}} {
-		if _, err := path.Match(g.pat, ""); err != nil {
-			add(g.field, g.pat, fmt.Sprintf("bad glob %q: %v", g.pat, err))
-		}
-	}
-
-	cb.validateTransport(p, base, label)
+	cb.validateTransport(c)
 	if !isToken(cb.Method) {
-		add("method", cb.Method, fmt.Sprintf("%q is not an HTTP method token", cb.Method))
+		c.add("method", cb.Method, fmt.Sprintf("%q is not an HTTP method token", cb.Method))
 	}
-	checkHeaders(p, base+"headers", label, "headers", cb.Headers)
-
-	knownFormat := false
-	for _, f := range Formats {
-		knownFormat = knownFormat || cb.Format == f
+	for _, h := range checkHeaders(cb.Headers) {
+		c.at("headers."+h.name, "headers", redacted, h.msg)
 	}
 	switch {
-	case !knownFormat:
-		add("format", cb.Format, fmt.Sprintf("unknown format %q (want %s)", cb.Format, strings.Join(Formats, ", ")))
+	case !slices.Contains(Formats, cb.Format):
+		c.add("format", cb.Format, fmt.Sprintf("unknown format %q (want %s)", cb.Format, strings.Join(Formats, ", ")))
 	case cb.Format == "template" && strings.TrimSpace(cb.Template) == "":
-		add("template", "", "format template needs a template")
+		c.add("template", "", "format template needs a template")
 	case cb.Format != "template" && cb.Template != "":
-		add("template", "", fmt.Sprintf("template is set but format is %q (want format: template)", cb.Format))
+		c.add("template", "", fmt.Sprintf("template is set but format is %q (want format: template)", cb.Format))
 	}
 	switch cb.CloudEvents.Mode {
 	case "structured", "binary":
 	default:
-		add("cloudevents.mode", cb.CloudEvents.Mode, fmt.Sprintf("unknown mode %q (want structured or binary)", cb.CloudEvents.Mode))
+		c.add("cloudevents.mode", cb.CloudEvents.Mode, fmt.Sprintf("unknown mode %q (want structured or binary)", cb.CloudEvents.Mode))
 	}
 
 	switch cb.Ordering {
 	case "root", "none":
 	default:
-		add("ordering", cb.Ordering, fmt.Sprintf("unknown ordering %q (want root or none)", cb.Ordering))
+		c.add("ordering", cb.Ordering, fmt.Sprintf("unknown ordering %q (want root or none)", cb.Ordering))
 	}
-	atLeast(p, base+"concurrency", label, "concurrency", cb.Concurrency, 1)
+	atLeast(c.field("concurrency"), cb.Concurrency, 1)
 	if cb.Timeout <= 0 {
-		add("timeout", cb.Timeout.String(), fmt.Sprintf("must be > 0, got %s", cb.Timeout))
+		c.add("timeout", cb.Timeout.String(), fmt.Sprintf("must be > 0, got %s", cb.Timeout))
 	}
 	if cb.Retries != nil {
-		atLeast(p, base+"retries", label, "retries", *cb.Retries, 0)
+		atLeast(c.field("retries"), *cb.Retries, 0)
 	}
-
-	r := cb.Retry
-	if r.InitialInterval <= 0 {
-		add("retry.initial_interval", r.InitialInterval.String(), fmt.Sprintf("must be > 0, got %s", r.InitialInterval))
-	}
-	if r.MaxInterval < r.InitialInterval {
-		add("retry.max_interval", r.MaxInterval.String(), fmt.Sprintf("%s is less than initial_interval %s", r.MaxInterval, r.InitialInterval))
-	}
-	if r.Multiplier < 1 {
-		add("retry.multiplier", fmtFloat(r.Multiplier), fmt.Sprintf("must be >= 1, got %s", fmtFloat(r.Multiplier)))
-	}
-	if r.Jitter < 0 || r.Jitter > 1 {
-		add("retry.jitter", fmtFloat(r.Jitter), fmt.Sprintf("must be between 0 and 1, got %s", fmtFloat(r.Jitter)))
-	}
-	if r.MaxAge <= 0 {
-		add("retry.max_age", r.MaxAge.String(), fmt.Sprintf("must be > 0, got %s", r.MaxAge))
-	}
-	atLeast(p, base+"retry.max_attempts", label, "retry.max_attempts", r.MaxAttempts, 0)
-
+	cb.Retry.validate(c)
 	for j, s := range cb.Secrets {
 		if s == "" {
-			addAt(fmt.Sprintf("secrets.%d", j), "secrets", "", "must not be empty")
+			c.at(fmt.Sprintf("secrets.%d", j), "secrets", "", "must not be empty")
 		}
 	}
 }
 
-// checkPayload builds the callback's payload.Formatter, which compiles and
-// trial-runs its templates (body and header values) exactly as delivery
-// will. Only its first problem is known; it is dropped when this callback
-// already has a problem on the same field.
-func checkPayload(p *problems, cb *Callback, base, label string, before int) {
-	_, err := payload.New(payload.Spec{
-		Format: cb.Format, Method: cb.Method, Headers: cb.Headers, Template: cb.Template,
-		CloudEventsMode: cb.CloudEvents.Mode, Source: cb.CloudEvents.Source,
-		URL: templateURL(cb), RoutingKey: cb.AMQPSettings().RoutingKey,
-	})
-	if err == nil {
-		return
+func (r RetryPolicy) validate(c cbProblems) {
+	if r.InitialInterval <= 0 {
+		c.add("retry.initial_interval", r.InitialInterval.String(), fmt.Sprintf("must be > 0, got %s", r.InitialInterval))
 	}
-	msg := strings.TrimPrefix(err.Error(), "payload: ")
-	field, rest, ok := strings.Cut(msg, ": ")
-	if field == "routing_key" {
-		field = "amqp.routing_key"
+	if r.MaxInterval < r.InitialInterval {
+		c.add("retry.max_interval", r.MaxInterval.String(), fmt.Sprintf("%s is less than initial_interval %s", r.MaxInterval, r.InitialInterval))
 	}
-	known := ok && (field == "format" || field == "method" || field == "template" || field == "url" || field == "amqp.routing_key" ||
-		field == "cloudevents.mode" || strings.HasPrefix(field, "headers."))
-	if !known {
-		field, rest = "", msg
+	if r.Multiplier < 1 {
+		c.add("retry.multiplier", fmtFloat(r.Multiplier), fmt.Sprintf("must be >= 1, got %s", fmtFloat(r.Multiplier)))
 	}
-	path := base + field
-	display := field
-	if strings.HasPrefix(field, "headers.") {
-		display = "headers"
+	if r.Jitter < 0 || r.Jitter > 1 {
+		c.add("retry.jitter", fmtFloat(r.Jitter), fmt.Sprintf("must be between 0 and 1, got %s", fmtFloat(r.Jitter)))
 	}
-	for _, e := range (*p)[before:] {
-		if e.path == path || (field == "" && e.Callback == label) {
-			return
-		}
-		if strings.HasPrefix(field, "headers.") && strings.HasPrefix(e.path, base+"headers") {
-			return
-		}
+	if r.MaxAge <= 0 {
+		c.add("retry.max_age", r.MaxAge.String(), fmt.Sprintf("must be > 0, got %s", r.MaxAge))
 	}
-	value := ""
-	switch {
-	case field == "format", field == "method", field == "cloudevents.mode":
-		value = map[string]string{"format": cb.Format, "method": cb.Method, "cloudevents.mode": cb.CloudEvents.Mode}[field]
-	case strings.HasPrefix(field, "headers."):
-		value = redacted
-		rest = strings.TrimPrefix(field, "headers.") + ": " + rest
-	}
-	p.add(path, label, display, value, rest)
+	atLeast(c.field("retry.max_attempts"), r.MaxAttempts, 0)
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 func positive(p *problems, key, value string, ok bool) {
 	if !ok {
-		p.add(key, "", key, value, "must be > 0, got "+value)
+		p.key(key, value, "must be > 0, got "+value)
 	}
 }
 
-func atLeast(p *problems, path, cb, field string, v, min int) {
+// atLeast reports v < min through report(value, msg).
+func atLeast(report func(value, msg string), v, min int) {
 	if v < min {
-		p.add(path, cb, field, strconv.Itoa(v), fmt.Sprintf("must be >= %d, got %d", min, v))
+		report(strconv.Itoa(v), fmt.Sprintf("must be >= %d, got %d", min, v))
 	}
 }
 
@@ -303,17 +237,17 @@ func atLeast(p *problems, path, cb, field string, v, min int) {
 func checkAddr(p *problems, key, addr string, required bool) {
 	if addr == "" {
 		if required {
-			p.add(key, "", key, "", "must not be empty (host:port)")
+			p.key(key, "", "must not be empty (host:port)")
 		}
 		return
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		p.add(key, "", key, addr, fmt.Sprintf("%q is not host:port", addr))
+		p.key(key, addr, fmt.Sprintf("%q is not host:port", addr))
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		p.add(key, "", key, addr, fmt.Sprintf("%q has a bad port %q", addr, port))
+		p.key(key, addr, fmt.Sprintf("%q has a bad port %q", addr, port))
 	}
 }
 
@@ -323,32 +257,32 @@ func checkUpstream(p *problems, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case raw == "":
-		p.add(key, "", key, "", "must not be empty (e.g. http://127.0.0.1:8989)")
+		p.key(key, "", "must not be empty (e.g. http://127.0.0.1:8989)")
 	case err != nil:
-		p.add(key, "", key, v, "not a URL: "+urlErr(err))
+		p.key(key, v, "not a URL: "+urlErr(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		p.add(key, "", key, v, fmt.Sprintf("scheme %q: want http or https", u.Scheme))
+		p.key(key, v, fmt.Sprintf("scheme %q: want http or https", u.Scheme))
 	case u.Host == "":
-		p.add(key, "", key, v, "has no host")
+		p.key(key, v, "has no host")
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		p.add(key, "", key, v, "must not have a query or fragment (it is Mistral's API root)")
+		p.key(key, v, "must not have a query or fragment (it is Mistral's API root)")
 	}
 }
 
-func checkCallbackURL(p *problems, key, label, raw string) {
+func checkCallbackURL(c cbProblems, raw string) {
 	v := RedactURL(raw)
 	u, err := url.Parse(raw)
 	switch {
 	case strings.TrimSpace(raw) == "":
-		p.add(key, label, "url", "", "required")
+		c.add("url", "", "required")
 	case err != nil:
-		p.add(key, label, "url", v, "not a URL: "+urlErr(err))
+		c.add("url", v, "not a URL: "+urlErr(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		p.add(key, label, "url", v, fmt.Sprintf("scheme %q: want an absolute http or https URL", u.Scheme))
+		c.add("url", v, fmt.Sprintf("scheme %q: want an absolute http or https URL", u.Scheme))
 	case u.Host == "" || u.Hostname() == "":
-		p.add(key, label, "url", v, "has no host")
+		c.add("url", v, "has no host")
 	case numericHost(u.Hostname()) && !isDottedQuad(u.Hostname()):
-		p.add(key, label, "url", v, fmt.Sprintf("host %q is an ambiguous numeric IPv4 form (decimal, octal or hex parts); write the address as a dotted quad such as 127.0.0.1, or use a DNS name", u.Hostname()))
+		c.add("url", v, fmt.Sprintf("host %q is an ambiguous numeric IPv4 form (decimal, octal or hex parts); write the address as a dotted quad such as 127.0.0.1, or use a DNS name", u.Hostname()))
 	}
 }
 
@@ -384,16 +318,20 @@ func urlErr(err error) string {
 	return "invalid"
 }
 
-func checkHeaders(p *problems, path, cb, field string, h map[string]string) {
+type headerProblem struct{ name, msg string }
+
+// checkHeaders lists the problems of a header map, by header name.
+func checkHeaders(h map[string]string) []headerProblem {
+	var out []headerProblem
 	for _, name := range slices.Sorted(maps.Keys(h)) {
-		v := h[name]
 		if !isToken(name) {
-			p.add(path+"."+name, cb, field, redacted, fmt.Sprintf("%q is not a valid header name", name))
+			out = append(out, headerProblem{name, fmt.Sprintf("%q is not a valid header name", name)})
 		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			p.add(path+"."+name, cb, field, redacted, fmt.Sprintf("value of %s contains a line break or NUL", name))
+		if strings.ContainsAny(h[name], "\r\n\x00") {
+			out = append(out, headerProblem{name, fmt.Sprintf("value of %s contains a line break or NUL", name)})
 		}
 	}
+	return out
 }
 
 // isToken reports whether s is an RFC 9110 token (methods, header names).

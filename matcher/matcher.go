@@ -1,12 +1,16 @@
 // Package matcher decides which callbacks an event goes to. Every filter of
 // a callback must match: event type, workbook, workflow glob, namespace and
-// task glob.
+// task glob. It owns the meaning of a callback's `events:` entries (the
+// event names, the kinds EXECUTION and TASK, the on-* aliases and "*"):
+// configuration keeps them as written, Compile checks and expands them.
 package matcher
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/mistral-tap/mistral-tap/config"
@@ -39,6 +43,68 @@ type rule struct {
 	task      string
 }
 
+// Rules are the callbacks' filters, checked and compiled; Bind makes a
+// Matcher of them. Immutable.
+type Rules struct {
+	rules []rule
+}
+
+// Compile checks and compiles the callbacks' filters: every `events:`
+// entry (see ExpandEvent) and the workflow and task globs. It returns
+// every problem, each a *config.FieldError at its key
+// ("callbacks.2.events.1"), joined: `validate` and a reload report them
+// with their positions in the file.
+func Compile(cbs []config.Callback) (*Rules, error) {
+	rs := &Rules{rules: make([]rule, 0, len(cbs))}
+	var errs []error
+	for i := range cbs {
+		r, err := compileRule(&cbs[i], i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return rs, nil
+}
+
+func compileRule(cb *config.Callback, i int) (rule, error) {
+	label := config.CallbackLabel(cb, i)
+	base := "callbacks." + strconv.Itoa(i) + "."
+	var errs []error
+	problem := func(path, field, value, msg string) {
+		errs = append(errs, &config.FieldError{Path: base + path, Callback: label, Field: field, Value: value, Msg: msg})
+	}
+	if len(cb.Events) == 0 {
+		problem("events", "events", "", `must list at least one event (e.g. ["*"])`)
+	}
+	set := make(map[event.Type]bool)
+	for j, e := range cb.Events {
+		ts, err := ExpandEvent(e)
+		if err != nil {
+			problem("events."+strconv.Itoa(j), "events", e, err.Error())
+		}
+		for _, t := range ts {
+			set[t] = true
+		}
+	}
+	for _, g := range []struct{ field, pat string }{{"workflow", cb.Workflow}, {"task", cb.Task}} {
+		if _, err := path.Match(g.pat, ""); err != nil {
+			problem(g.field, g.field, g.pat, fmt.Sprintf("bad glob %q: %v", g.pat, err))
+		}
+	}
+	if len(errs) > 0 {
+		return rule{}, errors.Join(errs...)
+	}
+	return rule{
+		name: cb.Name, events: set, eventList: "[" + strings.Join(cb.Events, ", ") + "]",
+		workbook: cb.Workbook, workflow: cb.Workflow, namespace: cb.Namespace, task: cb.Task,
+	}, nil
+}
+
 // Matcher is immutable and safe for concurrent use; build a new one on
 // reload.
 type Matcher struct {
@@ -46,30 +112,24 @@ type Matcher struct {
 	wb    WorkbookIndex
 }
 
-// New compiles the callbacks' filters. wb may be nil when no callback uses
-// `workbook`.
-func New(cbs []config.Callback, wb WorkbookIndex) (*Matcher, error) {
-	m := &Matcher{wb: wb, rules: make([]rule, 0, len(cbs))}
-	for i, cb := range cbs {
-		label := config.CallbackLabel(&cb, i)
-		set, err := config.EventSet(cb.Events)
-		if err != nil {
-			return nil, fmt.Errorf("callback %q: %w", label, err)
+// Bind returns a Matcher of rs that asks wb for workbook membership. wb
+// may be nil when no callback uses `workbook`.
+func (rs *Rules) Bind(wb WorkbookIndex) (*Matcher, error) {
+	for _, r := range rs.rules {
+		if r.workbook != "" && wb == nil {
+			return nil, fmt.Errorf("callback %q: filters on workbook but no workbook index is available", r.name)
 		}
-		for _, g := range []string{cb.Workflow, cb.Task} {
-			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("callback %q: bad glob %q: %w", label, g, err)
-			}
-		}
-		if cb.Workbook != "" && wb == nil {
-			return nil, fmt.Errorf("callback %q: filters on workbook but no workbook index is available", label)
-		}
-		m.rules = append(m.rules, rule{
-			name: cb.Name, events: set, eventList: "[" + strings.Join(cb.Events, ", ") + "]",
-			workbook: cb.Workbook, workflow: cb.Workflow, namespace: cb.Namespace, task: cb.Task,
-		})
 	}
-	return m, nil
+	return &Matcher{rules: rs.rules, wb: wb}, nil
+}
+
+// New is Compile then Bind.
+func New(cbs []config.Callback, wb WorkbookIndex) (*Matcher, error) {
+	rs, err := Compile(cbs)
+	if err != nil {
+		return nil, err
+	}
+	return rs.Bind(wb)
 }
 
 // Match returns the names of the callbacks that get ev, in config order.

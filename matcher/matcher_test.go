@@ -3,6 +3,7 @@ package matcher
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mistral-tap/mistral-tap/config"
@@ -126,15 +127,34 @@ func TestNewErrors(t *testing.T) {
 		cb   config.Callback
 		want string
 	}{
-		{config.Callback{Name: "x", Events: []string{"NOPE"}}, `callback "x": unknown event "NOPE"`},
-		{config.Callback{Name: "x", Events: []string{"*"}, Workflow: "["}, `callback "x": bad glob "["`},
+		{config.Callback{Name: "x", Events: []string{"NOPE"}}, `callback "x": field events: unknown event "NOPE"`},
+		{config.Callback{Name: "x"}, `callback "x": field events: must list at least one event`},
+		{config.Callback{Name: "x", Events: []string{"*"}, Workflow: "["}, `callback "x": field workflow: bad glob "["`},
 		{config.Callback{Name: "x", Events: []string{"*"}, Workbook: "w"}, `callback "x": filters on workbook but no workbook index`},
 	}
 	for _, tt := range tests {
 		_, err := New([]config.Callback{tt.cb}, nil)
-		if err == nil || len(err.Error()) < len(tt.want) || err.Error()[:len(tt.want)] != tt.want {
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want prefix %q", tt.cb, err, tt.want)
 		}
+	}
+}
+
+// TestCompileReportsEveryProblemAtItsKey: validate shows each bad entry
+// with its position, so Compile names every one by key.
+func TestCompileReportsEveryProblemAtItsKey(t *testing.T) {
+	cbs := []config.Callback{
+		{Name: "ok", Events: []string{"*"}},
+		{Name: "bad", Events: []string{"TASK_FAILED", "NOPE", "on-task-finish"}, Task: "[x"},
+	}
+	_, err := Compile(cbs)
+	var got []string
+	for _, p := range config.Problems(err) {
+		got = append(got, p.Path+" "+p.Callback+" "+p.Value)
+	}
+	want := []string{"callbacks.1.events.1 bad NOPE", "callbacks.1.events.2 bad on-task-finish", "callbacks.1.task bad [x"}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems = %q, want %q", got, want)
 	}
 }
 

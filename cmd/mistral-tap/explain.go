@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/app"
 	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/matcher"
 	"github.com/mistral-tap/mistral-tap/tap/event"
@@ -44,7 +45,7 @@ func cmdExplain(args []string, stdout io.Writer) error {
 	if *cfgPath == "" {
 		return usageError{fmt.Errorf("--config is required")}
 	}
-	cfg, err := config.Load(config.Source{Path: *cfgPath})
+	cfg, err := config.Load(config.Source{Path: *cfgPath, Check: app.Check})
 	if err != nil {
 		printProblems(stdout, err)
 		return errReported

@@ -45,7 +45,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	src := config.Source{Path: *path, Flags: fs}
+	// The compiler checks the callbacks' routing as part of the load, and
+	// Run reuses what it compiled.
+	comp := &app.Compiler{}
+	src := config.Source{Path: *path, Flags: fs, Check: comp.Check}
 	cfg, err := config.Load(src)
 	if err != nil {
 		printProblems(stderr, err)
@@ -69,7 +72,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 
 	return app.Run(ctx, app.Options{
-		Config: cfg, Source: src, Logger: log, LogLevel: lv, Version: version, Reload: reload,
+		Config: cfg, Source: src, Logger: log, LogLevel: lv, Version: version, Reload: reload, Compiler: comp,
 	})
 }
 
@@ -94,7 +97,7 @@ func cmdValidate(args []string, stdout io.Writer) error {
 	if *path == "" {
 		return usageError{fmt.Errorf("--config is required")}
 	}
-	cfg, err := config.Load(config.Source{Path: *path, Flags: fs})
+	cfg, err := config.Load(config.Source{Path: *path, Flags: fs, Check: app.Check})
 	if err != nil {
 		printProblems(stdout, err)
 		n := len(config.Problems(err))

@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/mistral-tap/mistral-tap/config/redact"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 )
 
@@ -46,7 +47,7 @@ func newLink(p *Publisher, name string, ep Endpoint) *link {
 	if ep.Heartbeat <= 0 {
 		ep.Heartbeat = DefaultHeartbeat
 	}
-	return &link{p: p, name: name, cfg: cfg, ep: ep, safe: send.RedactURL(ep.URL), stop: make(chan struct{})}
+	return &link{p: p, name: name, cfg: cfg, ep: ep, safe: redact.URL(ep.URL), stop: make(chan struct{})}
 }
 
 // session is one channel in confirm mode and its return listener.

@@ -137,8 +137,7 @@ var reserved = map[string]bool{
 // fail on the other only by reaching into the other kind's data (a nil
 // .Event.Task or a missing .Payload key), since a callback may well be for
 // one kind only. A JSON body template's sample output must be valid JSON.
-// Errors read "payload: <field>: <problem>", the field being one of format,
-// method, headers.<name>, template, cloudevents.mode (config relies on it).
+// Every error is a *SpecError naming the Spec field at fault.
 func New(s Spec) (*Formatter, error) {
 	f := &Formatter{format: s.Format, static: http.Header{}}
 	if f.format == "" {
@@ -158,7 +157,7 @@ func New(s Spec) (*Formatter, error) {
 		case ModeBinary:
 			f.static.Set("Content-Type", ContentTypeJSON)
 		default:
-			return nil, fmt.Errorf("payload: cloudevents.mode: %q is not %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary)
+			return nil, specErr("cloudevents.mode", fmt.Errorf("%q is not %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary))
 		}
 		f.source = s.Source
 		if f.source == "" {
@@ -171,10 +170,10 @@ func New(s Spec) (*Formatter, error) {
 		f.static.Set("Content-Type", ContentTypeJSON)
 		f.publisher = cmp.Or(s.PublisherID, DefaultPublisherID)
 	default:
-		return nil, fmt.Errorf("payload: format: %q is not one of mistral, envelope, cloudevents, template, oslo", s.Format)
+		return nil, specErr("format", fmt.Errorf("%q is not one of mistral, envelope, cloudevents, template, oslo", s.Format))
 	}
 	if s.Format != FormatTemplate && s.Format != "" && s.Template != "" {
-		return nil, fmt.Errorf("payload: template: set, but format is %q (want format: template)", s.Format)
+		return nil, specErr("template", fmt.Errorf("set, but format is %q (want format: template)", s.Format))
 	}
 
 	f.method = strings.ToUpper(strings.TrimSpace(s.Method))
@@ -182,7 +181,7 @@ func New(s Spec) (*Formatter, error) {
 		f.method = http.MethodPost
 	}
 	if !validToken(f.method) {
-		return nil, fmt.Errorf("payload: method: %q is not a valid HTTP method", s.Method)
+		return nil, specErr("method", fmt.Errorf("%q is not a valid HTTP method", s.Method))
 	}
 
 	names := make([]string, 0, len(s.Headers))
@@ -193,15 +192,15 @@ func New(s Spec) (*Formatter, error) {
 	for _, name := range names {
 		value := s.Headers[name]
 		if !validToken(name) {
-			return nil, fmt.Errorf("payload: headers.%s: not a valid header name", name)
+			return nil, specErr("headers."+name, errors.New("not a valid header name"))
 		}
 		canon := http.CanonicalHeaderKey(name)
 		if reserved[canon] {
-			return nil, fmt.Errorf("payload: headers.%s: set by mistral-tap itself, cannot be configured", name)
+			return nil, specErr("headers."+name, errors.New("set by mistral-tap itself, cannot be configured"))
 		}
 		if !strings.Contains(value, "{{") {
 			if strings.ContainsAny(value, "\r\n\x00") {
-				return nil, fmt.Errorf("payload: headers.%s: value contains a line break or NUL", name)
+				return nil, specErr("headers."+name, errors.New("value contains a line break or NUL"))
 			}
 			f.static.Set(canon, value)
 			continue
@@ -217,7 +216,7 @@ func New(s Spec) (*Formatter, error) {
 
 	if f.format == FormatTemplate {
 		if strings.TrimSpace(s.Template) == "" {
-			return nil, errors.New("payload: template: required for format template")
+			return nil, specErr("template", errors.New("required for format template"))
 		}
 		t, err := parse("template", s.Template)
 		if err != nil {
@@ -240,7 +239,7 @@ func New(s Spec) (*Formatter, error) {
 		}
 		f.keyT, f.key = t, ""
 	} else if err := checkKey(s.RoutingKey); err != nil {
-		return nil, fmt.Errorf("payload: routing_key: %w", err)
+		return nil, specErr("routing_key", err)
 	}
 	if err := f.trial(); err != nil {
 		return nil, err
@@ -248,10 +247,23 @@ func New(s Spec) (*Formatter, error) {
 	return f, nil
 }
 
+// SpecError is a problem of one Spec field: Field is format, method,
+// headers.<name>, template or cloudevents.mode, the key of a callback's
+// configuration it came from.
+type SpecError struct {
+	Field string
+	Err   error
+}
+
+func (e *SpecError) Error() string { return "payload: " + e.Field + ": " + e.Err.Error() }
+func (e *SpecError) Unwrap() error { return e.Err }
+
+func specErr(field string, err error) error { return &SpecError{Field: field, Err: err} }
+
 func parse(field, text string) (*template.Template, error) {
 	t, err := template.New(field).Funcs(FuncMap()).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("payload: %s: %w", field, redactTemplateErr(err, field))
+		return nil, specErr(field, redactTemplateErr(err, field))
 	}
 	return t, nil
 }
@@ -274,7 +286,7 @@ func (f *Formatter) trial() error {
 			var b bytes.Buffer
 			err := t.Execute(&b, newTemplateData(ev))
 			if err == nil && wantJSON && !json.Valid(b.Bytes()) {
-				return fmt.Errorf("payload: %s: output for a sample %s event is not valid JSON (set a non-JSON Content-Type header if that is intended): %.200s", field, ev.Kind(), b.String())
+				return specErr(field, fmt.Errorf("output for a sample %s event is not valid JSON (set a non-JSON Content-Type header if that is intended): %.200s", ev.Kind(), b.String()))
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -286,7 +298,7 @@ func (f *Formatter) trial() error {
 		if len(errs) < len(samples) && kindOnly(errs[0]) {
 			return nil
 		}
-		return fmt.Errorf("payload: %s: fails on a sample event: %w", field, redactTemplateErr(errs[0], field))
+		return specErr(field, fmt.Errorf("fails on a sample event: %w", redactTemplateErr(errs[0], field)))
 	}
 	for _, h := range f.dynamic {
 		if err := check("headers."+h.name, h.tmpl, false); err != nil {
@@ -313,7 +325,7 @@ func (f *Formatter) trial() error {
 		}
 		for _, err := range errs {
 			if len(errs) == len(samples) || !kindOnly(err) {
-				return fmt.Errorf("payload: %s: fails %w", c.field, err)
+				return specErr(c.field, fmt.Errorf("fails %w", err))
 			}
 		}
 	}

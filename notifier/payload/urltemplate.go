@@ -61,10 +61,10 @@ func urlFuncs() template.FuncMap {
 func parseURLTemplate(field, text string) (*template.Template, error) {
 	t, err := template.New(field).Funcs(FuncMap()).Funcs(urlFuncs()).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("payload: %s: %w", field, err)
+		return nil, specErr(field, err)
 	}
 	if _, err := escapeList(t.Tree, t.Root, ctxStart); err != nil {
-		return nil, fmt.Errorf("payload: %s: %w", field, err)
+		return nil, specErr(field, err)
 	}
 	return t, nil
 }

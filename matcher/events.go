@@ -1,4 +1,4 @@
-package config
+package matcher
 
 import (
 	"fmt"
@@ -68,7 +68,7 @@ func ExpandEvent(name string) ([]event.Type, error) {
 }
 
 // EventSet expands a whole `events:` list into the set of selected types.
-// It returns the first unknown name's error; Validate reports all of them.
+// It returns the first unknown name's error; Compile reports all of them.
 func EventSet(names []string) (map[event.Type]bool, error) {
 	set := make(map[event.Type]bool)
 	for _, n := range names {
