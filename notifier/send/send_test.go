@@ -365,7 +365,6 @@ func TestErrorsRedacted(t *testing.T) {
 	}
 }
 
-
 // TestNoPoolFlushOnGiveUp: giving up on a failing receiver must not close
 // the idle connections of the shared pool (retryablehttp does by default).
 func TestNoPoolFlushOnGiveUp(t *testing.T) {
