@@ -197,9 +197,11 @@ func load(src Source) (*Config, *loaded, error) {
 	// Pre-populating Callbacks makes the decoder fill each element in place
 	// (mapstructure reuses existing slice elements), so keys absent from a
 	// callback keep the callback defaults.
+	// Only the file sets callbacks, so the strict pass has counted them
+	// (k.Get would deep-copy the whole list just to count it).
 	var c Config
-	if raw, ok := k.Get("callbacks").([]any); ok {
-		c.Callbacks = make([]Callback, len(raw))
+	if ix != nil && ix.callbacks > 0 {
+		c.Callbacks = make([]Callback, ix.callbacks)
 		for i := range c.Callbacks {
 			c.Callbacks[i] = defaultCallback()
 		}

@@ -30,6 +30,8 @@ type pos struct{ line, col int }
 type fileIndex struct {
 	file  string
 	nodes map[string]pos
+	// callbacks is the length of the file's callbacks list.
+	callbacks int
 }
 
 // locate fills e's File, Line and Column from the node at e.Path or, when
@@ -227,6 +229,9 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 		if n.Kind != yaml.SequenceNode {
 			bad("a list")
 			return
+		}
+		if path == "callbacks" {
+			w.ix.callbacks = len(n.Content)
 		}
 		for i, item := range n.Content {
 			p := join(path, strconv.Itoa(i))

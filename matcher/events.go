@@ -82,3 +82,20 @@ func EventSet(names []string) (map[event.Type]bool, error) {
 	}
 	return set, nil
 }
+
+// typeSet is a set of event.Types, one bit per entry of event.Types: a
+// callback's selection costs one word, not a map, however many callbacks
+// there are.
+type typeSet uint64
+
+// typeBit maps each event.Type to its bit.
+var typeBit = func() map[event.Type]typeSet {
+	m := make(map[event.Type]typeSet, len(event.Types))
+	for i, t := range event.Types {
+		m[t] = 1 << i
+	}
+	return m
+}()
+
+func (s typeSet) with(t event.Type) typeSet { return s | typeBit[t] }
+func (s typeSet) has(t event.Type) bool     { return s&typeBit[t] != 0 }

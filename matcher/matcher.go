@@ -35,7 +35,7 @@ type Decision struct {
 // rule is a callback's compiled filters.
 type rule struct {
 	name      string
-	events    map[event.Type]bool
+	events    typeSet
 	eventList string // as configured, for reasons
 	workbook  string
 	workflow  string
@@ -81,14 +81,14 @@ func compileRule(cb *config.Callback, i int) (rule, error) {
 	if len(cb.Events) == 0 {
 		problem("events", "events", "", `must list at least one event (e.g. ["*"])`)
 	}
-	set := make(map[event.Type]bool)
+	var set typeSet
 	for j, e := range cb.Events {
 		ts, err := ExpandEvent(e)
 		if err != nil {
 			problem("events."+strconv.Itoa(j), "events", e, err.Error())
 		}
 		for _, t := range ts {
-			set[t] = true
+			set = set.with(t)
 		}
 	}
 	for _, g := range []struct{ field, pat string }{{"workflow", cb.Workflow}, {"task", cb.Task}} {
@@ -161,7 +161,7 @@ func (m *Matcher) Explain(ev *event.Event) []Decision {
 // task, so a callback with `task:` and `events: ["*"]` still gets the
 // execution events (use `events: [TASK]` to get task events only).
 func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, string) {
-	if !r.events[ev.Type] {
+	if !r.events.has(ev.Type) {
 		if !explain {
 			return false, ""
 		}
