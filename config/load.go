@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	kyaml "github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -302,46 +301,6 @@ func unwrapPathErr(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// defaultCallback holds the defaults a callback starts from.
-func defaultCallback() Callback {
-	return Callback{
-		Method:      "POST",
-		Format:      "mistral",
-		Ordering:    "root",
-		Concurrency: 4,
-		Retry: RetryPolicy{
-			InitialInterval: 5 * time.Second,
-			MaxInterval:     10 * time.Minute,
-			Multiplier:      2,
-			Jitter:          0.2,
-			MaxAge:          24 * time.Hour,
-		},
-		CloudEvents: CloudEvents{Mode: "structured"},
-	}
-}
-
-// ApplyDefaults fills callback fields a configuration built in code left
-// zero, as Load does for keys absent from the file: method, format,
-// ordering, concurrency, retry policy, CloudEvents mode and source, and
-// timeout/retries inherited from Delivery. Zero values that may be
-// deliberate (jitter 0, max_attempts 0) are kept.
-func (c *Config) ApplyDefaults() {
-	d := defaultCallback()
-	for i := range c.Callbacks {
-		cb := &c.Callbacks[i]
-		cb.Method = cmp.Or(cb.Method, d.Method)
-		cb.Format = cmp.Or(cb.Format, d.Format)
-		cb.Ordering = cmp.Or(cb.Ordering, d.Ordering)
-		cb.Concurrency = cmp.Or(cb.Concurrency, d.Concurrency)
-		cb.Retry.InitialInterval = cmp.Or(cb.Retry.InitialInterval, d.Retry.InitialInterval)
-		cb.Retry.MaxInterval = cmp.Or(cb.Retry.MaxInterval, d.Retry.MaxInterval)
-		cb.Retry.Multiplier = cmp.Or(cb.Retry.Multiplier, d.Retry.Multiplier)
-		cb.Retry.MaxAge = cmp.Or(cb.Retry.MaxAge, d.Retry.MaxAge)
-		cb.CloudEvents.Mode = cmp.Or(cb.CloudEvents.Mode, d.CloudEvents.Mode)
-	}
-	c.inherit()
 }
 
 // inherit applies Delivery's timeout and retries to callbacks that do not

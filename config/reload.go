@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,48 +273,3 @@ func (r *Reloader) Run(ctx context.Context) error {
 }
 
 func (r *Reloader) rearmDelay() time.Duration { return max(r.Debounce, 50*time.Millisecond) }
-
-// RestartRequired lists the keys that differ between old and new but are
-// only read at start: the listen addresses, the upstream (the tracker's
-// state and the watcher's checkpoint belong to one engine), the state
-// directory, the proxy's transport settings, the log format, the tracker's
-// retention, the watcher's settings and delivery.allow_networks (the
-// watcher and the delivery client are built once). Callbacks, the other
-// delivery settings and the log level apply live.
-func RestartRequired(old, new *Config) []string {
-	var out []string
-	diff := func(key string, a, b any) {
-		if a != b {
-			out = append(out, key)
-		}
-	}
-	diff("listen", old.Listen, new.Listen)
-	diff("upstream", old.Upstream, new.Upstream)
-	diff("state_dir", old.StateDir, new.StateDir)
-	diff("store", old.Store, new.Store)
-	diff("proxy.path_prefix", old.Proxy.PathPrefix, new.Proxy.PathPrefix)
-	diff("proxy.max_tap_body", old.Proxy.MaxTapBody, new.Proxy.MaxTapBody)
-	diff("proxy.ca_file", old.Proxy.CAFile, new.Proxy.CAFile)
-	diff("proxy.dial_timeout", old.Proxy.DialTimeout, new.Proxy.DialTimeout)
-	diff("proxy.response_header_timeout", old.Proxy.ResponseHeaderTimeout, new.Proxy.ResponseHeaderTimeout)
-	diff("proxy.max_idle_conns_per_host", old.Proxy.MaxIdleConnsPerHost, new.Proxy.MaxIdleConnsPerHost)
-	diff("proxy.max_connections", old.Proxy.MaxConnections, new.Proxy.MaxConnections)
-	diff("proxy.idle_timeout", old.Proxy.IdleTimeout, new.Proxy.IdleTimeout)
-	diff("log.format", old.Log.Format, new.Log.Format)
-	diff("tracker.retention", old.Tracker.Retention, new.Tracker.Retention)
-	// The watcher and the delivery client are built once at start.
-	diff("watch.interval", old.Watch.Interval, new.Watch.Interval)
-	diff("watch.page_size", old.Watch.PageSize, new.Watch.PageSize)
-	diff("watch.replay", old.Watch.Replay, new.Watch.Replay)
-	diff("watch.all_projects", old.Watch.AllProjects, new.Watch.AllProjects)
-	diff("watch.keystone", old.Watch.Keystone, new.Watch.Keystone)
-	if !reflect.DeepEqual(old.Watch.Headers, new.Watch.Headers) {
-		out = append(out, "watch.headers")
-	}
-	if !slices.Equal(old.Delivery.AllowNetworks, new.Delivery.AllowNetworks) {
-		out = append(out, "delivery.allow_networks")
-	}
-	diff("admin.listen", old.Admin.Listen, new.Admin.Listen)
-	diff("ops.listen", old.Ops.Listen, new.Ops.Listen)
-	return out
-}

@@ -19,26 +19,26 @@ const (
 // (docs/ha.md).
 type Store struct {
 	// Driver is "sqlite" or "postgres". Default "sqlite".
-	Driver string `koanf:"driver" yaml:"driver"`
+	Driver string `koanf:"driver" yaml:"driver" default:"sqlite"`
 	// DSN is the PostgreSQL connection string (URL or key=value), usually
 	// "${PG_DSN}". Required with driver postgres. A secret: never logged,
 	// never in errors or validate output.
 	DSN string `koanf:"dsn" yaml:"dsn"`
 	// MaxConns caps each replica's connection pool. Default 10.
-	MaxConns int `koanf:"max_conns" yaml:"max_conns"`
+	MaxConns int `koanf:"max_conns" yaml:"max_conns" default:"10"`
 	// MinConns keeps this many connections open. Default 1.
-	MinConns int `koanf:"min_conns" yaml:"min_conns"`
+	MinConns int `koanf:"min_conns" yaml:"min_conns" default:"1"`
 	// ConnectTimeout bounds establishing a connection. Default 5s.
-	ConnectTimeout time.Duration `koanf:"connect_timeout" yaml:"connect_timeout"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout" yaml:"connect_timeout" default:"5s"`
 	// LeaseTTL is the leader lease's duration: a dead leader's work is
 	// taken over at most LeaseTTL plus LeaseTTL/5 after its last renewal.
 	// Renewed every LeaseTTL/3. Default 15s; at least 3s.
-	LeaseTTL time.Duration `koanf:"lease_ttl" yaml:"lease_ttl"`
+	LeaseTTL time.Duration `koanf:"lease_ttl" yaml:"lease_ttl" default:"15s"`
 }
 
 // DefaultStore is the store configuration where the file says nothing.
 func DefaultStore() Store {
-	return Store{Driver: DriverSQLite, MaxConns: 10, MinConns: 1, ConnectTimeout: 5 * time.Second, LeaseTTL: 15 * time.Second}
+	return Default().Store
 }
 
 func (s *Store) validate(p *problems) {
@@ -46,18 +46,18 @@ func (s *Store) validate(p *problems) {
 	case DriverSQLite:
 	case DriverPostgres:
 		if strings.TrimSpace(s.DSN) == "" {
-			p.add("store.dsn", "", "store.dsn", "", "required with store.driver postgres (e.g. dsn: ${PG_DSN})")
+			p.key("store.dsn", "", "required with store.driver postgres (e.g. dsn: ${PG_DSN})")
 		} else if !plausibleDSN(s.DSN) {
-			p.add("store.dsn", "", "store.dsn", redacted, "not a PostgreSQL connection string (want postgres://user@host:5432/db or host=... dbname=...)")
+			p.key("store.dsn", redacted, "not a PostgreSQL connection string (want postgres://user@host:5432/db or host=... dbname=...)")
 		}
-		atLeast(p, "store.max_conns", "", "store.max_conns", s.MaxConns, 2)
-		atLeast(p, "store.min_conns", "", "store.min_conns", s.MinConns, 0)
+		atLeast(p.field("store.max_conns"), s.MaxConns, 2)
+		atLeast(p.field("store.min_conns"), s.MinConns, 0)
 		positive(p, "store.connect_timeout", s.ConnectTimeout.String(), s.ConnectTimeout > 0)
 		if s.LeaseTTL < 3*time.Second {
-			p.add("store.lease_ttl", "", "store.lease_ttl", s.LeaseTTL.String(), fmt.Sprintf("must be at least 3s, got %s", s.LeaseTTL))
+			p.key("store.lease_ttl", s.LeaseTTL.String(), fmt.Sprintf("must be at least 3s, got %s", s.LeaseTTL))
 		}
 	default:
-		p.add("store.driver", "", "store.driver", s.Driver, fmt.Sprintf("unknown driver %q (want sqlite or postgres)", s.Driver))
+		p.key("store.driver", s.Driver, fmt.Sprintf("unknown driver %q (want sqlite or postgres)", s.Driver))
 	}
 }
 
