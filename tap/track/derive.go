@@ -8,8 +8,8 @@ import (
 	"github.com/mistral-tap/mistral-tap/tap/event"
 )
 
-// tsLayout is Mistral's timestamp format: UTC, whole seconds, a space.
-const tsLayout = "2006-01-02 15:04:05"
+// tsLayout is Mistral's timestamp format (see event.TimeLayout).
+const tsLayout = event.TimeLayout
 
 // parseTS turns a Mistral timestamp into Unix seconds; 0 when absent or
 // malformed (an observation without a usable time is then never newer than

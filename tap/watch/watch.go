@@ -77,7 +77,7 @@ const checkpointKey = "watch.updated_at"
 // the tracker drops what it knows.
 const overlap = 2 * time.Second
 
-const tsLayout = "2006-01-02 15:04:05"
+const tsLayout = event.TimeLayout
 
 // Watcher polls the API. Create it with New and start it with Run.
 type Watcher struct {
