@@ -22,6 +22,7 @@ import (
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 )
 
 // EnvPrefix starts every environment variable Load reads.
@@ -122,6 +123,7 @@ func load(src Source) (*Config, *loaded, error) {
 	}
 
 	var ix *fileIndex
+	var cbNodes []*yaml.Node // the file's callbacks, when koanf has not got them
 	strictTypeErr := map[string]bool{}
 	if src.Path != "" {
 		data, err := os.ReadFile(src.Path)
@@ -138,7 +140,12 @@ func load(src Source) (*Config, *loaded, error) {
 			strictTypeErr[e.Path] = true
 		}
 		probs = append(probs, sp...)
-		if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
+		// koanf gets the file without its callbacks when it can: only
+		// the file sets callbacks, and decodeCallbacks reads them from
+		// the strict pass's tree at a fraction of koanf's cost.
+		if rest, nodes, ok := splitCallbacks(ix); ok && fastCallbacks && k.Load(bytesProvider(rest), kyaml.Parser()) == nil {
+			cbNodes = nodes
+		} else if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
 			if len(sp) > 0 {
 				return nil, info, sp.err()
 			}
@@ -208,6 +215,16 @@ func load(src Source) (*Config, *loaded, error) {
 	if err := k.Unmarshal("", &c); err != nil && len(strictTypeErr) == 0 {
 		probs.add(FieldError{Msg: fmt.Sprintf("decoding configuration: %v", err)})
 	}
+	if cbNodes != nil {
+		// koanf decoded the default (no callbacks) over the slice.
+		c.Callbacks = make([]Callback, len(cbNodes))
+		for i, n := range cbNodes {
+			c.Callbacks[i] = defaultCallback()
+			decodeNode(n, reflect.ValueOf(&c.Callbacks[i]).Elem())
+		}
+		cbNodes = nil
+	}
+	ix.release()
 
 	// Keys that merge to empty maps or lists come back as nil, like in
 	// Default(), so that an empty file loads to exactly Default().

@@ -22,37 +22,92 @@ import (
 // Top-level keys starting with "x-" are ignored: they are the customary
 // place for YAML anchors shared by several callbacks (`x-defaults: &d`).
 
-// pos is a 1-based line:column in the file.
-type pos struct{ line, col int }
-
-// fileIndex maps absolute key paths ("callbacks.0.events.1") to the
-// position of their value node.
+// fileIndex finds the position of absolute key paths
+// ("callbacks.0.events.1") in the parsed file. It walks the tree for each
+// problem rather than recording every node's position: problems are few,
+// nodes can be millions.
 type fileIndex struct {
-	file  string
-	nodes map[string]pos
+	file string
 	// callbacks is the length of the file's callbacks list.
 	callbacks int
+	// root is the document's top-level mapping, nil for an empty file or
+	// one that is not a mapping, or after release.
+	root *yaml.Node
+	// data is the file, parsed again when a problem is located after
+	// release.
+	data     []byte
+	released bool
 }
 
-// locate fills e's File, Line and Column from the node at e.Path or, when
-// that key is absent from the file, its nearest ancestor; it leaves e alone
-// when no part of the path is in the file (the value is a default).
+// release drops the parsed tree, which is several times the size of the
+// file, once the configuration is decoded; locate parses the file again
+// if it is needed (a problem to place), so that a large valid file never
+// holds the tree and the compiled callbacks at once.
+func (ix *fileIndex) release() {
+	if ix != nil && ix.root != nil {
+		ix.root, ix.released = nil, true
+	}
+}
+
+// locate fills e's File, Line and Column from the value node at e.Path
+// or, when that key is absent from the file, its nearest ancestor; it
+// leaves e alone when no part of the path is in the file (the value is a
+// default).
 func (ix *fileIndex) locate(e *FieldError) {
 	if ix == nil || e.File != "" || e.Path == "" {
 		return
 	}
-	p := strings.TrimSuffix(e.Path, ".")
-	for {
-		if at, ok := ix.nodes[p]; ok && p != "" {
-			e.File, e.Line, e.Column = ix.file, at.line, at.col
-			return
+	if ix.released {
+		var doc yaml.Node
+		if yaml.Unmarshal(ix.data, &doc) == nil && len(doc.Content) > 0 {
+			ix.root = deref(doc.Content[0])
 		}
-		i := strings.LastIndexByte(p, '.')
-		if i < 0 {
-			return
-		}
-		p = p[:i]
+		ix.released = false
 	}
+	if ix.root == nil || ix.root.Kind != yaml.MappingNode {
+		return
+	}
+	if n := find(ix.root, strings.Split(strings.TrimSuffix(e.Path, "."), ".")); n != nil {
+		e.File, e.Line, e.Column = ix.file, n.Line, n.Column
+	}
+}
+
+// find returns the deepest node along path below n, nil when not even the
+// first key is there. A mapping key may itself contain dots (a header
+// name), so longer keys are tried too.
+func find(n *yaml.Node, path []string) *yaml.Node {
+	n = deref(n)
+	if len(path) == 0 || n == nil {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		i, err := strconv.Atoi(path[0])
+		if err != nil || i < 0 || i >= len(n.Content) {
+			return nil
+		}
+		return deeper(deref(n.Content[i]), path[1:])
+	case yaml.MappingNode:
+		kv := pairs(n)
+		for j := 1; j <= len(path); j++ {
+			key := strings.Join(path[:j], ".")
+			// The last pair wins: explicit keys come after merged ones.
+			for i := len(kv) - 1; i >= 0; i-- {
+				if kv[i].key.Value == key {
+					return deeper(kv[i].val, path[j:])
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// deeper is find below n, or n itself when the rest is not there.
+func deeper(n *yaml.Node, rest []string) *yaml.Node {
+	if d := find(n, rest); d != nil {
+		return d
+	}
+	return n
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -65,7 +120,7 @@ type strictWalker struct {
 // strictCheck parses data as YAML and walks it against Config. A syntax
 // error is returned as the only problem.
 func strictCheck(file string, data []byte) (*fileIndex, problems) {
-	w := &strictWalker{ix: &fileIndex{file: file, nodes: map[string]pos{}}}
+	w := &strictWalker{ix: &fileIndex{file: file, data: data}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return w.ix, problems{yamlSyntaxError(file, err)}
@@ -77,11 +132,13 @@ func strictCheck(file string, data []byte) (*fileIndex, problems) {
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return w.ix, nil
 	}
+	if root.Kind == yaml.MappingNode {
+		w.ix.root = root
+	}
 	w.walk(root, reflect.TypeOf(Config{}), "", "", "")
 	for _, e := range w.errs {
 		if e.Path == "" {
-			at := w.ix.nodes[""]
-			e.File, e.Line, e.Column = file, at.line, at.col
+			e.File, e.Line, e.Column = file, root.Line, root.Column
 		}
 		w.ix.locate(e)
 	}
@@ -168,7 +225,6 @@ func join(path, k string) string {
 // enclosing callback's label and rel the path relative to it.
 func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) {
 	n = deref(n)
-	w.ix.nodes[path] = pos{n.Line, n.Column}
 	field := rel
 	if cb == "" {
 		field = path
@@ -271,8 +327,9 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 				if cb == "" {
 					kf = kp
 				}
-				w.errs = append(w.errs, &FieldError{Path: kp, Callback: cb, Field: kf, Value: k, Msg: msg})
-				w.ix.nodes[kp] = pos{kv.key.Line, kv.key.Column}
+				// Located at the key itself: it has no value node of its own.
+				w.errs = append(w.errs, &FieldError{Path: kp, Callback: cb, Field: kf, Value: k, Msg: msg,
+					File: w.ix.file, Line: kv.key.Line, Column: kv.key.Column})
 				continue
 			}
 			w.walk(kv.val, f.Type, join(path, k), cb, join(rel, k))
