@@ -39,6 +39,10 @@ type Options struct {
 	Ready func(proxyAddr string)
 	// Reload, when set, delivers manual reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// Compiler, when set, is the one whose Check was Source.Check when
+	// Config was loaded: Run then uses what it compiled instead of
+	// compiling the callbacks again. Nil compiles anew.
+	Compiler *Compiler
 }
 
 // Run builds every component and runs them until ctx ends, then shuts down

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/cmd/mistral-tap/ops"
 	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/config/redact"
 	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
 	"github.com/mistral-tap/mistral-tap/notifier"
 	"github.com/mistral-tap/mistral-tap/notifier/admin"
@@ -55,6 +56,8 @@ type app struct {
 	proxyHandler, adminHandler, opsHandler http.Handler
 	ln, adminLn, opsLn                     net.Listener
 	reloader                               *config.Reloader
+	adminAPI                               *admin.Handler // for token rotation
+	compiler                               *Compiler      // compiles each loaded configuration once
 
 	closers []func() // undo what build did, run by close in reverse order
 }
@@ -118,10 +121,10 @@ func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
 // which knows the configuration's secrets (and, after a reload, the new
 // ones as well: in-flight work may still quote the old).
 func (a *app) initLogger(base *slog.Logger) {
-	a.secrets.add(ops.ConfigSecrets(a.cfg))
+	a.secrets.add(a.cfg.SecretValues())
 	a.log = slog.New(slog.DiscardHandler)
 	if base != nil {
-		a.log = slog.New(ops.RedactingHandler(base.Handler(), a.secrets.get))
+		a.log = slog.New(redact.Handler(base.Handler(), a.secrets.get))
 	}
 }
 
@@ -155,9 +158,16 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("app: workbooks: %w", err)
 	}
-	routing, err := Routing(a.cfg, a.wb)
+	if a.compiler = o.Compiler; a.compiler == nil {
+		a.compiler = &Compiler{}
+	}
+	compiled, err := a.compiler.For(a.cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("app: callbacks: %w", err)
+	}
+	routing, err := compiled.Routing(a.wb)
+	if err != nil {
+		return fmt.Errorf("app: callbacks: %w", err)
 	}
 	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.guard(a.metrics.TimeDeliveries(transports)), Routing: routing, Logger: a.log.With("component", "notifier")})
 	if err != nil {
@@ -235,16 +245,28 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("app: admin API: %w", err)
 		}
-		a.adminHandler = h
+		a.adminAPI, a.adminHandler = h, h
 	}
 	if cfg.Ops.Listen != "" {
 		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.engine.LastContact, &a.cur, a.node != nil, &a.draining)...))
 	}
 	if o.Source.Path != "" {
-		a.reloader = config.NewReloader(o.Source, func(nc *config.Config) error {
-			a.secrets.add(ops.ConfigSecrets(nc))
+		// Every reload compiles the callbacks once, in the load's check;
+		// apply takes what it compiled.
+		src := o.Source
+		src.Check = a.compiler.Check
+		a.reloader = config.NewReloader(src, func(nc *config.Config) error {
+			a.secrets.add(nc.SecretValues())
 			a.publisher.Configure(AMQPEndpoints(nc))
-			return apply(cfg, nc, a.wb, a.disp, o.LogLevel, a.log)
+			if err := apply(cfg, nc, a.compiler, a.wb, a.disp, o.LogLevel, a.log); err != nil {
+				return err
+			}
+			// A leaked admin token is rotated by a reload, without a
+			// restart (admin.listen itself needs one).
+			if a.adminAPI != nil && nc.Admin.Token != "" {
+				return a.adminAPI.SetToken(nc.Admin.Token)
+			}
+			return nil
 		}, a.log.With("component", "config"))
 		a.reloader.Observe = a.metrics.ObserveReload
 	}
