@@ -3,6 +3,7 @@ package config
 import (
 	"reflect"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -68,7 +69,11 @@ func decodeNode(n *yaml.Node, v reflect.Value) {
 		p := reflect.New(v.Type().Elem())
 		decodeNode(n, p.Elem())
 		v.Set(p)
-	case reflect.String, reflect.Int, reflect.Int64, reflect.Float64, reflect.Bool:
+	case reflect.String:
+		if n.Kind == yaml.ScalarNode {
+			v.SetString(scalarText(n))
+		}
+	case reflect.Int, reflect.Int64, reflect.Float64, reflect.Bool:
 		if n.Kind == yaml.ScalarNode {
 			_ = setValue(v, n.Value)
 		}
@@ -99,9 +104,56 @@ func decodeNode(n *yaml.Node, v reflect.Value) {
 		}
 		fields := structFields(v.Type())
 		for _, p := range pairs(n) {
-			if f, ok := fields[p.key.Value]; ok {
+			if f, ok := fieldNamed(fields, p.key.Value); ok {
 				decodeNode(p.val, v.FieldByIndex(f.Index))
 			}
 		}
 	}
+}
+
+// fieldNamed finds a field by key as koanf's decoder (mapstructure) does:
+// the exact name, else one equal under case folding. The strict pass
+// reports such a key as unknown; decoding it all the same keeps the other
+// problems of the callback the same as koanf's.
+func fieldNamed(fields map[string]reflect.StructField, key string) (reflect.StructField, bool) {
+	if f, ok := fields[key]; ok {
+		return f, true
+	}
+	for name, f := range fields {
+		if strings.EqualFold(name, key) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// scalarText is a scalar as koanf hands it to a string field: YAML
+// resolves it first (000 is the integer 0, true a bool), then the decoder
+// formats the value (bools as 1 or 0).
+func scalarText(n *yaml.Node) string {
+	switch n.Tag {
+	case "!!int", "!!float", "!!bool":
+	default:
+		return n.Value
+	}
+	var x any
+	if n.Decode(&x) != nil {
+		return n.Value
+	}
+	switch x := x.(type) {
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		if x {
+			return "1"
+		}
+		return "0"
+	}
+	return n.Value
 }

@@ -115,6 +115,24 @@ var durationType = reflect.TypeOf(time.Duration(0))
 type strictWalker struct {
 	ix   *fileIndex
 	errs problems
+	// budget is how many more nodes the walk may visit: aliases can make
+	// a small file a huge tree (nested anchors, "billion laughs").
+	budget int
+	// fatal, when set, makes the file invalid YAML as a whole.
+	fatal error
+}
+
+// errAliasing refuses a file whose aliases expand it far beyond its size,
+// as koanf's YAML decoder does.
+var errAliasing = fmt.Errorf("%w: document contains excessive aliasing", ErrSyntax)
+
+// countNodes counts the nodes of a tree without following aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 // strictCheck parses data as YAML and walks it against Config. A syntax
@@ -135,7 +153,13 @@ func strictCheck(file string, data []byte) (*fileIndex, problems) {
 	if root.Kind == yaml.MappingNode {
 		w.ix.root = root
 	}
+	// Shared anchors (x-defaults merged into every callback) legitimately
+	// repeat subtrees; a thousandfold blow-up is an attack or an accident.
+	w.budget = 1000*countNodes(root) + 100000
 	w.walk(root, reflect.TypeOf(Config{}), "", "", "")
+	if w.fatal != nil {
+		return w.ix, problems{{File: file, Msg: w.fatal.Error(), err: w.fatal}}
+	}
 	for _, e := range w.errs {
 		if e.Path == "" {
 			e.File, e.Line, e.Column = file, root.Line, root.Column
@@ -173,25 +197,48 @@ type pair struct{ key, val *yaml.Node }
 // pairs lists a mapping's key/value pairs, with `<<` merge keys expanded
 // (merged pairs first, so that explicit keys win like in the YAML decoder).
 func pairs(n *yaml.Node) []pair {
-	var merged, own []pair
+	ps, _ := appendPairs(nil, n)
+	return ps
+}
+
+// maxPairs bounds the pairs of one mapping once merges are expanded:
+// nested merge keys can multiply a few lines into millions of pairs.
+const maxPairs = 100000
+
+// errMerge is YAML's own refusal of a bad merge value; koanf would give
+// it for the whole file.
+var errMerge = fmt.Errorf("%w: map merge requires map or sequence of maps as the value", ErrSyntax)
+
+// appendPairs appends n's pairs (see pairs) to out. It stops with
+// errAliasing beyond maxPairs and with errMerge at a merge key whose value
+// is not a mapping or a list of mappings.
+func appendPairs(out []pair, n *yaml.Node) ([]pair, error) {
+	var own []pair
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], deref(n.Content[i+1])
 		if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0 && k.Tag != "!!str") {
-			switch v.Kind {
-			case yaml.MappingNode:
-				merged = append(merged, pairs(v)...)
-			case yaml.SequenceNode:
-				for _, m := range v.Content {
-					if m = deref(m); m.Kind == yaml.MappingNode {
-						merged = append(merged, pairs(m)...)
-					}
+			merged := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				merged = v.Content
+			}
+			for _, m := range merged {
+				if m = deref(m); m.Kind != yaml.MappingNode {
+					return out, errMerge
+				}
+				var err error
+				if out, err = appendPairs(out, m); err != nil {
+					return out, err
 				}
 			}
 			continue
 		}
 		own = append(own, pair{k, v})
 	}
-	return append(merged, own...)
+	out = append(out, own...)
+	if len(out) > maxPairs {
+		return out, errAliasing
+	}
+	return out, nil
 }
 
 // structFields maps yaml tag names to field indexes, cached per type.
@@ -224,6 +271,12 @@ func join(path, k string) string {
 // walk checks node n against type t. path is absolute; cb is the
 // enclosing callback's label and rel the path relative to it.
 func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) {
+	if w.budget--; w.budget < 0 && w.fatal == nil {
+		w.fatal = errAliasing
+	}
+	if w.fatal != nil {
+		return
+	}
 	n = deref(n)
 	field := rel
 	if cb == "" {
@@ -302,7 +355,12 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 			bad("a mapping")
 			return
 		}
-		for _, kv := range pairs(n) {
+		kvs, err := appendPairs(nil, n)
+		if err != nil {
+			w.fatal = err
+			return
+		}
+		for _, kv := range kvs {
 			w.walk(kv.val, t.Elem(), join(path, kv.key.Value), cb, rel)
 		}
 	case reflect.Struct:
@@ -311,7 +369,12 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 			return
 		}
 		fields := structFields(t)
-		for _, kv := range pairs(n) {
+		kvs, err := appendPairs(nil, n)
+		if err != nil {
+			w.fatal = err
+			return
+		}
+		for _, kv := range kvs {
 			k := kv.key.Value
 			f, ok := fields[k]
 			if !ok {
