@@ -142,7 +142,6 @@ func ceSource(cfg *config.Config, cb *config.Callback) string {
 	return ""
 }
 
-
 // apply swaps in a reloaded configuration: callbacks, delivery settings
 // and the log level change live; the rest is reported as needing a restart.
 func apply(old, nc *config.Config, comp *Compiler, wb matcher.WorkbookIndex, disp *notifier.Dispatcher, lv *slog.LevelVar, log *slog.Logger) error {
