@@ -61,7 +61,8 @@ func TestRestartRequiredFromTags(t *testing.T) {
 func TestDefaultsFromTags(t *testing.T) {
 	want := Config{
 		Listen: "127.0.0.1:8990", Upstream: "http://127.0.0.1:8989", StateDir: "./mistral-tap-data",
-		Proxy:   Proxy{MaxTapBody: 8 << 20, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 120 * time.Second, MaxIdleConnsPerHost: 64},
+		Proxy: Proxy{MaxTapBody: 8 << 20, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 120 * time.Second, MaxIdleConnsPerHost: 64,
+			MaxConnections: 1024, IdleTimeout: 2 * time.Minute},
 		Watch:   Watch{Interval: time.Second, PageSize: 500},
 		Tracker: Tracker{Retention: time.Hour},
 		Delivery: Delivery{Timeout: 10 * time.Second, Retries: 3, RetryWaitMin: 200 * time.Millisecond, RetryWaitMax: 5 * time.Second,

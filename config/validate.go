@@ -14,7 +14,7 @@ import (
 )
 
 // Formats are the accepted callback payload formats.
-var Formats = []string{"mistral", "envelope", "cloudevents", "template"}
+var Formats = []string{"mistral", "envelope", "cloudevents", "template", "oslo"}
 
 // Validate checks the whole configuration and returns every problem at once
 // as errors.Join of *FieldError (see Problems). It expects callback defaults
