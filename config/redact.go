@@ -86,7 +86,6 @@ func (c *Config) Redacted() Config {
 	out.Upstream = redact.URL(c.Upstream, c.secretVals...)
 	out.Watch.Headers = redactMap(c.Watch.Headers)
 	out.Store = c.Store.redacted()
-	out.Store = c.Store.redacted()
 	out.Delivery.AllowNetworks = slices.Clone(c.Delivery.AllowNetworks)
 	if c.Admin.Token != "" {
 		out.Admin.Token = redacted
