@@ -61,6 +61,7 @@ func TestRestartRequiredFromTags(t *testing.T) {
 func TestDefaultsFromTags(t *testing.T) {
 	want := Config{
 		Listen: "127.0.0.1:8990", Upstream: "http://127.0.0.1:8989", StateDir: "./mistral-tap-data",
+		Store: Store{Driver: DriverSQLite, MaxConns: 10, MinConns: 1, ConnectTimeout: 5 * time.Second, LeaseTTL: 15 * time.Second},
 		Proxy: Proxy{MaxTapBody: 8 << 20, DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 120 * time.Second, MaxIdleConnsPerHost: 64,
 			MaxConnections: 1024, IdleTimeout: 2 * time.Minute},
 		Watch:   Watch{Interval: time.Second, PageSize: 500},
