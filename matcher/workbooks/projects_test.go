@@ -5,28 +5,41 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mistral-tap/mistral-tap/tap/mistral"
 )
 
-// projectKey carries the project a request acts in, as keystone.Pool's
-// contexts do; scopedRT turns it into the token Mistral would see.
-type projectKey struct{}
-
-type fakeProjects map[string]string
-
-func (f fakeProjects) Projects(context.Context) (map[string]string, error) { return f, nil }
-func (fakeProjects) InProject(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, projectKey{}, id)
+// fakeProjects scopes an Engine to a project with a static token
+// "tok-<project>", which perProjectMistral turns back into the project.
+type fakeProjects struct {
+	base  string
+	names map[string]string
 }
 
-type scopedRT struct{}
+func (f fakeProjects) Projects(context.Context) (map[string]string, error) { return f.names, nil }
+func (f fakeProjects) InProject(id string) Engine                          { return scopedEngine(f.base, id) }
+func (f fakeProjects) ProjectID(string) (string, bool)                     { return "", false }
 
-func (scopedRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	p, _ := r.Context().Value(projectKey{}).(string)
-	r = r.Clone(r.Context())
-	r.Header.Set("X-Auth-Token", "tok-"+p)
-	return http.DefaultTransport.RoundTrip(r)
+func scopedEngine(base, project string) *mistral.Client {
+	u, _ := url.Parse(base)
+	c, err := mistral.New(mistral.Options{BaseURL: u, Headers: map[string]string{"X-Auth-Token": "tok-" + project}})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func newScoped(t *testing.T, base string, o Options) *Resolver {
+	t.Helper()
+	o.Engine = scopedEngine(base, "")
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // perProjectMistral answers /v2/workbooks with the token's project's
@@ -54,8 +67,7 @@ func TestPerProjectIndex(t *testing.T) {
 		"p3": {{Name: "ops.x", Definition: "workflows:\n  y: {}\n"}, {Name: "ops", Definition: "workflows:\n  x.y: {}\n"}},
 	})
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, AllProjects: true, Projects: fakeProjects{"p1": "admin", "p2": "demo", "p3": "alt"},
-		Client: &http.Client{Transport: scopedRT{}}})
+	r := newScoped(t, srv.URL, Options{AllProjects: true, Projects: fakeProjects{srv.URL, map[string]string{"p1": "admin", "p2": "demo", "p3": "alt"}}})
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +102,7 @@ func TestPerProjectIndex(t *testing.T) {
 func TestWithoutProjectsOneIndex(t *testing.T) {
 	srv := perProjectMistral(t, map[string][]workbook{"": {{Name: "ops", Definition: "workflows:\n  main: {}\n"}}})
 	defer srv.Close()
-	r := New(Options{BaseURL: srv.URL, AllProjects: true, Client: &http.Client{Transport: scopedRT{}}})
+	r := newScoped(t, srv.URL, Options{AllProjects: true})
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatalf("all_projects must not be sent to /v2/workbooks: %v", err)
 	}
