@@ -103,7 +103,7 @@ func (e *authEngine) takeReqs() []string {
 	return r
 }
 
-// refusal is what keystone.Error says when a project is out of reach.
+// refusal is what mistral.KeystoneError says when a project is out of reach.
 type refusal struct{}
 
 func (refusal) Error() string  { return "keystone: no role in project" }
