@@ -208,6 +208,10 @@ type Callback struct {
 	Task string `koanf:"task" yaml:"task"`
 	// Type is the transport: "http" or "amqp" (see AMQP). Default "" (http).
 	Type string `koanf:"type" yaml:"type"`
+	// Project keeps only events of executions of this project: a Keystone
+	// project id, or a project name resolved through watch.keystone (see
+	// config/project.go). Default "" (any project).
+	Project string `koanf:"project" yaml:"project"`
 	// URL receives the notifications; ${NAME} is expanded from the
 	// environment at load time. It may be a template over the same data as
 	// Template bodies (values escaped for their place in the URL). Required

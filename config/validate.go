@@ -133,6 +133,7 @@ func (c *Config) validate(p *problems) {
 	names := map[string]int{}
 	for i := range c.Callbacks {
 		c.Callbacks[i].validate(p, i, names)
+		c.validateProject(p, i)
 	}
 }
 

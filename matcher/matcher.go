@@ -1,8 +1,9 @@
 // Package matcher decides which callbacks an event goes to. Every filter of
-// a callback must match: event type, workbook, workflow glob, namespace and
-// task glob. It owns the meaning of a callback's `events:` entries (the
-// event names, the kinds EXECUTION and TASK, the on-* aliases and "*"):
-// configuration keeps them as written, Compile checks and expands them.
+// a callback must match: event type, project, workbook, workflow glob,
+// namespace and task glob. It owns the meaning of a callback's `events:`
+// entries (the event names, the kinds EXECUTION and TASK, the on-* aliases
+// and "*"): configuration keeps them as written, Compile checks and expands
+// them.
 package matcher
 
 import (
@@ -41,6 +42,7 @@ type rule struct {
 	workflow  string
 	namespace *string
 	task      string
+	project   string
 }
 
 // Rules are the callbacks' filters, checked and compiled; Bind makes a
@@ -102,6 +104,7 @@ func compileRule(cb *config.Callback, i int) (rule, error) {
 	return rule{
 		name: cb.Name, events: set, eventList: "[" + strings.Join(cb.Events, ", ") + "]",
 		workbook: cb.Workbook, workflow: cb.Workflow, namespace: cb.Namespace, task: cb.Task,
+		project: cb.Project,
 	}, nil
 }
 
@@ -167,6 +170,11 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 		}
 		return false, fmt.Sprintf("event type %s not in %s", ev.Type, r.eventList)
 	}
+	if r.project != "" {
+		if ok, why := r.projectMatch(ev, wb, explain); !ok {
+			return false, why
+		}
+	}
 	wf := ev.WorkflowName()
 	ns := ev.Namespace()
 	if r.namespace != nil && *r.namespace != ns {
@@ -192,7 +200,7 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 		}
 	}
 	if r.workbook != "" {
-		got, ok := wb.WorkbookOf(wf, ns)
+		got, ok := workbookOf(wb, ev, wf, ns)
 		switch {
 		case !ok:
 			if !explain {
@@ -211,6 +219,9 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 	}
 	var why []string
 	why = append(why, fmt.Sprintf("event type %s in %s", ev.Type, r.eventList))
+	if r.project != "" {
+		why = append(why, fmt.Sprintf("project %q", r.project))
+	}
 	if r.namespace != nil {
 		why = append(why, fmt.Sprintf("namespace %q", ns))
 	}

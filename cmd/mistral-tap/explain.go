@@ -39,6 +39,7 @@ func cmdExplain(args []string, stdout io.Writer) error {
 	task := fs.String("task", "", "task name (with a TASK_* --type)")
 	ns := fs.String("namespace", "", "workflow namespace")
 	wb := fs.String("workbook", "", "treat the workflow as a member of this workbook")
+	project := fs.String("project", "", "the execution's Keystone project (id, or the name a callback's project: uses)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -55,6 +56,9 @@ func cmdExplain(args []string, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if *project != "" {
+		setProject(ev, *project)
+	}
 	m, err := matcher.New(cfg.Callbacks, staticWorkbooks{name: *wb, workflow: ev.WorkflowName()})
 	if err != nil {
 		return err
@@ -62,6 +66,9 @@ func cmdExplain(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "event %s workflow=%q namespace=%q", ev.Type, ev.WorkflowName(), ev.Namespace())
 	if ev.Task != nil {
 		fmt.Fprintf(stdout, " task=%q", ev.Task.Name)
+	}
+	if p := projectOf(ev); p != "" {
+		fmt.Fprintf(stdout, " project=%q", p)
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -77,7 +84,7 @@ func cmdExplain(args []string, stdout io.Writer) error {
 
 // explainEvent builds the event to explain from a Mistral notifier body or
 // from the flags.
-func explainEvent(raw, typ, wf, task, ns string) (*event.Event, error) {
+func explainEvent(raw, typ, wf, task, ns string) (ev *event.Event, err error) {
 	if raw != "" {
 		var body struct {
 			Event             string `json:"event"`
@@ -87,6 +94,7 @@ func explainEvent(raw, typ, wf, task, ns string) (*event.Event, error) {
 			WorkflowNamespace string `json:"workflow_namespace"`
 			State             string `json:"state"`
 			WorkflowExecution string `json:"workflow_execution_id"`
+			ProjectID         string `json:"project_id"`
 		}
 		if err := json.Unmarshal([]byte(raw), &body); err != nil {
 			return nil, fmt.Errorf("--event is not valid JSON: %w", err)
@@ -95,6 +103,11 @@ func explainEvent(raw, typ, wf, task, ns string) (*event.Event, error) {
 		if strings.HasPrefix(typ, "TASK_") {
 			task = body.Name
 		}
+		defer func() {
+			if ev != nil && body.ProjectID != "" {
+				setProject(ev, body.ProjectID)
+			}
+		}()
 	}
 	t := event.Type(typ)
 	known := false
@@ -104,11 +117,26 @@ func explainEvent(raw, typ, wf, task, ns string) (*event.Event, error) {
 	if !known {
 		return nil, fmt.Errorf("event type %q is not one of Mistral's (%s ...)", typ, event.Types[0])
 	}
-	ev := &event.Event{Type: t}
+	ev = &event.Event{Type: t}
 	if t.Kind() == event.KindTask {
 		ev.Task = &event.Task{Name: task, WorkflowName: wf, WorkflowNamespace: ns}
 	} else {
 		ev.Execution = &event.Execution{WorkflowName: wf, WorkflowNamespace: ns}
 	}
 	return ev, nil
+}
+
+func setProject(ev *event.Event, p string) {
+	if ev.Task != nil {
+		ev.Task.ProjectID = p
+	} else {
+		ev.Execution.ProjectID = p
+	}
+}
+
+func projectOf(ev *event.Event) string {
+	if ev.Task != nil {
+		return ev.Task.ProjectID
+	}
+	return ev.Execution.ProjectID
 }

@@ -7,6 +7,13 @@
 // The Resolver lists the workbooks through the Engine (tap/mistral), parses
 // each definition's `workflows:` keys and keeps the exact set of full names
 // per namespace.
+//
+// With Mistral's auth on, workbooks belong to a project and two projects may
+// each have a workbook "ops". Mistral 15 lists a token's own project's
+// workbooks only (all_projects on /v2/workbooks is a 400 "Unknown
+// argument"), so with Options.Projects and AllProjects the Resolver lists
+// each project's workbooks with a token scoped to it (up to 8 projects at a
+// time) and keeps one index per project; WorkbookIn answers within one.
 package workbooks
 
 import (
@@ -38,8 +45,13 @@ type Engine interface {
 type Options struct {
 	// Engine answers the requests. Required.
 	Engine Engine
-	// AllProjects adds all_projects=true (needs admin). Default false.
+	// AllProjects, with Projects, indexes every project's workbooks;
+	// without Projects it changes nothing (Mistral 15 has no all_projects
+	// for workbooks). Default false.
 	AllProjects bool
+	// Projects lists the projects and scopes requests to one of them.
+	// Default nil: one index, of the Engine's token's own project.
+	Projects Projects
 	// RefreshInterval is the period of Run's background refresh.
 	// Default 60s.
 	RefreshInterval time.Duration
@@ -54,10 +66,28 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// index maps namespace → full workflow name → workbook. An empty workbook
-// marks a name claimed by two workbooks (possible across projects with
-// all_projects), which is reported as unknown rather than guessed.
-type index map[string]map[string]string
+// Projects is what the Resolver needs of Keystone to index every project.
+type Projects interface {
+	// Projects returns the project ids (→ names) to index.
+	Projects(ctx context.Context) (map[string]string, error)
+	// InProject returns the Engine acting within project id.
+	InProject(id string) Engine
+	// ProjectID resolves a project name (or id) to its id without
+	// blocking, for callbacks' `project` filters.
+	ProjectID(nameOrID string) (string, bool)
+}
+
+// projectConcurrency bounds a refresh's projects listed at once: one by
+// one, many projects leave the index stale for as many round trips.
+const projectConcurrency = 8
+
+// nsIndex maps namespace → full workflow name → workbook. An empty workbook
+// marks a name claimed by two workbooks, which is reported as unknown
+// rather than guessed.
+type nsIndex map[string]map[string]string
+
+// index maps project id → nsIndex; the key is "" without Projects.
+type index map[string]nsIndex
 
 // Resolver implements matcher.WorkbookIndex from the engine's workbooks.
 // Lookups never touch the network; a cached index is served while refreshes
@@ -110,9 +140,47 @@ func (r *Resolver) WorkbookOf(workflowName, namespace string) (string, bool) {
 	return wb, ok
 }
 
+// WorkbookIn is WorkbookOf within one project: the same name may be a
+// workflow of workbook "ops" in two projects, or of two different
+// workbooks. Without per-project indexes every lookup goes to the one index.
+func (r *Resolver) WorkbookIn(project, workflowName, namespace string) (string, bool) {
+	if !r.perProject() {
+		project = ""
+	}
+	wb, ok := (*r.idx.Load())[project][namespace][workflowName]
+	ok = ok && wb != ""
+	if !ok && strings.Contains(workflowName, ".") {
+		signal(r.kick)
+	}
+	return wb, ok
+}
+
+// ProjectID resolves a project name to its id through Options.Projects,
+// for callbacks' `project` filters (matcher.ProjectNames).
+func (r *Resolver) ProjectID(nameOrID string) (string, bool) {
+	if r.o.Projects == nil {
+		return "", false
+	}
+	return r.o.Projects.ProjectID(nameOrID)
+}
+
+func (r *Resolver) perProject() bool { return r.o.Projects != nil && r.o.AllProjects }
+
+// get answers across projects: a name whose projects disagree on the
+// workbook is unknown.
 func (r *Resolver) get(wf, ns string) (string, bool) {
-	wb, ok := (*r.idx.Load())[ns][wf]
-	return wb, ok && wb != ""
+	found := ""
+	for _, nsi := range *r.idx.Load() {
+		wb, ok := nsi[ns][wf]
+		if !ok {
+			continue
+		}
+		if wb == "" || (found != "" && found != wb) {
+			return "", false
+		}
+		found = wb
+	}
+	return found, found != ""
 }
 
 // Lookup is WorkbookOf that may refresh synchronously first: when the index
@@ -203,17 +271,55 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 }
 
 func (r *Resolver) fetch(ctx context.Context) (index, error) {
-	q := url.Values{}
-	if r.o.AllProjects {
-		q.Set("all_projects", "true")
+	if !r.perProject() {
+		nsi, err := r.fetchProject(ctx, r.o.Engine)
+		if err != nil {
+			return nil, err
+		}
+		return index{"": nsi}, nil
 	}
-	idx := index{}
-	for page, err := range r.o.Engine.Workbooks(ctx, q) {
+	projects, err := r.o.Projects.Projects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("workbooks: %w", err)
+	}
+	idx := make(index, len(projects))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, projectConcurrency)
+	for id := range projects {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			nsi, err := r.fetchProject(ctx, r.o.Projects.InProject(id))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("workbooks of project %s: %w", id, err)
+			}
+			idx[id] = nsi
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return idx, nil
+}
+
+// fetchProject lists the workbooks e's token sees.
+func (r *Resolver) fetchProject(ctx context.Context, e Engine) (nsIndex, error) {
+	idx := nsIndex{}
+	for page, err := range e.Workbooks(ctx, url.Values{}) {
 		if err != nil {
 			return nil, fmt.Errorf("workbooks: %w", err)
 		}
 		for _, wb := range page {
-			if err := r.add(ctx, idx, wb); err != nil {
+			if err := r.add(ctx, e, idx, wb); err != nil {
 				return nil, err
 			}
 		}
@@ -222,11 +328,11 @@ func (r *Resolver) fetch(ctx context.Context) (index, error) {
 }
 
 // add indexes the workflows of one workbook.
-func (r *Resolver) add(ctx context.Context, idx index, wb mistral.Workbook) error {
+func (r *Resolver) add(ctx context.Context, e Engine, idx nsIndex, wb mistral.Workbook) error {
 	if wb.Definition == "" {
 		// Some deployments list workbooks without definitions; fetch the
 		// one resource.
-		one, err := r.o.Engine.Workbook(ctx, wb.Name, wb.Namespace)
+		one, err := e.Workbook(ctx, wb.Name, wb.Namespace)
 		if err != nil {
 			return fmt.Errorf("workbooks: %w", err)
 		}

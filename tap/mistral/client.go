@@ -58,9 +58,20 @@ type Client struct {
 	http     *http.Client
 	tokens   *tokenSource // nil without Keystone
 	now      func() time.Time
+	shared   *shared // common to the Client and its InProject clients
+}
+
+// shared is the state a Client and the clients InProject derives from it
+// have in common.
+type shared struct {
+	creds Keystone // the home credentials; AuthURL "" without Keystone
+	home  *Client
 
 	mu          sync.Mutex
 	lastContact time.Time
+	projects    map[string]*Client // project id → its client
+	names       map[string]string  // Projects' last answer, id → name
+	namesAt     time.Time
 }
 
 // New checks the options and returns a Client.
@@ -90,6 +101,7 @@ func New(o Options) (*Client, error) {
 	}
 	c := &Client{base: *o.BaseURL, headers: o.Headers, pageSize: o.PageSize, http: o.HTTPClient, now: o.Now}
 	c.base.Path = strings.TrimSuffix(c.base.Path, "/")
+	c.shared = &shared{creds: o.Keystone, home: c, projects: map[string]*Client{}}
 	if o.Keystone.AuthURL != "" {
 		c.tokens = newTokenSource(o.Keystone, o.HTTPClient, o.Now)
 	}
@@ -99,9 +111,9 @@ func New(o Options) (*Client, error) {
 // LastContact is when the engine last answered a request with a 2xx; zero
 // before the first.
 func (c *Client) LastContact() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastContact
+	c.shared.mu.Lock()
+	defer c.shared.mu.Unlock()
+	return c.shared.lastContact
 }
 
 // Error is a non-2xx answer from Mistral.
@@ -154,9 +166,9 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	if resp.StatusCode/100 != 2 {
 		return &Error{Path: u.EscapedPath(), Status: resp.StatusCode, Fault: faultString(body)}
 	}
-	c.mu.Lock()
-	c.lastContact = c.now()
-	c.mu.Unlock()
+	c.shared.mu.Lock()
+	c.shared.lastContact = c.now()
+	c.shared.mu.Unlock()
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("mistral: GET %s: malformed JSON from the engine: %w", u.EscapedPath(), err)
 	}

@@ -14,7 +14,18 @@
 //     use, cached, and renewed at the earlier of 80% of its lifetime and five
 //     minutes before expiry; a 401 from Mistral drops it and the request is
 //     retried once with a fresh one. Header values and passwords are
-//     secrets: they never appear in errors.
+//     secrets: they never appear in errors. Keystone refusing the
+//     credentials (401/403/404: wrong password, no role in the project) is
+//     a *KeystoneError whose NoAccess is true, and is answered again
+//     without asking Keystone for a while (10 s, doubling up to 5 min), so
+//     a misconfiguration never becomes a tight loop of failed logins that
+//     Keystone's lockout would turn into a locked account.
+//   - Projects: Mistral 15 lists tasks and workbooks of the token's project
+//     only, even for an admin with all_projects. InProject(id) returns a
+//     client with a token scoped to that project (cached, the home project
+//     reusing the home token); Projects lists the projects the user can
+//     scope to (Keystone's /v3/auth/projects, cached a minute) and
+//     ProjectID resolves a name from that answer without blocking.
 //   - Paging: a list is an iterator of pages, one request per page, every
 //     request asking for Options.PageSize rows. Executions and tasks page
 //     by marker (the last row's id) until a page is short: Mistral's `next`

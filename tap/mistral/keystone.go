@@ -24,6 +24,9 @@ type Keystone struct {
 	UserDomainName string
 	// ProjectName scopes the token.
 	ProjectName string
+	// ProjectID scopes the token by id instead (takes precedence over
+	// ProjectName). Default "" (ProjectName).
+	ProjectID string
 	// ProjectDomainName is the project's domain. Default "Default".
 	ProjectDomainName string
 }
@@ -34,10 +37,40 @@ type tokenSource struct {
 	client *http.Client
 	now    func() time.Time
 
-	mu      sync.Mutex
-	cached  string
-	renewAt time.Time
+	mu        sync.Mutex
+	cached    string
+	renewAt   time.Time
+	failErr   error     // Keystone's last refusal, answered until failUntil
+	failUntil time.Time // no request to Keystone before this
+	failWait  time.Duration
+	fetches   int    // token requests sent to Keystone
+	scopedID  string // the project id Keystone scoped the last token to
 }
+
+// KeystoneError is Keystone refusing a token request.
+type KeystoneError struct {
+	User, Project string
+	Status        int
+	Message       string
+}
+
+func (e *KeystoneError) Error() string {
+	return fmt.Sprintf("keystone: token request for user %q in project %q answered %d: %s", e.User, e.Project, e.Status, e.Message)
+}
+
+// NoAccess reports whether Keystone refused the credentials themselves
+// (401, 403, 404: wrong password, no role in the project, no such project)
+// rather than failing: retrying at once cannot help.
+func (e *KeystoneError) NoAccess() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusNotFound
+}
+
+// Refusal back-off: the first and the longest wait before asking Keystone
+// again after it refused the credentials.
+const (
+	firstRefusalWait = 10 * time.Second
+	maxRefusalWait   = 5 * time.Minute
+)
 
 // newTokenSource returns a tokenSource; client performs the Keystone
 // requests.
@@ -59,10 +92,16 @@ func (s *tokenSource) token(ctx context.Context) (string, error) {
 	if s.cached != "" && s.now().Before(s.renewAt) {
 		return s.cached, nil
 	}
+	if s.failErr != nil && s.now().Before(s.failUntil) {
+		return "", s.failErr
+	}
+	s.fetches++
 	tok, expires, err := s.fetch(ctx)
 	if err != nil {
+		s.refused(err)
 		return "", err
 	}
+	s.failErr, s.failWait = nil, 0
 	now := s.now()
 	life := expires.Sub(now)
 	renew := now.Add(life * 8 / 10)
@@ -71,6 +110,24 @@ func (s *tokenSource) token(ctx context.Context) (string, error) {
 	}
 	s.cached, s.renewAt = tok, renew
 	return tok, nil
+}
+
+// refused remembers a refusal (see the package doc); called with s.mu held.
+func (s *tokenSource) refused(err error) {
+	var ke *KeystoneError
+	if !errors.As(err, &ke) || !ke.NoAccess() {
+		return // Keystone down or failing: the caller's own back-off applies
+	}
+	s.failWait = min(max(2*s.failWait, firstRefusalWait), maxRefusalWait)
+	s.failErr, s.failUntil = err, s.now().Add(s.failWait)
+}
+
+// scopedProjectID is the id of the project the token is scoped to, known
+// once Keystone issued one ("" before).
+func (s *tokenSource) scopedProjectID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scopedID
 }
 
 // invalidate drops the cached token (Mistral said 401).
@@ -97,10 +154,11 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 			} `json:"identity"`
 			Scope struct {
 				Project struct {
-					Name   string `json:"name"`
-					Domain struct {
+					ID     string `json:"id,omitempty"`
+					Name   string `json:"name,omitempty"`
+					Domain *struct {
 						Name string `json:"name"`
-					} `json:"domain"`
+					} `json:"domain,omitempty"`
 				} `json:"project"`
 			} `json:"scope"`
 		} `json:"auth"`
@@ -110,8 +168,14 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 	a.Identity.Password.User.Name = s.creds.Username
 	a.Identity.Password.User.Password = s.creds.Password
 	a.Identity.Password.User.Domain.Name = s.creds.UserDomainName
-	a.Scope.Project.Name = s.creds.ProjectName
-	a.Scope.Project.Domain.Name = s.creds.ProjectDomainName
+	if s.creds.ProjectID != "" {
+		a.Scope.Project.ID = s.creds.ProjectID
+	} else {
+		a.Scope.Project.Name = s.creds.ProjectName
+		a.Scope.Project.Domain = &struct {
+			Name string `json:"name"`
+		}{s.creds.ProjectDomainName}
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return "", time.Time{}, err
@@ -137,7 +201,7 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 			} `json:"error"`
 		}
 		_ = json.Unmarshal(rb, &e)
-		return "", time.Time{}, fmt.Errorf("keystone: token request for user %q answered %d: %s", s.creds.Username, resp.StatusCode, e.Error.Message)
+		return "", time.Time{}, &KeystoneError{User: s.creds.Username, Project: s.project(), Status: resp.StatusCode, Message: e.Error.Message}
 	}
 	tok := resp.Header.Get("X-Subject-Token")
 	if tok == "" {
@@ -146,11 +210,25 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 	var t struct {
 		Token struct {
 			ExpiresAt time.Time `json:"expires_at"`
+			Project   struct {
+				ID string `json:"id"`
+			} `json:"project"`
 		} `json:"token"`
 	}
-	if err := json.Unmarshal(rb, &t); err != nil || t.Token.ExpiresAt.IsZero() {
+	err = json.Unmarshal(rb, &t)
+	if t.Token.Project.ID != "" {
+		s.scopedID = t.Token.Project.ID
+	}
+	if err != nil || t.Token.ExpiresAt.IsZero() {
 		// Without an expiry, renew hourly (Keystone's default lifetime).
 		return tok, s.now().Add(time.Hour), nil
 	}
 	return tok, t.Token.ExpiresAt, nil
+}
+
+func (s *tokenSource) project() string {
+	if s.creds.ProjectID != "" {
+		return s.creds.ProjectID
+	}
+	return s.creds.ProjectName
 }

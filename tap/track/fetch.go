@@ -26,9 +26,33 @@ const maxFetchExecutions = 50
 // tap observations: they complete what the tap saw.
 func FetchFrom(e Engine) Fetcher { return engineFetcher{e: e, now: time.Now} }
 
+// Projects scopes requests to one Keystone project.
+type Projects interface {
+	// InProject returns the Engine acting within project id.
+	InProject(id string) Engine
+}
+
+// FetchAcrossProjects is FetchFrom for an admin that sees every project
+// (watch.all_projects with Keystone): sub-executions are listed with
+// all_projects, and each execution's tasks with p's Engine for the
+// execution's own project, because Mistral 15 lists the token's project's
+// tasks only.
+func FetchAcrossProjects(e Engine, p Projects) Fetcher {
+	return engineFetcher{e: e, projects: p, now: time.Now}
+}
+
 type engineFetcher struct {
-	e   Engine
-	now func() time.Time
+	e        Engine
+	projects Projects // nil: every request through e
+	now      func() time.Time
+}
+
+// tasksOf is the Engine that lists x's tasks.
+func (f engineFetcher) tasksOf(x *event.Execution) Engine {
+	if f.projects == nil || x.ProjectID == "" {
+		return f.e
+	}
+	return f.projects.InProject(x.ProjectID)
 }
 
 func (f engineFetcher) Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error) {
@@ -39,7 +63,12 @@ func (f engineFetcher) Fetch(ctx context.Context, executionID string, tasks bool
 	}
 	execs := []event.Execution{x}
 	if tasks && x.RootExecutionID == nil {
-		subs, err := all(f.e.Executions(ctx, url.Values{"root_execution_id": {x.ID}}))
+		q := url.Values{"root_execution_id": {x.ID}}
+		if f.projects != nil {
+			// An admin's list without it holds its own project only.
+			q.Set("all_projects", "true")
+		}
+		subs, err := all(f.e.Executions(ctx, q))
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +80,7 @@ func (f engineFetcher) Fetch(ctx context.Context, executionID string, tasks bool
 		if !tasks {
 			continue
 		}
-		ts, err := all(f.e.Tasks(ctx, url.Values{"workflow_execution_id": {execs[i].ID}}))
+		ts, err := all(f.tasksOf(&execs[i]).Tasks(ctx, url.Values{"workflow_execution_id": {execs[i].ID}}))
 		if err != nil {
 			return nil, err
 		}

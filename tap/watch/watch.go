@@ -10,6 +10,17 @@
 // repeats are harmless because the tracker ignores what it already knows.
 // While the engine fails, Run backs off (mistral.Backoff) and logs the
 // outage once and its end once (mistral.Outage).
+//
+// With Mistral's auth on and AllProjects, executions are listed across
+// projects but tasks cannot be (Mistral 15 has no all_projects for tasks,
+// and a task list holds the token's project's only): with Options.Projects
+// the watcher lists tasks per project (up to 8 at once), only for the
+// projects with unfinished or recently changed executions, so an idle
+// deployment costs four requests per poll however many projects it has
+// (see projects.go and docs/auth.md). A project whose token Keystone
+// refuses is skipped and logged once, not a failed poll. The re-read
+// window grows with how long the last poll's reads took, since per-project
+// lists are read one after the other.
 package watch
 
 import (
@@ -56,6 +67,10 @@ type Options struct {
 	// AllProjects adds all_projects=true to execution lists (admin only).
 	// Default false.
 	AllProjects bool
+	// Projects, with AllProjects, lists tasks per project with an Engine
+	// scoped to each (see Projects). Default nil: tasks are listed by
+	// Engine, which sees its own project's only.
+	Projects Projects
 	// Observer receives each poll's observations. Required.
 	Observer Observer
 	// Checkpoints, when set, persists the position. Default nil: every
@@ -90,6 +105,9 @@ type Watcher struct {
 	seenAt     time.Time // when a poll first saw the checkpoint's row (Now); zero after a start
 	settled    string    // the checkpoint once no row stamped at or before it can still appear
 	stats      Stats
+	lastErr    string        // the last poll's failure, "" after a good one
+	proj       projectState  // per-project polling
+	lastDur    time.Duration // how long the last good poll's reads took
 }
 
 // Stats are the watcher's counters.
@@ -126,6 +144,14 @@ func (w *Watcher) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stats
+}
+
+// LastError is the failure of the last poll, "" after a good one (for
+// /readyz: "Keystone refused ..." or "engine unreachable").
+func (w *Watcher) LastError() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
 }
 
 // Run polls every Interval until ctx ends. While the engine is unreachable
@@ -184,6 +210,7 @@ func (w *Watcher) setCheckpoint(cp string) {
 func (w *Watcher) failed(err error, wait time.Duration) time.Duration {
 	w.mu.Lock()
 	w.stats.Errors++
+	w.lastErr = err.Error()
 	w.mu.Unlock()
 	if w.outage.Failed(err) {
 		w.log.Warn("watcher cannot poll the engine; backing off", "err", err)
@@ -192,6 +219,9 @@ func (w *Watcher) failed(err error, wait time.Duration) time.Duration {
 }
 
 func (w *Watcher) recovered() {
+	w.mu.Lock()
+	w.lastErr = ""
+	w.mu.Unlock()
 	if w.outage.Recovered() {
 		w.log.Info("watcher reaches the engine again")
 	}
@@ -211,13 +241,18 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	w.mu.Unlock()
 	since := cp
 	if t, err := time.Parse(tsLayout, cp); err == nil {
-		since = t.Add(-overlap).Format(tsLayout)
+		since = t.Add(-w.overlap()).Format(tsLayout)
 		if settled {
 			// See settle: only rows stamped after the checkpoint's second.
 			since = t.Add(time.Second).Format(tsLayout)
 		}
 	}
 	requested := w.o.Now()
+	if w.perProject() {
+		if err := w.seed(ctx); err != nil {
+			return err
+		}
+	}
 
 	q := url.Values{}
 	q.Set("sort_dirs", "asc,asc")
@@ -228,20 +263,19 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	var tasks []event.Task
 	// Mistral leaves updated_at null until an entity's first update, and
 	// an updated_at filter never matches null; a second list by created_at
-	// finds those. Four requests per poll, whatever the load.
+	// finds those. Four requests per poll, whatever the load (per project,
+	// two more for each project with unfinished executions).
 	for _, col := range []string{"updated_at", "created_at"} {
-		q.Del("updated_at")
-		q.Del("created_at")
 		q.Set(col, "gte:"+since)
 		q.Set("sort_keys", col+",id")
-		if err := collect(w, w.o.Engine.Executions(ctx, q), &execs); err != nil {
+		err := collect(w, w.o.Engine.Executions(ctx, q), &execs)
+		q.Del(col)
+		if err != nil {
 			return err
 		}
-		tq := cloneValues(q)
-		tq.Del("all_projects") // not a task filter: Mistral answers 400
-		if err := collect(w, w.o.Engine.Tasks(ctx, tq), &tasks); err != nil {
-			return err
-		}
+	}
+	if err := w.pollTasks(ctx, since, execs, &tasks); err != nil {
+		return err
 	}
 
 	execs, tasks = unique(execs, execID), unique(tasks, taskID)
@@ -257,6 +291,10 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		newest = maxTS(newest, tasks[i].UpdatedAt)
 		newest = maxTS(newest, &tasks[i].CreatedAt)
 	}
+	if w.perProject() {
+		obs = w.deferOrphans(execs, obs)
+		newest = newestOf(cp, obs)
+	}
 	if len(obs) > 0 {
 		if err := w.o.Observer.ObserveSync(ctx, obs); err != nil {
 			return fmt.Errorf("watch: recording a poll: %w", err)
@@ -268,6 +306,7 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		}
 	}
 	w.mu.Lock()
+	w.lastDur = w.o.Now().Sub(requested)
 	w.settle(cp, newest, requested)
 	w.checkpoint = newest
 	w.stats.Polls++
@@ -277,6 +316,62 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// newestOf is the newest stamp of obs, at least cp.
+func newestOf(cp string, obs []event.Observation) string {
+	newest := cp
+	for _, o := range obs {
+		if o.Execution != nil {
+			newest = maxTS(maxTS(newest, o.Execution.UpdatedAt), &o.Execution.CreatedAt)
+		} else {
+			newest = maxTS(maxTS(newest, o.Task.UpdatedAt), &o.Task.CreatedAt)
+		}
+	}
+	return newest
+}
+
+// pollTasks lists the tasks stamped since since: with Engine, or per
+// project (see Projects) for the projects execs and the running executions
+// name. /v2/tasks knows no all_projects.
+func (w *Watcher) pollTasks(ctx context.Context, since string, execs []event.Execution, tasks *[]event.Task) error {
+	var projects []string
+	if w.perProject() {
+		projects = w.noteExecutions(execs)
+	}
+	q := url.Values{}
+	q.Set("sort_dirs", "asc,asc")
+	for _, col := range []string{"updated_at", "created_at"} {
+		q.Set(col, "gte:"+since)
+		q.Set("sort_keys", col+",id")
+		var err error
+		if w.perProject() {
+			err = w.projectTasks(ctx, projects, q, tasks)
+		} else {
+			err = collect(w, w.o.Engine.Tasks(ctx, q), tasks)
+		}
+		q.Del(col)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// overlap is the re-read window of the next poll: the constant overlap,
+// plus how long the last poll's reads took. A poll's lists are read one
+// after the other (per project, many of them, each validated at Keystone);
+// a row committed after the first list was read but stamped before the
+// checkpoint that a later list moved on would otherwise fall out of the
+// window. Only our own clock measures that duration.
+func (w *Watcher) overlap() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.overlapLocked()
+}
+
+func (w *Watcher) overlapLocked() time.Duration {
+	return overlap + w.lastDur.Round(time.Second)
 }
 
 // settle decides, after a good poll that started at started and moved the
@@ -304,7 +399,7 @@ func (w *Watcher) settle(cp, newest string, started time.Time) {
 		// was visible by now at the latest.
 		w.seenAt = w.o.Now()
 		w.settled = ""
-	case w.settled != cp && started.Sub(w.seenAt) > overlap+time.Second:
+	case w.settled != cp && started.Sub(w.seenAt) > w.overlapLocked()+time.Second:
 		w.settled = cp
 	}
 }
@@ -349,12 +444,4 @@ func collect[T any](w *Watcher, pages iter.Seq2[[]T, error], out *[]T) error {
 		*out = append(*out, rows...)
 	}
 	return nil
-}
-
-func cloneValues(v url.Values) url.Values {
-	c := make(url.Values, len(v))
-	for k, vs := range v {
-		c[k] = append([]string(nil), vs...)
-	}
-	return c
 }

@@ -49,6 +49,8 @@ type Client struct {
 	// Base is the API root, without /v2.
 	Base string
 	HTTP *http.Client
+	// Token, when set, is sent as X-Auth-Token (Mistral with auth on).
+	Token string
 }
 
 // NewClient returns a client for the API root base.
@@ -89,6 +91,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, contentT
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if c.Token != "" {
+		req.Header.Set("X-Auth-Token", c.Token)
 	}
 	// Workflow/workbook POST/PUT answer JSON labelled text/plain: an
 	// Accept of application/json gets 406 there.
@@ -336,6 +341,9 @@ type TapConfig struct {
 	// Store is a top-level YAML block (e.g. "store: {driver: postgres,
 	// ...}"); "" keeps SQLite.
 	Store string
+	// Watch, when set, replaces the watch: mapping (flow YAML), e.g. for
+	// Keystone credentials.
+	Watch string
 }
 
 // YAML renders the config file.
@@ -343,6 +351,9 @@ func (c TapConfig) YAML() string {
 	watch := "{interval: 1s}"
 	if c.PageSize > 0 {
 		watch = fmt.Sprintf("{interval: 1s, page_size: %d}", c.PageSize)
+	}
+	if c.Watch != "" {
+		watch = c.Watch
 	}
 	var extra string
 	if c.Ops != "" {

@@ -154,7 +154,13 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	a.onClose(a.publisher.Close)
 	a.publisher.Configure(AMQPEndpoints(a.cfg))
 	transports := notifier.Transports{config.TypeHTTP: sender, config.TypeAMQP: a.publisher}
-	a.wb, err = workbooks.New(workbooks.Options{Engine: a.engine, AllProjects: a.cfg.Watch.AllProjects, Log: a.log.With("component", "workbooks")})
+	wbOpts := workbooks.Options{Engine: a.engine, AllProjects: a.cfg.Watch.AllProjects, Log: a.log.With("component", "workbooks")}
+	if perProject(a.cfg) {
+		wbOpts.Projects = workbookProjects{projectEngines{a.engine}}
+	} else if a.cfg.Watch.AllProjects {
+		a.log.Warn("watch.all_projects without watch.keystone: Mistral lists tasks and workbooks of the token's own project only, so other projects' task events and workbooks are not seen (docs/auth.md)")
+	}
+	a.wb, err = workbooks.New(wbOpts)
 	if err != nil {
 		return fmt.Errorf("app: workbooks: %w", err)
 	}

@@ -1,11 +1,15 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 
 	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/matcher/workbooks"
 	"github.com/mistral-tap/mistral-tap/tap/mistral"
+	"github.com/mistral-tap/mistral-tap/tap/track"
+	"github.com/mistral-tap/mistral-tap/tap/watch"
 )
 
 // engineClient is the one client (and the one Keystone token) for
@@ -25,3 +29,32 @@ func engineClient(cfg *config.Config, upstream *url.URL) (*mistral.Client, error
 	}
 	return c, nil
 }
+
+// perProject reports whether the engine client can scope a token to each
+// project: watch.all_projects with watch.keystone. Without Keystone,
+// Mistral lists tasks and workbooks of the token's own project only.
+func perProject(cfg *config.Config) bool {
+	return cfg.Watch.AllProjects && cfg.Watch.Keystone.AuthURL != ""
+}
+
+// projectEngines adapts mistral.Client.InProject to the consumers' own
+// interfaces (Go has no covariant results).
+type projectEngines struct{ c *mistral.Client }
+
+// watchProjects, trackProjects and workbookProjects are p as each consumer
+// asks for it.
+type (
+	watchProjects    struct{ projectEngines }
+	trackProjects    struct{ projectEngines }
+	workbookProjects struct{ projectEngines }
+)
+
+func (p watchProjects) InProject(id string) watch.Engine        { return p.c.InProject(id) }
+func (p trackProjects) InProject(id string) track.Engine        { return p.c.InProject(id) }
+func (p workbookProjects) InProject(id string) workbooks.Engine { return p.c.InProject(id) }
+
+func (p workbookProjects) Projects(ctx context.Context) (map[string]string, error) {
+	return p.c.Projects(ctx)
+}
+
+func (p workbookProjects) ProjectID(nameOrID string) (string, bool) { return p.c.ProjectID(nameOrID) }

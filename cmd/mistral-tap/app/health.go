@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,10 +37,16 @@ func readiness(cfg *config.Config, upstream *url.URL, st durable, commits func()
 		// A replica that follows has no watcher and probes instead.
 		recent := ops.RecentContact(lastContact, max(5*cfg.Watch.Interval, 45*time.Second), nil)
 		engine.Run = func(ctx context.Context) error {
-			if cur.Load() != nil {
-				return recent(ctx)
+			p := cur.Load()
+			if p == nil {
+				return prober(ctx)
 			}
-			return prober(ctx)
+			// Say why: "Keystone refused ..." or "engine unreachable".
+			err := recent(ctx)
+			if last := p.w.LastError(); err != nil && last != "" {
+				return fmt.Errorf("%w; last poll: %s", err, last)
+			}
+			return err
 		}
 	}
 	return []ops.Check{

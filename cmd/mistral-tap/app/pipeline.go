@@ -45,7 +45,13 @@ func (b pipelineBuilder) build(ctx context.Context, observer func(*track.Tracker
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: track.FetchFrom(b.engine), States: states,
+	fetcher := track.FetchFrom(b.engine)
+	var projects watch.Projects
+	if perProject(cfg) {
+		fetcher = track.FetchAcrossProjects(b.engine, trackProjects{projectEngines{b.engine}})
+		projects = watchProjects{projectEngines{b.engine}}
+	}
+	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: fetcher, States: states,
 		Horizon: horizon, Logger: b.log.With("component", "track"), Retention: cfg.Tracker.Retention})
 	if err != nil {
 		return nil, fmt.Errorf("app: tracker: %w", err)
@@ -63,7 +69,7 @@ func (b pipelineBuilder) build(ctx context.Context, observer func(*track.Tracker
 		obs = observer(tr)
 	}
 	w, err := watch.New(watch.Options{
-		Engine: b.engine, Interval: cfg.Watch.Interval, Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects,
+		Engine: b.engine, Interval: cfg.Watch.Interval, Replay: cfg.Watch.Replay, AllProjects: cfg.Watch.AllProjects, Projects: projects,
 		Observer: obs, Checkpoints: watchCheckpoints{b.st, b.disp}, Logger: b.log.With("component", "watch"),
 	})
 	if err != nil {
