@@ -30,22 +30,32 @@ type TransportOptions struct {
 	CAFile string
 }
 
+// Fallbacks NewTransport uses for zero options. The configuration's
+// defaults (config.ProxyConfig's tags) must equal them; a test in
+// cmd/mistral-tap/app checks that they do.
+const (
+	DefaultDialTimeout           = 5 * time.Second
+	DefaultResponseHeaderTimeout = 120 * time.Second
+	DefaultMaxIdleConnsPerHost   = 64
+	DefaultIdleConnTimeout       = 90 * time.Second
+)
+
 // NewTransport returns the transport the proxy uses towards Mistral. Unlike
 // goproxy's default it ignores HTTP_PROXY (a sidecar whose HTTP_PROXY points
 // at itself would loop), verifies TLS, and has timeouts and a real pool. It
 // speaks HTTP/1.1 to the upstream.
 func NewTransport(o TransportOptions) (*http.Transport, error) {
 	if o.DialTimeout <= 0 {
-		o.DialTimeout = 5 * time.Second
+		o.DialTimeout = DefaultDialTimeout
 	}
 	if o.ResponseHeaderTimeout <= 0 {
-		o.ResponseHeaderTimeout = 120 * time.Second
+		o.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
-		o.MaxIdleConnsPerHost = 64
+		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
 	if o.IdleConnTimeout <= 0 {
-		o.IdleConnTimeout = 90 * time.Second
+		o.IdleConnTimeout = DefaultIdleConnTimeout
 	}
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
