@@ -264,7 +264,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		a.reloader = config.NewReloader(src, func(nc *config.Config) error {
 			a.secrets.add(nc.SecretValues())
 			a.publisher.Configure(AMQPEndpoints(nc))
-			if err := apply(cfg, nc, a.compiler, a.wb, a.disp, o.LogLevel, a.log); err != nil {
+			if err := apply(nc, a.compiler, a.wb, a.disp, o.LogLevel); err != nil {
 				return err
 			}
 			// A leaked admin token is rotated by a reload, without a

@@ -143,8 +143,9 @@ func ceSource(cfg *config.Config, cb *config.Callback) string {
 }
 
 // apply swaps in a reloaded configuration: callbacks, delivery settings
-// and the log level change live; the rest is reported as needing a restart.
-func apply(old, nc *config.Config, comp *Compiler, wb matcher.WorkbookIndex, disp *notifier.Dispatcher, lv *slog.LevelVar, log *slog.Logger) error {
+// and the log level change live. The reloader reports the rest as needing
+// a restart, against the configuration in force before this one.
+func apply(nc *config.Config, comp *Compiler, wb matcher.WorkbookIndex, disp *notifier.Dispatcher, lv *slog.LevelVar) error {
 	compiled, err := comp.For(nc)
 	if err != nil {
 		return err
@@ -159,11 +160,6 @@ func apply(old, nc *config.Config, comp *Compiler, wb matcher.WorkbookIndex, dis
 		if err := l.UnmarshalText([]byte(nc.Log.Level)); err == nil {
 			lv.Set(l)
 		}
-	}
-	if keys := config.RestartRequired(old, nc); len(keys) > 0 {
-		log.Warn("configuration reloaded; some settings need a restart to apply", "keys", keys)
-	} else {
-		log.Info("configuration reloaded", "callbacks", len(nc.Callbacks))
 	}
 	return nil
 }
