@@ -57,24 +57,9 @@ PY=/usr/bin/python3
 
 PACKAGES=(python3-keystone)
 
-log() { printf '[keystone.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "ERROR: $*"
-	exit 1
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for() {
-	local desc=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs))
-	until "$@"; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.5
-	done
-	log "$desc ready"
-}
+SCRIPT_NAME=keystone.sh
+# shellcheck source=../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 # ---------------------------------------------------------------------------
 # process groups: every server runs under setsid, so pid == pgid and stop
@@ -111,12 +96,6 @@ stop_group() {
 # ---------------------------------------------------------------------------
 # install
 
-installed() {
-	local p
-	for p in "${PACKAGES[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
-	done
-}
 
 cmd_install() {
 	if installed; then

@@ -43,26 +43,9 @@ PACKAGES=(python3-mistral mistral-common python3-mistralclient rabbitmq-server
 
 export ERL_EPMD_PORT=$EPMD_PORT
 
-log() { printf '[mistral.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "ERROR: $*"
-	exit 1
-}
-
-# port_open PORT: true when something listens on 127.0.0.1:PORT.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_for DESC SECONDS CMD...: poll CMD every 0.5 s until it succeeds.
-wait_for() {
-	local desc=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs))
-	until "$@"; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.5
-	done
-	log "$desc ready"
-}
+SCRIPT_NAME=mistral.sh
+# shellcheck source=../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 api_up() { curl -fs -o /dev/null --max-time 5 "$MISTRAL_URL/v2/workflows"; }
 
@@ -77,12 +60,6 @@ wait_gone() {
 # ---------------------------------------------------------------------------
 # install
 
-installed() {
-	local p
-	for p in "${PACKAGES[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
-	done
-}
 
 cmd_install() {
 	if installed; then
