@@ -39,6 +39,9 @@ type Config struct {
 	// Ops configures the operations endpoints (/metrics, /healthz,
 	// /readyz). Default off.
 	Ops Ops `koanf:"ops" yaml:"ops"`
+	// Listeners configures the runtime listeners API (/v2/listeners, see
+	// config/listeners.go). Default on.
+	Listeners Listeners `koanf:"listeners" yaml:"listeners" reload:"restart"`
 	// Callbacks are the webhooks events are delivered to.
 	Callbacks []Callback `koanf:"callbacks" yaml:"callbacks" reload:"live"`
 

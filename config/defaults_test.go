@@ -46,7 +46,8 @@ func TestRestartRequiredFromTags(t *testing.T) {
 	b.Proxy.CAFile, b.Watch.Keystone.Password, b.Tracker.Retention = "/ca.pem", "pw", 2*time.Hour
 	b.Admin.Token, b.Admin.Listen, b.Log.Level, b.Log.Format = "another-token-0123456789", "127.0.0.1:3", "debug", "json"
 	b.Delivery.Timeout, b.Delivery.BreakerThreshold = time.Second, 9
-	want := []string{"proxy.ca_file", "watch.keystone.password", "tracker.retention", "log.format", "admin.listen"}
+	b.Listeners.MaxPerProject = 5
+	want := []string{"proxy.ca_file", "watch.keystone.password", "tracker.retention", "log.format", "admin.listen", "listeners.max_per_project"}
 	if got := RestartRequired(&a, &b); !reflect.DeepEqual(got, want) {
 		t.Errorf("RestartRequired = %v, want %v", got, want)
 	}
@@ -68,7 +69,8 @@ func TestDefaultsFromTags(t *testing.T) {
 		Tracker: Tracker{Retention: time.Hour},
 		Delivery: Delivery{Timeout: 10 * time.Second, Retries: 3, RetryWaitMin: 200 * time.Millisecond, RetryWaitMax: 5 * time.Second,
 			BreakerThreshold: 5, BreakerProbeMax: 5 * time.Minute},
-		Log: Log{Level: "info", Format: "text"},
+		Log:       Log{Level: "info", Format: "text"},
+		Listeners: Listeners{Enabled: true, MaxPerProject: 100, DefaultTTL: 7 * 24 * time.Hour, MaxTTL: 30 * 24 * time.Hour, History: 24 * time.Hour},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

@@ -234,6 +234,9 @@ func load(src Source) (*Config, *loaded, error) {
 	if len(c.Delivery.AllowNetworks) == 0 {
 		c.Delivery.AllowNetworks = nil
 	}
+	if len(c.Listeners.AllowNetworks) == 0 {
+		c.Listeners.AllowNetworks = nil
+	}
 	if len(c.Callbacks) == 0 {
 		c.Callbacks = nil
 	}
@@ -367,8 +370,12 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 	exp("admin.token", "", "admin.token", "", &c.Admin.Token)
 	exp("store.dsn", "", "store.dsn", "", &c.Store.DSN)
 	exp("watch.keystone.password", "", "watch.keystone.password", "", &c.Watch.Keystone.Password)
+	exp("listeners.key", "", "listeners.key", "", &c.Listeners.Key)
 
 	var files []string
+	if f := c.readListenerKey(p, dir); f != "" {
+		files = append(files, f)
+	}
 	for i := range c.Callbacks {
 		cb := &c.Callbacks[i]
 		used = &cb.secretVals
@@ -410,6 +417,39 @@ func (c *Config) resolveSecrets(p *problems, lookup func(string) (string, bool),
 		cb.secretVals = append(cb.secretVals, s)
 	}
 	return files
+}
+
+// readListenerKey reads listeners.key_file into listeners.key (a
+// secret), and returns the path read ("" when none).
+func (c *Config) readListenerKey(p *problems, dir string) string {
+	l := &c.Listeners
+	if l.KeyFile == "" {
+		return ""
+	}
+	problem := func(msg string) {
+		p.add(FieldError{Path: "listeners.key_file", Field: "listeners.key_file", Value: l.KeyFile, Msg: msg})
+	}
+	if l.Key != "" {
+		problem("key and key_file are exclusive")
+		return ""
+	}
+	f := l.KeyFile
+	if !filepath.IsAbs(f) && dir != "" {
+		f = filepath.Join(dir, f)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		problem(fmt.Sprintf("cannot read %s: %v", f, unwrapPathErr(err)))
+		return f
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		problem(fmt.Sprintf("%s is empty", f))
+		return f
+	}
+	l.Key = s
+	c.secretVals = append(c.secretVals, s)
+	return f
 }
 
 // leafKeys lists the keys the environment and flags may set, with their

@@ -53,7 +53,7 @@ func (c *Config) SecretValues() []string {
 	}
 	add(c.secretVals...)
 	headers(c.Watch.Headers)
-	add(c.Admin.Token, c.Watch.Keystone.Password, DSNPassword(c.Store.DSN))
+	add(c.Admin.Token, c.Watch.Keystone.Password, DSNPassword(c.Store.DSN), c.Listeners.Key)
 	add(redact.URLSecrets(c.Upstream)...)
 	for i := range c.Callbacks {
 		cb := &c.Callbacks[i]
@@ -92,6 +92,10 @@ func (c *Config) Redacted() Config {
 	}
 	if c.Watch.Keystone.Password != "" {
 		out.Watch.Keystone.Password = redacted
+	}
+	out.Listeners.AllowNetworks = slices.Clone(c.Listeners.AllowNetworks)
+	if c.Listeners.Key != "" {
+		out.Listeners.Key = redacted
 	}
 	out.Callbacks = make([]Callback, len(c.Callbacks))
 	for i, cb := range c.Callbacks {

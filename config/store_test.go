@@ -16,9 +16,9 @@ func TestStoreConfig(t *testing.T) {
 		wantDSN    string
 	}{
 		{"default is sqlite", "", nil, "", ""},
-		{"postgres from env", "store: {driver: postgres, dsn: \"${PG_DSN}\"}",
+		{"postgres from env", "store: {driver: postgres, dsn: \"${PG_DSN}\"}\nlisteners: {enabled: false}",
 			[]string{"PG_DSN=postgres://mt:" + pw + "@db:5432/mt"}, "", "postgres://mt:" + pw + "@db:5432/mt"},
-		{"postgres key=value", "store: {driver: postgres, dsn: \"host=db password=" + pw + " dbname=mt\"}", nil, "", "host=db password=" + pw + " dbname=mt"},
+		{"postgres key=value", "store: {driver: postgres, dsn: \"host=db password=" + pw + " dbname=mt\"}\nlisteners: {enabled: false}", nil, "", "host=db password=" + pw + " dbname=mt"},
 		{"postgres without dsn", "store: {driver: postgres}", nil, "store.dsn", ""},
 		{"undefined variable", "store: {driver: postgres, dsn: \"${NOPE}\"}", nil, "undefined variable ${NOPE}", ""},
 		{"bad dsn", "store: {driver: postgres, dsn: \"mt:" + pw + "@db\"}", nil, "not a PostgreSQL connection string", ""},

@@ -426,7 +426,7 @@ func describe(n *yaml.Node) string {
 func redactIfSecret(rel, v string) string {
 	switch {
 	case strings.HasPrefix(rel, "headers"), strings.HasPrefix(rel, "secret"),
-		strings.HasPrefix(rel, "watch.headers"), rel == "admin.token", rel == "url", rel == "amqp.url", rel == "store.dsn":
+		strings.HasPrefix(rel, "watch.headers"), rel == "admin.token", rel == "url", rel == "amqp.url", rel == "store.dsn", rel == "listeners.key":
 		return redacted
 	}
 	return v

@@ -130,6 +130,8 @@ func (c *Config) validate(p *problems) {
 		seen[l.addr] = l.key
 	}
 
+	c.validateListeners(p)
+
 	names := map[string]int{}
 	for i := range c.Callbacks {
 		c.Callbacks[i].validate(p, i, names)
