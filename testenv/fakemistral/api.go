@@ -99,6 +99,10 @@ func (e *Engine) route(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !e.authenticate(w, r) {
+		return
+	}
+	defer func() { e.viewer, e.allProjects = nil, false }()
 	switch parts[0] {
 	case "executions":
 		e.routeExecutions(w, r, parts[1:])
@@ -180,7 +184,7 @@ func (e *Engine) routeExecutions(w http.ResponseWriter, r *http.Request, rest []
 		return
 	}
 	ex, ok := e.execs[rest[0]]
-	if !ok {
+	if !ok || !e.sees(ex.project, true) {
 		writeErr(w, 404, fmt.Sprintf("WorkflowExecution not found [id=%s]", rest[0]))
 		return
 	}
@@ -310,6 +314,7 @@ func (e *Engine) postExecution(w http.ResponseWriter, r *http.Request) {
 	ex, err := e.startExecution(startRequest{
 		workflow: body.WorkflowName, workflowID: body.WorkflowID, namespace: body.WorkflowNamespace,
 		description: body.Description, id: body.ID, input: input, params: params,
+		project: e.viewerProject(),
 	})
 	if err != nil {
 		writeAPIErr(w, err)
@@ -392,7 +397,7 @@ func (e *Engine) routeTasks(w http.ResponseWriter, r *http.Request, rest []strin
 		return
 	}
 	t, ok := e.tasks[rest[0]]
-	if !ok {
+	if !ok || !e.sees(t.ex.project, true) {
 		writeErr(w, 404, fmt.Sprintf("TaskExecution not found [id=%s]", rest[0]))
 		return
 	}
@@ -565,7 +570,7 @@ func (e *Engine) routeWorkflows(w http.ResponseWriter, r *http.Request, rest []s
 		find: func(id, ns string) *workflowDef {
 			var wf *workflowDef
 			for _, d := range e.workflows {
-				if (d.Name == id || d.ID == id) && (d.Namespace == ns || d.ID == id) {
+				if (d.Name == id || d.ID == id) && (d.Namespace == ns || d.ID == id) && e.sees(d.project, true) {
 					wf = d
 				}
 			}

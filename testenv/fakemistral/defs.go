@@ -40,7 +40,7 @@ func (e *Engine) storeWorkflows(specs []*wfSpec, namespace, workbook string, upd
 		name := qualify(workbook, s.Name)
 		w := existing(name)
 		if w == nil {
-			w = &workflowDef{ID: newID(), Name: name, Namespace: namespace, Workbook: workbook, CreatedAt: now, seq: e.nextSeq()}
+			w = &workflowDef{ID: newID(), Name: name, Namespace: namespace, Workbook: workbook, CreatedAt: now, seq: e.nextSeq(), project: e.viewerProject()}
 			e.workflows[w.ID] = w
 		} else {
 			w.UpdatedAt = strp(now)
@@ -75,7 +75,7 @@ func (e *Engine) createWorkbook(text, namespace string, update bool) (*workbookD
 	}
 	now := e.stamp()
 	if wb == nil {
-		wb = &workbookDef{ID: newID(), Name: name, Namespace: namespace, CreatedAt: now, seq: e.nextSeq()}
+		wb = &workbookDef{ID: newID(), Name: name, Namespace: namespace, CreatedAt: now, seq: e.nextSeq(), project: e.viewerProject()}
 	} else {
 		wb.UpdatedAt = strp(now)
 		// Workflows dropped from the workbook disappear with it.
@@ -99,7 +99,7 @@ func (e *Engine) createWorkbook(text, namespace string, update bool) (*workbookD
 
 func (e *Engine) findWorkbook(name, namespace string) *workbookDef {
 	for _, wb := range e.workbooks {
-		if (wb.Name == name || wb.ID == name) && wb.Namespace == namespace {
+		if (wb.Name == name || wb.ID == name) && wb.Namespace == namespace && e.sees(wb.project, true) {
 			return wb
 		}
 	}

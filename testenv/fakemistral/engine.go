@@ -85,6 +85,14 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Tokens, when not nil, turns auth on: every API request must carry an
+	// X-Auth-Token listed here (401 otherwise) and sees its project's
+	// executions, tasks, action executions, workflows and workbooks only
+	// (404 for another project's by id; lists filtered), plus what the Go
+	// API made (the default project's, shared); see Token for admins.
+	// Workflow names stay unique across projects. Default nil (auth off,
+	// everything in the default project).
+	Tokens map[string]Token
 }
 
 // NotifierEvent is one notification Mistral's built-in notifier would have
@@ -127,6 +135,11 @@ type Engine struct {
 	done      chan struct{}
 	// changed is closed and replaced on every state change (WaitDone).
 	changed chan struct{}
+	tokens  map[string]Token
+	// viewer is the token of the request being served (nil with auth off
+	// or outside a request), allProjects its all_projects=true as admin.
+	viewer      *Token
+	allProjects bool
 }
 
 // New returns a running fake engine.
@@ -151,6 +164,7 @@ func New(opts Options) *Engine {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		changed:   make(chan struct{}),
+		tokens:    maps.Clone(opts.Tokens),
 	}
 	go e.schedule()
 	return e

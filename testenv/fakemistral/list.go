@@ -172,6 +172,7 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 			return
 		}
 	}
+	items = e.visible(items)
 	var all []string
 	if len(items) > 0 {
 		all = items[0].keys()
@@ -393,4 +394,22 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// visible keeps the list items the current request may see (see sees).
+func (e *Engine) visible(items []obj) []obj {
+	if e.viewer == nil {
+		return items
+	}
+	out := items[:0:0]
+	for _, it := range items {
+		p, _ := it.get("project_id")
+		if p == projectID {
+			p = ""
+		}
+		if s, _ := p.(string); e.sees(s, false) {
+			out = append(out, it)
+		}
+	}
+	return out
 }

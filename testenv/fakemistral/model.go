@@ -11,6 +11,7 @@ import (
 
 type workflowDef struct {
 	ID, Name, Namespace, Definition string
+	project                         string // "" = defined through the Go API: every project sees it
 	Spec                            *wfSpec
 	Workbook                        string // "" for standalone workflows
 	CreatedAt                       string
@@ -20,6 +21,7 @@ type workflowDef struct {
 
 type workbookDef struct {
 	ID, Name, Namespace, Definition string
+	project                         string // as workflowDef.project
 	CreatedAt                       string
 	UpdatedAt                       *string
 	seq                             uint64
@@ -27,6 +29,7 @@ type workbookDef struct {
 
 type execution struct {
 	ID                                        string
+	project                                   string // "" = the default project
 	seq                                       uint64
 	spec                                      *wfSpec
 	wbName                                    string
@@ -235,7 +238,7 @@ func (e *Engine) execPayload(ex *execution) map[string]any {
 	return map[string]any{
 		"id": ex.ID, "name": ex.WorkflowName, "workflow_name": ex.WorkflowName,
 		"workflow_namespace": ex.Namespace, "workflow_id": ex.WorkflowID,
-		"state": ex.State, "state_info": nullable(ex.StateInfo), "project_id": projectID,
+		"state": ex.State, "state_info": nullable(ex.StateInfo), "project_id": ex.projectID(),
 		"task_execution_id": nullable(ex.TaskExecutionID), "root_execution_id": nullable(ex.RootExecutionID),
 		"created_at": ex.CreatedAt, "updated_at": nullable(ex.UpdatedAt),
 	}
@@ -247,7 +250,7 @@ func (e *Engine) taskPayload(t *task) map[string]any {
 		"id": t.ID, "name": t.Name, "workflow_execution_id": t.ex.ID,
 		"workflow_name": t.ex.WorkflowName, "workflow_namespace": t.ex.Namespace,
 		"workflow_id": t.ex.WorkflowID, "state": t.State, "state_info": nullable(t.StateInfo),
-		"type": t.Type, "project_id": projectID,
+		"type": t.Type, "project_id": t.ex.projectID(),
 		"created_at": t.CreatedAt, "updated_at": nullable(t.UpdatedAt),
 		"started_at": nullable(t.StartedAt), "finished_at": nullable(t.FinishedAt),
 	}

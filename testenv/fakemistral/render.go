@@ -117,7 +117,7 @@ func (e *Engine) execObj(ex *execution) obj {
 		{"root_execution_id", nullable(ex.RootExecutionID)}, {"state", ex.State},
 		{"state_info", nullable(ex.StateInfo)}, {"input", jsonStr(ex.Input)},
 		{"output", jsonStr(ex.Output)}, {"published_global", "{}"},
-		{"created_at", ex.CreatedAt}, {"updated_at", nullable(ex.UpdatedAt)}, {"project_id", projectID},
+		{"created_at", ex.CreatedAt}, {"updated_at", nullable(ex.UpdatedAt)}, {"project_id", ex.projectID()},
 	}
 }
 
@@ -140,7 +140,7 @@ func (e *Engine) taskObj(t *task) obj {
 		{"processed", t.Processed},
 		{"created_at", t.CreatedAt}, {"updated_at", nullable(t.UpdatedAt)},
 		{"started_at", nullable(t.StartedAt)}, {"finished_at", nullable(t.FinishedAt)},
-		{"runtime_context", jsonStr(t.runtimeContext())}, {"project_id", projectID},
+		{"runtime_context", jsonStr(t.runtimeContext())}, {"project_id", t.ex.projectID()},
 	}...)
 }
 
@@ -151,7 +151,7 @@ func (e *Engine) actionObj(a *actionExec) obj {
 		{"task_name", a.task.Name}, {"task_execution_id", a.task.ID},
 		{"state", a.State}, {"state_info", nullable(a.StateInfo)}, {"tags", nil}, {"accepted", true},
 		{"input", jsonStr(a.Input)}, {"output", jsonStr(a.Output)},
-		{"created_at", a.CreatedAt}, {"updated_at", nullable(a.UpdatedAt)}, {"project_id", projectID},
+		{"created_at", a.CreatedAt}, {"updated_at", nullable(a.UpdatedAt)}, {"project_id", a.task.ex.projectID()},
 	}
 }
 
@@ -166,7 +166,7 @@ func (e *Engine) workflowObj(w *workflowDef, posted bool) obj {
 		{"id", w.ID}, {"name", w.Name}, {"namespace", w.Namespace},
 		{"input", inputString(w.Spec.Input)}, {"interface", iface},
 		{"definition", w.Definition}, {"tags", []string{}}, {"scope", "private"},
-		{"project_id", projectID}, {"created_at", w.CreatedAt}, {"updated_at", nullable(w.UpdatedAt)},
+		{"project_id", ownerOr(w.project)}, {"created_at", w.CreatedAt}, {"updated_at", nullable(w.UpdatedAt)},
 	}
 }
 
@@ -174,6 +174,6 @@ func (e *Engine) workbookObj(wb *workbookDef) obj {
 	return obj{
 		{"id", wb.ID}, {"name", wb.Name}, {"namespace", wb.Namespace},
 		{"definition", wb.Definition}, {"tags", []string{}}, {"scope", "private"},
-		{"project_id", projectID}, {"created_at", wb.CreatedAt}, {"updated_at", nullable(wb.UpdatedAt)},
+		{"project_id", ownerOr(wb.project)}, {"created_at", wb.CreatedAt}, {"updated_at", nullable(wb.UpdatedAt)},
 	}
 }

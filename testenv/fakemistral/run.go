@@ -14,17 +14,21 @@ type startRequest struct {
 	workflow, workflowID, namespace, description, id string
 	input, params                                    map[string]any
 	parentTask                                       *task
+	project                                          string // the caller's; "" = the default
 }
 
 // findWorkflow resolves a workflow by name (in the namespace, then the
 // default namespace) or by id.
-func (e *Engine) findWorkflow(name, id, namespace string) *workflowDef {
+func (e *Engine) findWorkflow(name, id, namespace, project string) *workflowDef {
 	if id != "" {
-		return e.workflows[id]
+		if w := e.workflows[id]; w != nil && definedFor(w.project, project) {
+			return w
+		}
+		return nil
 	}
 	var fallback *workflowDef
 	for _, w := range e.workflows {
-		if w.Name == name || w.ID == name {
+		if (w.Name == name || w.ID == name) && definedFor(w.project, project) {
 			if w.Namespace == namespace {
 				return w
 			}
@@ -45,10 +49,10 @@ func (e *Engine) startExecution(req startRequest) (*execution, error) {
 	}
 	var wf *workflowDef
 	if p := req.parentTask; p != nil && p.ex.wbName != "" {
-		wf = e.findWorkflow(p.ex.wbName+"."+req.workflow, "", req.namespace)
+		wf = e.findWorkflow(p.ex.wbName+"."+req.workflow, "", req.namespace, req.project)
 	}
 	if wf == nil {
-		wf = e.findWorkflow(req.workflow, req.workflowID, req.namespace)
+		wf = e.findWorkflow(req.workflow, req.workflowID, req.namespace, req.project)
 	}
 	if wf == nil {
 		ident := req.workflow
@@ -102,7 +106,7 @@ func (e *Engine) startExecution(req startRequest) (*execution, error) {
 		id = newID()
 	}
 	ex := &execution{
-		ID: id, seq: e.nextSeq(), spec: spec, wbName: wf.Workbook,
+		ID: id, seq: e.nextSeq(), spec: spec, wbName: wf.Workbook, project: req.project,
 		WorkflowID: wf.ID, WorkflowName: wf.Name, Namespace: wf.Namespace, Desc: req.description,
 		Params: params, Input: input, Output: map[string]any{},
 		State: event.StateIdle, CreatedAt: e.stamp(),
@@ -241,7 +245,7 @@ func (e *Engine) runAction(t *task) {
 				params[k] = v
 			}
 		}
-		_, err := e.startExecution(startRequest{workflow: ts.Workflow, namespace: ex.Namespace, input: input, params: params, parentTask: t})
+		_, err := e.startExecution(startRequest{workflow: ts.Workflow, namespace: ex.Namespace, input: input, params: params, parentTask: t, project: ex.project})
 		if err != nil {
 			msg := err.Error()
 			e.after(0, func() {
