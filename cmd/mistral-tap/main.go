@@ -7,6 +7,7 @@
 //	mistral-tap explain --config mistral-tap.yaml --workflow deploy_app --event TASK_FAILED
 //	mistral-tap deliveries list|replay ...
 //	mistral-tap store check|reset ...
+//	mistral-tap listeners add|list|get|delete ...
 //	mistral-tap version
 package main
 
@@ -36,6 +37,7 @@ Usage:
   mistral-tap explain --config FILE ...  which callbacks an event would reach, and why not the others
   mistral-tap deliveries list|replay ... inspect and replay the durable outbox (also while running)
   mistral-tap store check|reset ...      check the state database, or move a lost/corrupt one aside
+  mistral-tap listeners add|list|get|delete ...  runtime listeners through a running proxy's /v2/listeners
   mistral-tap version
 
 Run 'mistral-tap COMMAND --help' for a command's flags.
@@ -65,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDeliveries(ctx, args[1:], stdout)
 	case "store":
 		err = cmdStore(ctx, args[1:], stdout)
+	case "listeners":
+		err = cmdListeners(ctx, args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mistral-tap", version)
 	case "help", "-h", "--help":
