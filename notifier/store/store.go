@@ -130,6 +130,22 @@ type Write struct {
 	// Inserted, if not nil, must have len(Insert); Commit sets Inserted[i]
 	// to whether Insert[i] was new (false: the id already existed).
 	Inserted []bool
+	// Events are kept as history (see Recorded), in the same transaction
+	// as the states that produced them; an event whose id exists is left
+	// alone.
+	Events []Recorded
+}
+
+// Recorded is one derived event kept as history, so that a listener
+// registered after an event was derived still receives it (backfill). It is
+// written in the same transaction as the states that produced it, so the
+// history never lacks an event whose state was saved.
+type Recorded struct {
+	ID, RootID, EntityID, Type string
+	Seq                        uint64
+	CreatedAt                  time.Time
+	// Event is the event.Event's JSON.
+	Event json.RawMessage
 }
 
 // Checkpoint is a saved position: a key and its value.
@@ -381,6 +397,33 @@ var migrations = []string{
 	CREATE INDEX deliveries_pending ON deliveries (callback, created_at, root_id, seq) WHERE state = 'pending';
 	CREATE INDEX deliveries_delivered ON deliveries (updated_at) WHERE state = 'delivered';
 	CREATE INDEX deliveries_dead ON deliveries (callback, created_at) WHERE state = 'dead'`,
+	// 3 (issue 13): runtime listeners, and the event history their
+	// backfill reads. history is read by root (in sequence order) and
+	// pruned by time; listeners' spec is sealed by notifier/listeners.
+	`CREATE TABLE history (
+		id         TEXT PRIMARY KEY,
+		root_id    TEXT NOT NULL,
+		entity_id  TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		seq        BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		event      TEXT NOT NULL
+	);
+	CREATE INDEX history_root ON history (root_id, seq);
+	CREATE INDEX history_time ON history (created_at);
+	CREATE TABLE listeners (
+		id          TEXT PRIMARY KEY,
+		project_id  TEXT NOT NULL,
+		scope       TEXT NOT NULL,
+		scope_value TEXT NOT NULL,
+		root_id     TEXT NOT NULL,
+		events      TEXT NOT NULL,
+		spec        BLOB NOT NULL,
+		created_at  BIGINT NOT NULL,
+		updated_at  BIGINT NOT NULL,
+		expires_at  BIGINT NOT NULL
+	);
+	CREATE INDEX listeners_project ON listeners (project_id)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
