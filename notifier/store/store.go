@@ -183,7 +183,7 @@ type Store struct {
 	// in every transaction cost a parse per statement per commit, which
 	// dominates small commits (an idle system commits one delivery at a
 	// time).
-	ins, ups, upd, dis *sql.Stmt
+	ins, ups, upd, dis, hist *sql.Stmt
 }
 
 // Commit's statements.
@@ -202,6 +202,8 @@ const (
 		last_error = ?, last_status = ?, updated_at = ? WHERE id = ? AND state = 'pending'`
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+	insertHistory = `INSERT INTO history (id, root_id, entity_id, type, seq, created_at, event)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
 )
@@ -302,7 +304,8 @@ func (s *Store) open(dsn func(string, bool) string, exclusive bool) error {
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
-	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback}} {
+	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback},
+		{&s.hist, insertHistory}} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("store: preparing statements: %w", err)
 		}
@@ -329,7 +332,7 @@ func (s *Store) closeLock() {
 }
 
 func (s *Store) closeStmts() {
-	for _, st := range []*sql.Stmt{s.ins, s.ups, s.upd, s.dis} {
+	for _, st := range []*sql.Stmt{s.ins, s.ups, s.upd, s.dis, s.hist} {
 		if st != nil {
 			st.Close()
 		}
@@ -494,7 +497,7 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 	defer tx.Rollback()
 	// The transaction's handles on the statements prepared at Open: on the
 	// writer's single connection database/sql reuses them as they are.
-	var ins, ups, upd, dis *sql.Stmt
+	var ins, ups, upd, dis, hist *sql.Stmt
 	stmt := func(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
 		if *p == nil {
 			*p = tx.StmtContext(ctx, shared)
@@ -515,6 +518,12 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 					return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
 				}
 				w.Inserted[i] = n > 0
+			}
+		}
+		for _, r := range w.Events {
+			if _, err := stmt(&hist, s.hist).ExecContext(ctx, r.ID, r.RootID, r.EntityID, r.Type, int64(r.Seq),
+				ms(r.CreatedAt), string(r.Event)); err != nil {
+				return fmt.Errorf("store: recording event %s: %w", r.ID, err)
 			}
 		}
 		for _, st := range w.States {
