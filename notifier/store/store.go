@@ -81,6 +81,12 @@ func NewDelivery(ev *event.Event, callback string, now time.Time) (Delivery, err
 	if err != nil {
 		return Delivery{}, fmt.Errorf("store: encoding event %s: %w", ev.ID, err)
 	}
+	return NewDeliveryJSON(ev, body, callback, now), nil
+}
+
+// NewDeliveryJSON is NewDelivery with ev's JSON already encoded (body), so
+// that one encoding serves the history and every callback.
+func NewDeliveryJSON(ev *event.Event, body []byte, callback string, now time.Time) Delivery {
 	created := ev.Time
 	if created.IsZero() {
 		created = now
@@ -89,7 +95,7 @@ func NewDelivery(ev *event.Event, callback string, now time.Time) (Delivery, err
 		ID: DeliveryID(ev.ID, callback), EventID: ev.ID, Callback: callback,
 		RootID: ev.RootExecutionID, Seq: ev.Sequence, EventType: string(ev.Type),
 		State: Pending, NextAt: now, CreatedAt: created, UpdatedAt: now, Event: body,
-	}, nil
+	}
 }
 
 // DeliveryID is the id of the delivery of event eventID to callback.
