@@ -29,6 +29,7 @@ package notifier
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,7 @@ type Store interface {
 	Callbacks
 	Pruner
 	DeadLetters
+	Historian
 }
 
 var _ Store = (*store.Store)(nil)
@@ -156,6 +158,16 @@ type Options struct {
 	// a delivery is never durable ahead of a state it depends on. Default
 	// 50ms; negative: states are committed before Accept returns.
 	StatesDelay time.Duration
+	// History records every accepted event (store.Write.Events, in the
+	// same transaction as its states and deliveries), so that a listener
+	// added later is backfilled (AddListener). Set when the listeners API
+	// is on. Default off.
+	History bool
+	// HistoryRetention is how long recorded events are kept (by event
+	// time). With History on, delivered rows are kept at least as long, so
+	// that a listener added again (after a restart or a fail-over) is not
+	// backfilled with events it already received. Default 24h.
+	HistoryRetention time.Duration
 }
 
 // CallbackStatus is a callback's delivery state.
@@ -196,6 +208,17 @@ type Dispatcher struct {
 	running bool
 	runCtx  context.Context
 
+	// Listener routes (listeners.go). bar is held shared by Accept from
+	// loading the routes until its write is submitted, exclusively by
+	// AddListener and RemoveListener while they change lroutes and submit
+	// their barrier. lroutes is copied on write (attempt reads it without
+	// bar). incoming counts, per listener, deliveries submitted by Accept
+	// and not yet handed to the lane (guarded by mu).
+	bar      sync.RWMutex
+	lmatch   Matcher
+	lroutes  atomic.Pointer[map[string]Route]
+	incoming map[string]int
+
 	sends      sync.WaitGroup
 	sendCtx    context.Context
 	cancelSend context.CancelFunc
@@ -233,8 +256,12 @@ func New(o Options) (*Dispatcher, error) {
 	if o.BreakerProbeMin <= 0 {
 		o.BreakerProbeMin = time.Second
 	}
+	if o.HistoryRetention <= 0 {
+		o.HistoryRetention = 24 * time.Hour
+	}
 	d := &Dispatcher{o: o, st: o.Store, log: o.Logger, lanes: map[string]*lane{},
-		health: &storeHealth{log: o.Logger}}
+		health: &storeHealth{log: o.Logger}, incoming: map[string]int{}}
+	d.lroutes.Store(&map[string]Route{})
 	r := o.Routing
 	if r == nil {
 		r = &Routing{}
@@ -247,52 +274,30 @@ func New(o Options) (*Dispatcher, error) {
 func (d *Dispatcher) now() time.Time { return d.o.Now() }
 
 // Accept matches each event and writes its deliveries together with states
-// in one transaction, durable when Accept returns nil; then it wakes the
-// callbacks' workers. Events are copied; the caller keeps ownership.
+// (and, with Options.History, the events themselves) in one transaction,
+// durable when Accept returns nil; then it wakes the callbacks' workers.
+// Events are copied; the caller keeps ownership.
 func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []event.EntityState) error {
-	rt := d.routing.Load()
-	now := d.now()
-	w := store.Write{States: states}
-	var items []*item
-	for i := range events {
-		ev := &events[i]
-		if rt.Matcher == nil {
-			break
+	// Shared from loading the routes until the write is submitted: a
+	// listener added meanwhile (AddListener) waits, so every write either
+	// saw its route or is committed before its backfill reads the history.
+	d.bar.RLock()
+	held := true
+	defer func() {
+		if held {
+			d.bar.RUnlock()
 		}
-		names := rt.Matcher.Match(ev)
-		if len(names) == 0 {
-			continue
-		}
-		cp := copyEvent(ev)
-		var first *store.Delivery
-		for _, name := range names {
-			if _, ok := rt.Routes[name]; !ok {
-				d.log.Warn("matcher returned an unknown callback; event not routed to it", "callback", name, "event", ev.ID)
-				continue
-			}
-			var del store.Delivery
-			if first == nil {
-				var err error
-				if del, err = store.NewDelivery(ev, name, now); err != nil {
-					return fmt.Errorf("notifier: accepting events: %w", err)
-				}
-				first = &del
-			} else {
-				// Same event, same JSON: encode it once, not per callback.
-				del = *first
-				del.ID, del.Callback = store.DeliveryID(ev.ID, name), name
-			}
-			w.Insert = append(w.Insert, del)
-			items = append(items, &item{id: del.ID, root: del.RootID, seq: del.Seq, nextAt: del.NextAt,
-				created: del.CreatedAt, ev: cp, hidx: -1})
-		}
+	}()
+	w, items, err := d.build(events, states)
+	if err != nil {
+		return err
 	}
-	if len(w.Insert) == 0 && len(w.States) == 0 {
+	if len(w.Insert) == 0 && len(w.States) == 0 && len(w.Events) == 0 {
 		return nil
 	}
 	if len(w.Insert) == 0 && d.o.StatesDelay > 0 {
-		// Only states: nothing to deliver and nobody to wake; see
-		// Options.StatesDelay.
+		// Only states (and history): nothing to deliver and nobody to
+		// wake; see Options.StatesDelay.
 		if c := d.committerOrNil(); c != nil {
 			n := len(w.States)
 			if c.submitDeferred(w, func(err error) {
@@ -305,7 +310,12 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 		}
 	}
 	w.Inserted = make([]bool, len(w.Insert))
-	if err := d.commit(ctx, w); err != nil {
+	toListeners := d.expect(w.Insert, 1)
+	wait := d.submit(ctx, w)
+	d.bar.RUnlock()
+	held = false
+	if err := wait(); err != nil {
+		d.expect(toListeners, -1)
 		return fmt.Errorf("notifier: accepting %d events: %w", len(events), err)
 	}
 	byLane := map[string][]*item{}
@@ -316,12 +326,90 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.expectLocked(toListeners, -1)
 	for name, its := range byLane {
 		if l := d.lanes[name]; l != nil {
 			l.accept(its)
 		}
 	}
 	return nil
+}
+
+// build matches events against the file routing and the listeners, and
+// returns the write (deliveries, states, history) and an item per delivery.
+func (d *Dispatcher) build(events []event.Event, states []event.EntityState) (store.Write, []*item, error) {
+	rt := d.routing.Load()
+	lr := *d.lroutes.Load()
+	now := d.now()
+	w := store.Write{States: states}
+	var items []*item
+	for i := range events {
+		ev := &events[i]
+		names := d.match(rt, lr, ev)
+		if len(names) == 0 && !d.o.History {
+			continue
+		}
+		// One encoding serves the history and every callback.
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return w, nil, fmt.Errorf("notifier: accepting events: encoding event %s: %w", ev.ID, err)
+		}
+		if d.o.History {
+			w.Events = append(w.Events, store.RecordedOf(ev, body, now))
+		}
+		var cp *event.Event
+		for _, name := range names {
+			if cp == nil {
+				cp = copyEvent(ev)
+			}
+			del := store.NewDeliveryJSON(ev, body, name, now)
+			w.Insert = append(w.Insert, del)
+			items = append(items, &item{id: del.ID, root: del.RootID, seq: del.Seq, nextAt: del.NextAt,
+				created: del.CreatedAt, ev: cp, hidx: -1})
+		}
+	}
+	return w, items, nil
+}
+
+// match returns the routes ev goes to: the file matcher's, then the
+// listeners'. A listener the registry knows but that is not (yet, or no
+// longer) added here is skipped quietly: the registry may run ahead of
+// AddListener, and on a standby replica no listener is added at all.
+func (d *Dispatcher) match(rt *Routing, lr map[string]Route, ev *event.Event) []string {
+	var out []string
+	if rt.Matcher != nil {
+		for _, name := range rt.Matcher.Match(ev) {
+			if _, ok := rt.Routes[name]; !ok {
+				d.log.Warn("matcher returned an unknown callback; event not routed to it", "callback", name, "event", ev.ID)
+				continue
+			}
+			out = append(out, name)
+		}
+	}
+	if d.lmatch != nil && len(lr) > 0 {
+		for _, name := range d.lmatch.Match(ev) {
+			if _, ok := lr[name]; ok && IsListener(name) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// submit queues w for commit and returns the wait for its outcome: through
+// the committer's ordered queue while Run is running, directly otherwise
+// (then the commit happens here and wait only reports it).
+func (d *Dispatcher) submit(ctx context.Context, w store.Write) (wait func() error) {
+	if c := d.committerOrNil(); c != nil {
+		res := make(chan error, 1)
+		if c.submit(w, func(err error) { res <- err }) == nil {
+			// Not selecting on ctx: see committer.commit.
+			return func() error { return <-res }
+		}
+	}
+	err := d.st.Commit(ctx, w)
+	d.health.observe(err)
+	return func() error { return err }
 }
 
 // SetCheckpoint saves a position (the watcher's) in order with Accept's
@@ -392,6 +480,12 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 		if _, ok := r.Routes[name]; ok {
 			continue
 		}
+		if lr, ok := d.route(r, name); ok && IsListener(name) {
+			// Listener lanes are not the file's: only the delivery
+			// defaults apply to them.
+			l.reconfigure(lr, r.Delivery)
+			continue
+		}
 		l.remove()
 		delete(d.lanes, name)
 		d.abandon(name)
@@ -414,27 +508,38 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 }
 
 // abandon dead-letters a removed callback's pending deliveries.
-func (d *Dispatcher) abandon(name string) {
-	n, err := d.st.Abandon(context.Background(), name, "callback removed", d.now())
+func (d *Dispatcher) abandon(name string) { d.abandonAs(name, "callback removed") }
+
+// abandonAs dead-letters a route's pending deliveries with reason.
+func (d *Dispatcher) abandonAs(name, reason string) {
+	n, err := d.st.Abandon(context.Background(), name, reason, d.now())
 	if err != nil {
 		d.log.Error("dead-lettering deliveries of removed callback failed", "callback", name, "err", err)
 		return
 	}
 	if n > 0 {
-		d.log.Warn("callback removed; its pending deliveries are now dead letters", "callback", name, "deliveries", n)
+		d.log.Warn("callback removed; its pending deliveries are now dead letters", "callback", name, "reason", reason, "deliveries", n)
 	}
 }
 
 // startLane starts a lane for rt; d.mu is held and d.running is true.
-func (d *Dispatcher) startLane(rt Route, def config.Delivery, pending int) {
+func (d *Dispatcher) startLane(rt Route, def config.Delivery, pending int) *lane {
+	return d.startLaneHeld(rt, def, pending, false)
+}
+
+// startLaneHeld is startLane; a held lane sends nothing until released
+// (AddListener's backfill).
+func (d *Dispatcher) startLaneHeld(rt Route, def config.Delivery, pending int, held bool) *lane {
 	l := newLane(laneDeps{
 		queue: d.st, now: d.now, log: d.log, maxLoaded: d.o.MaxLoaded, resync: d.o.Resync,
 		probeMin: d.o.BreakerProbeMin, send: d.startSend, save: d.save, waiting: d.laneWaiting,
 	}, rt, def, pending)
+	l.held = held
 	ctx, cancel := context.WithCancel(d.runCtx)
 	l.cancel = cancel
 	d.lanes[rt.Callback.Name] = l
 	go l.run(ctx)
+	return l
 }
 
 // Run delivers until ctx is done; then it stops taking new work, gives
@@ -454,12 +559,25 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.c = newCommitter(d.st, d.o.CommitDelay, max(d.o.StatesDelay, 0), d.health.observe)
 	d.running, d.runCtx = true, ctx
 	rt := d.routing.Load()
+	lr := *d.lroutes.Load()
+	gone := d.deletedListeners(ctx, counts)
 	for name := range counts {
-		if _, ok := rt.Routes[name]; !ok {
-			d.abandon(name)
+		if _, ok := rt.Routes[name]; ok {
+			continue
 		}
+		if !IsListener(name) {
+			d.abandon(name)
+		} else if gone[name] {
+			d.abandonAs(name, "listener removed")
+		}
+		// Other listeners' rows wait for AddListener.
 	}
 	for name, r := range rt.Routes {
+		d.startLane(r, rt.Delivery, counts[name])
+	}
+	// Listeners added before a previous Run ended (a fail-over and back)
+	// are still routed: their lanes start again.
+	for name, r := range lr {
 		d.startLane(r, rt.Delivery, counts[name])
 	}
 	d.mu.Unlock()
@@ -472,11 +590,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-prune.C:
-			if n, err := d.st.Prune(ctx, d.now().Add(-d.o.Retention)); err != nil && ctx.Err() == nil {
-				d.log.Error("pruning delivered rows failed", "err", err)
-			} else if n > 0 {
-				d.log.Debug("pruned delivered rows", "rows", n)
-			}
+			d.prune(ctx)
 		}
 	}
 
@@ -508,6 +622,57 @@ loop:
 	return nil
 }
 
+// prune deletes delivered rows past their retention and, with History,
+// recorded events past theirs. Delivered rows then stay at least as long
+// as the history: a listener added again is backfilled from the history,
+// and an existing delivery row is what keeps an event it already received
+// from being sent again.
+func (d *Dispatcher) prune(ctx context.Context) {
+	keep := d.o.Retention
+	if d.o.History {
+		keep = max(keep, d.o.HistoryRetention)
+		if n, err := d.st.PruneHistory(ctx, d.now().Add(-d.o.HistoryRetention)); err != nil && ctx.Err() == nil {
+			d.log.Error("pruning event history failed", "err", err)
+		} else if n > 0 {
+			d.log.Debug("pruned event history", "events", n)
+		}
+	}
+	if n, err := d.st.Prune(ctx, d.now().Add(-keep)); err != nil && ctx.Err() == nil {
+		d.log.Error("pruning delivered rows failed", "err", err)
+	} else if n > 0 {
+		d.log.Debug("pruned delivered rows", "rows", n)
+	}
+}
+
+// deletedListeners returns the listeners among counts' names that the store
+// no longer has (deleted while this process was not dispatching). Without
+// History (the listeners API off) it asks nothing.
+func (d *Dispatcher) deletedListeners(ctx context.Context, counts map[string]int) map[string]bool {
+	var names []string
+	for name := range counts {
+		if IsListener(name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 || !d.o.History {
+		return nil
+	}
+	ls, err := d.st.Listeners(ctx)
+	if err != nil {
+		d.log.Error("reading listeners failed; pending deliveries of deleted ones stay pending", "err", err)
+		return nil
+	}
+	have := map[string]bool{}
+	for _, l := range ls {
+		have[ListenerPrefix+l.ID] = true
+	}
+	gone := map[string]bool{}
+	for _, name := range names {
+		gone[name] = !have[name]
+	}
+	return gone
+}
+
 // startSend starts a send of it (taken by l) in its own goroutine.
 func (d *Dispatcher) startSend(l *lane, it *item) {
 	d.sends.Add(1)
@@ -527,7 +692,7 @@ func (d *Dispatcher) save(l *lane, it *item, o *outcome) {
 func (d *Dispatcher) attempt(l *lane, it *item) {
 	defer d.sends.Done()
 	rt := d.routing.Load()
-	route, ok := rt.Routes[l.name]
+	route, ok := d.route(rt, l.name)
 	var res send.Result
 	switch {
 	case !ok:
@@ -601,8 +766,12 @@ func request(rt Route, def config.Delivery, it *item, msg payload.Message) send.
 	if cb.Retries != nil {
 		retries = *cb.Retries
 	}
+	label := cb.Name
+	if IsListener(label) {
+		label = ListenerClass // metrics: one class, never per id
+	}
 	return send.Request{
-		Callback: cb.Name, Method: method, URL: cmp.Or(msg.URL, cb.URL), Header: h, Body: msg.Body,
+		Callback: label, Method: method, URL: cmp.Or(msg.URL, cb.URL), Header: h, Body: msg.Body,
 		EventID: it.ev.ID, RootID: it.root, Transport: cb.Type, Topic: msg.Key,
 		Secrets: rt.Secrets, Conceal: cb.ExpandedSecrets(), Timeout: timeout, Retries: retries,
 		RetryWaitMin: def.RetryWaitMin, RetryWaitMax: def.RetryWaitMax,
@@ -632,7 +801,29 @@ func (d *Dispatcher) Replay(ctx context.Context, f store.ReplayFilter) (int, err
 	return n, nil
 }
 
-// Status reports every running callback, sorted by name.
+// sumListeners adds a listener lane's status s to the class's sum: counts
+// add up, the oldest pending and the most consecutive failures win, the
+// breaker is open if any listener's is, disabled only if all are.
+func sumListeners(sum *CallbackStatus, s CallbackStatus) *CallbackStatus {
+	if sum == nil {
+		s.Name, s.DisabledReason, s.DisabledSince, s.NextProbe = ListenerClass, "", time.Time{}, time.Time{}
+		return &s
+	}
+	sum.Pending += s.Pending
+	sum.InFlight += s.InFlight
+	if s.OldestPendingAge > sum.OldestPendingAge {
+		sum.OldestPendingAge, sum.OldestPendingSeconds = s.OldestPendingAge, s.OldestPendingSeconds
+	}
+	sum.ConsecutiveFailures = max(sum.ConsecutiveFailures, s.ConsecutiveFailures)
+	if s.Breaker == BreakerOpen {
+		sum.Breaker = BreakerOpen
+	}
+	sum.Disabled = sum.Disabled && s.Disabled
+	return sum
+}
+
+// Status reports every running callback, sorted by name; listener routes
+// are summed up as one entry named ListenerClass.
 func (d *Dispatcher) Status() []CallbackStatus {
 	d.mu.Lock()
 	lanes := make([]*lane, 0, len(d.lanes))
@@ -642,8 +833,17 @@ func (d *Dispatcher) Status() []CallbackStatus {
 	d.mu.Unlock()
 	now := d.now()
 	out := make([]CallbackStatus, 0, len(lanes))
+	var listeners *CallbackStatus
 	for _, l := range lanes {
-		out = append(out, l.status(now))
+		s := l.status(now)
+		if IsListener(s.Name) {
+			listeners = sumListeners(listeners, s)
+			continue
+		}
+		out = append(out, s)
+	}
+	if listeners != nil {
+		out = append(out, *listeners)
 	}
 	slices.SortFunc(out, func(a, b CallbackStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -85,6 +85,7 @@ type lane struct {
 	br          breaker
 	dis         disablement
 	removed     bool
+	held        bool // started by AddListener: no sends until its backfill is in
 	concurrency int
 	inflight    int // sends in progress (bounded by concurrency)
 	busy        int // sends and commits under way (for idle)
@@ -147,6 +148,23 @@ func (l *lane) remove() {
 	l.cancel()
 }
 
+// release lets a held lane send.
+func (l *lane) release() {
+	l.mu.Lock()
+	l.held = false
+	l.mu.Unlock()
+	l.notify()
+}
+
+// idle reports whether the lane has nothing to deliver: nothing held in
+// memory, sent or being saved, and no pending row left in the store.
+func (l *lane) idle() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.held && !l.win.spilled && !l.win.reading && l.win.pending == 0 && l.q.len() == 0 &&
+		l.busy == 0 && l.inflight == 0 && len(l.unsaved) == 0
+}
+
 // replayed is told that dead letters were replayed: the lane re-reads the
 // store, and a replay of the whole callback also lifts a 410.
 func (l *lane) replayed(wholeCallback bool) {
@@ -185,7 +203,7 @@ func (l *lane) accept(items []*item) {
 func (l *lane) takeDue(now time.Time) ([]*item, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dis.on || l.removed || !l.q.eligible() || l.inflight >= l.concurrency {
+	if l.held || l.dis.on || l.removed || !l.q.eligible() || l.inflight >= l.concurrency {
 		return nil, 0
 	}
 	ok, probe, wait := l.br.allow(now)

@@ -81,6 +81,12 @@ func NewDelivery(ev *event.Event, callback string, now time.Time) (Delivery, err
 	if err != nil {
 		return Delivery{}, fmt.Errorf("store: encoding event %s: %w", ev.ID, err)
 	}
+	return NewDeliveryJSON(ev, body, callback, now), nil
+}
+
+// NewDeliveryJSON is NewDelivery with ev's JSON already encoded (body), so
+// that one encoding serves the history and every callback.
+func NewDeliveryJSON(ev *event.Event, body []byte, callback string, now time.Time) Delivery {
 	created := ev.Time
 	if created.IsZero() {
 		created = now
@@ -89,7 +95,7 @@ func NewDelivery(ev *event.Event, callback string, now time.Time) (Delivery, err
 		ID: DeliveryID(ev.ID, callback), EventID: ev.ID, Callback: callback,
 		RootID: ev.RootExecutionID, Seq: ev.Sequence, EventType: string(ev.Type),
 		State: Pending, NextAt: now, CreatedAt: created, UpdatedAt: now, Event: body,
-	}, nil
+	}
 }
 
 // DeliveryID is the id of the delivery of event eventID to callback.
@@ -130,6 +136,22 @@ type Write struct {
 	// Inserted, if not nil, must have len(Insert); Commit sets Inserted[i]
 	// to whether Insert[i] was new (false: the id already existed).
 	Inserted []bool
+	// Events are kept as history (see Recorded), in the same transaction
+	// as the states that produced them; an event whose id exists is left
+	// alone.
+	Events []Recorded
+}
+
+// Recorded is one derived event kept as history, so that a listener
+// registered after an event was derived still receives it (backfill). It is
+// written in the same transaction as the states that produced it, so the
+// history never lacks an event whose state was saved.
+type Recorded struct {
+	ID, RootID, EntityID, Type string
+	Seq                        uint64
+	CreatedAt                  time.Time
+	// Event is the event.Event's JSON.
+	Event json.RawMessage
 }
 
 // Checkpoint is a saved position: a key and its value.
@@ -167,7 +189,7 @@ type Store struct {
 	// in every transaction cost a parse per statement per commit, which
 	// dominates small commits (an idle system commits one delivery at a
 	// time).
-	ins, ups, upd, dis *sql.Stmt
+	ins, ups, upd, dis, hist *sql.Stmt
 }
 
 // Commit's statements.
@@ -186,6 +208,8 @@ const (
 		last_error = ?, last_status = ?, updated_at = ? WHERE id = ? AND state = 'pending'`
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+	insertHistory = `INSERT INTO history (id, root_id, entity_id, type, seq, created_at, event)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
 )
@@ -286,7 +310,8 @@ func (s *Store) open(dsn func(string, bool) string, exclusive bool) error {
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
-	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback}} {
+	}{{&s.ins, insertDelivery}, {&s.ups, upsertState}, {&s.upd, updateDelivery}, {&s.dis, disableCallback},
+		{&s.hist, insertHistory}} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("store: preparing statements: %w", err)
 		}
@@ -313,7 +338,7 @@ func (s *Store) closeLock() {
 }
 
 func (s *Store) closeStmts() {
-	for _, st := range []*sql.Stmt{s.ins, s.ups, s.upd, s.dis} {
+	for _, st := range []*sql.Stmt{s.ins, s.ups, s.upd, s.dis, s.hist} {
 		if st != nil {
 			st.Close()
 		}
@@ -381,6 +406,33 @@ var migrations = []string{
 	CREATE INDEX deliveries_pending ON deliveries (callback, created_at, root_id, seq) WHERE state = 'pending';
 	CREATE INDEX deliveries_delivered ON deliveries (updated_at) WHERE state = 'delivered';
 	CREATE INDEX deliveries_dead ON deliveries (callback, created_at) WHERE state = 'dead'`,
+	// 3 (issue 13): runtime listeners, and the event history their
+	// backfill reads. history is read by root (in sequence order) and
+	// pruned by time; listeners' spec is sealed by notifier/listeners.
+	`CREATE TABLE history (
+		id         TEXT PRIMARY KEY,
+		root_id    TEXT NOT NULL,
+		entity_id  TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		seq        BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		event      TEXT NOT NULL
+	);
+	CREATE INDEX history_root ON history (root_id, seq);
+	CREATE INDEX history_time ON history (created_at);
+	CREATE TABLE listeners (
+		id          TEXT PRIMARY KEY,
+		project_id  TEXT NOT NULL,
+		scope       TEXT NOT NULL,
+		scope_value TEXT NOT NULL,
+		root_id     TEXT NOT NULL,
+		events      TEXT NOT NULL,
+		spec        BLOB NOT NULL,
+		created_at  BIGINT NOT NULL,
+		updated_at  BIGINT NOT NULL,
+		expires_at  BIGINT NOT NULL
+	);
+	CREATE INDEX listeners_project ON listeners (project_id)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -451,7 +503,7 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 	defer tx.Rollback()
 	// The transaction's handles on the statements prepared at Open: on the
 	// writer's single connection database/sql reuses them as they are.
-	var ins, ups, upd, dis *sql.Stmt
+	var ins, ups, upd, dis, hist *sql.Stmt
 	stmt := func(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
 		if *p == nil {
 			*p = tx.StmtContext(ctx, shared)
@@ -472,6 +524,12 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 					return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
 				}
 				w.Inserted[i] = n > 0
+			}
+		}
+		for _, r := range w.Events {
+			if _, err := stmt(&hist, s.hist).ExecContext(ctx, r.ID, r.RootID, r.EntityID, r.Type, int64(r.Seq),
+				ms(r.CreatedAt), string(r.Event)); err != nil {
+				return fmt.Errorf("store: recording event %s: %w", r.ID, err)
 			}
 		}
 		for _, st := range w.States {

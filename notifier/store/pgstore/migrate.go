@@ -74,6 +74,32 @@ var migrations = []string{
 				USING ERRCODE = 'MTAP1';
 		END IF;
 	END $$`,
+	// 2 (issue 13): runtime listeners and the event history their
+	// backfill reads, as in notifier/store's migration 3.
+	`CREATE TABLE history (
+		id         TEXT PRIMARY KEY,
+		root_id    TEXT NOT NULL,
+		entity_id  TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		seq        BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		event      TEXT NOT NULL
+	);
+	CREATE INDEX history_root ON history (root_id, seq);
+	CREATE INDEX history_time ON history (created_at);
+	CREATE TABLE listeners (
+		id          TEXT PRIMARY KEY,
+		project_id  TEXT NOT NULL,
+		scope       TEXT NOT NULL,
+		scope_value TEXT NOT NULL,
+		root_id     TEXT NOT NULL,
+		events      TEXT NOT NULL,
+		spec        BYTEA NOT NULL,
+		created_at  BIGINT NOT NULL,
+		updated_at  BIGINT NOT NULL,
+		expires_at  BIGINT NOT NULL
+	);
+	CREATE INDEX listeners_project ON listeners (project_id)`,
 }
 
 // SchemaVersion is the schema version this binary migrates to.

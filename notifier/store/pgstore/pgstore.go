@@ -216,6 +216,9 @@ const (
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
 			$8::int[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::int[], $15::text[])
 		ON CONFLICT (id) DO NOTHING RETURNING id`
+	bulkHistory = `INSERT INTO history (id, root_id, entity_id, type, seq, created_at, event)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
+		ON CONFLICT (id) DO NOTHING`
 	bulkStates = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
@@ -240,6 +243,7 @@ func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 	b := &pgx.Batch{}
 	fenced := s.queueFence(b)
 	ins := queueInserts(b, writes)
+	queueHistory(b, writes)
 	queueStates(b, writes)
 	queueUpdates(b, writes)
 	for _, w := range writes {
@@ -314,6 +318,21 @@ func queueInserts(b *pgx.Batch, writes []store.Write) []string {
 	}
 	b.Queue(bulkInsert, id, ev, cb, root, seq, typ, state, attempts, next, created, replayed, updated, lastErr, status, body)
 	return id
+}
+
+// queueHistory queues every write's recorded events as one statement.
+func queueHistory(b *pgx.Batch, writes []store.Write) {
+	var id, root, entity, typ, body []string
+	var seq, created []int64
+	for _, w := range writes {
+		for _, r := range w.Events {
+			id, root, entity, typ = append(id, r.ID), append(root, r.RootID), append(entity, r.EntityID), append(typ, r.Type)
+			seq, created, body = append(seq, int64(r.Seq)), append(created, ms(r.CreatedAt)), append(body, string(r.Event))
+		}
+	}
+	if len(id) > 0 {
+		b.Queue(bulkHistory, id, root, entity, typ, seq, created, body)
+	}
 }
 
 // queueStates queues the states, the last of each id.

@@ -32,6 +32,13 @@ type Store interface {
 	ForgetStates(ctx context.Context, ids []string) error
 	Checkpoint(ctx context.Context, key string) (string, error)
 	SetCheckpoint(ctx context.Context, key, value string) error
+	History(ctx context.Context, roots []string) ([]store.Recorded, error)
+	OpenRoots(ctx context.Context, since time.Time) ([]string, error)
+	PruneHistory(ctx context.Context, before time.Time) (int, error)
+	CreateListener(ctx context.Context, l store.Listener, perProject int) error
+	Listeners(ctx context.Context) ([]store.Listener, error)
+	Listener(ctx context.Context, id string) (store.Listener, error)
+	DeleteListener(ctx context.Context, id string) (bool, error)
 }
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -68,6 +75,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DisableEnableAndReplayReenables", disableEnable},
 		{"CheckpointsAndForget", checkpointsAndForget},
 		{"Abandon", abandon},
+		{"HistoryOrderAndIdempotence", historyOrder},
+		{"OpenRootsAndPruneHistory", openRoots},
+		{"ListenersCRUD", listenersCRUD},
+		{"ListenerCapUnderConcurrency", listenerCap},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })
