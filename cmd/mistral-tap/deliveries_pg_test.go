@@ -37,7 +37,7 @@ func TestDeliveriesOnPostgres(t *testing.T) {
 
 	t.Setenv("MT_TEST_PG_DSN", dsn)
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(cfg, []byte("store:\n  driver: postgres\n  dsn: ${MT_TEST_PG_DSN}\n"), 0o600)
+	os.WriteFile(cfg, []byte("store:\n  driver: postgres\n  dsn: ${MT_TEST_PG_DSN}\nlisteners:\n  key: deliveries-test-key-0123456789abcdef\n"), 0o600)
 	var out, errOut bytes.Buffer
 	if code := run([]string{"deliveries", "list", "--config", cfg, "--state", "dead", "--json"}, &out, &errOut); code != 0 {
 		t.Fatalf("list: %d %s", code, errOut.String())

@@ -45,7 +45,7 @@ func haEnv(t *testing.T, n int) (*env, []*Tap, []TapConfig) {
 		dir := filepath.Join(workDir, strings.NewReplacer("/", "_").Replace(t.Name()), fmt.Sprintf("r%d", i))
 		cfg := TapConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstream: mistralURL, StateDir: filepath.Join(dir, "state"),
 			MistralURL: hook, EnvelopeURL: envl, Ops: fmt.Sprintf("127.0.0.1:%d", ops),
-			Store: fmt.Sprintf("store: {driver: postgres, dsn: %q, lease_ttl: 3s}", dsn)}
+			Store: fmt.Sprintf("store: {driver: postgres, dsn: %q, lease_ttl: 3s}\nlisteners: {key: e2e-ha-sealing-key-0123456789abcdef}", dsn)}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		tap, err := StartTap(ctx, tapBin, cfg, filepath.Join(dir, "mistral-tap.log"))
 		cancel()

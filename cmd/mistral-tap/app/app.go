@@ -132,6 +132,12 @@ func (a *app) run(ctx context.Context, o Options) error {
 			back.start("store", r.Run)
 		}
 		middle.start("tracker", p.tr.Run)
+		if a.registry != nil {
+			// A single instance's dispatcher always runs: its registry
+			// activates listeners from the start (it retries until the
+			// dispatcher accepts them).
+			a.registry.SetActive(true)
+		}
 		front.start("watcher", p.w.Run)
 		front.start("housekeeping", func(ctx context.Context) error {
 			return p.tr.Housekeep(ctx, a.st, 0, a.log.With("component", "track"))
@@ -142,6 +148,11 @@ func (a *app) run(ctx context.Context, o Options) error {
 		// pipeline in a single instance's order and resigns.
 		middle.start("forwarder", a.node.fwd.Run)
 		back.start("replica", func(ctx context.Context) error { return a.node.run(ctx, a.disp) })
+	}
+	if a.registry != nil {
+		// Every replica syncs its registry (Match needs the listeners);
+		// it stops after the proxy, before the dispatcher.
+		middle.start("listeners", a.registry.Run)
 	}
 	front.start("proxy", func(ctx context.Context) error { return a.serveProxy(ctx) })
 	front.start("workbooks", a.wb.Run)

@@ -18,6 +18,7 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier/admin"
 	amqppub "github.com/mistral-tap/mistral-tap/notifier/amqp"
 	"github.com/mistral-tap/mistral-tap/notifier/ha"
+	"github.com/mistral-tap/mistral-tap/notifier/listeners"
 	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/tap/mistral"
 	"github.com/mistral-tap/mistral-tap/tap/proxy"
@@ -46,6 +47,10 @@ type app struct {
 	wb        *workbooks.Resolver
 	disp      *notifier.Dispatcher
 	px        *proxy.Proxy
+	// registry and listenersAPI serve /v2/listeners (nil with
+	// listeners.enabled false).
+	registry     *listeners.Registry
+	listenersAPI http.Handler
 	// single is the watcher and tracker of a single instance (SQLite);
 	// with PostgreSQL, node runs one per leadership term and cur points
 	// at the running one (nil while following), for metrics and /readyz.
@@ -83,7 +88,7 @@ func build(ctx context.Context, o Options) (a *app, err error) {
 	// served only when ops.listen is set; the scrape-time sources are
 	// attached once the components exist.
 	a.metrics = ops.NewMetrics(o.Version)
-	steps := []func(context.Context, Options) error{a.openStore, a.buildDelivery, a.buildObservation, a.buildProxy, a.buildEndpoints, a.listen}
+	steps := []func(context.Context, Options) error{a.openStore, a.buildDelivery, a.buildListeners, a.buildObservation, a.buildProxy, a.buildEndpoints, a.listen}
 	for _, step := range steps {
 		if err := step(ctx, o); err != nil {
 			return nil, err
@@ -175,7 +180,14 @@ func (a *app) buildDelivery(_ context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("app: callbacks: %w", err)
 	}
-	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.guard(a.metrics.TimeDeliveries(transports)), Routing: routing, Logger: a.log.With("component", "notifier")})
+	var out notifier.Sender = transports
+	if ls, err := a.listenerSender(o); err != nil {
+		return err
+	} else if ls != nil {
+		out = listenerSender{listeners: ls, all: transports}
+	}
+	a.disp, err = notifier.New(notifier.Options{Store: a.st, Sender: a.guard(a.metrics.TimeDeliveries(out)), Routing: routing,
+		History: a.cfg.Listeners.Enabled, HistoryRetention: a.cfg.Listeners.History, Logger: a.log.With("component", "notifier")})
 	if err != nil {
 		return fmt.Errorf("app: dispatcher: %w", err)
 	}
@@ -189,6 +201,9 @@ func (a *app) buildObservation(ctx context.Context, _ Options) error {
 	pb := pipelineBuilder{cfg: a.cfg, st: a.st, disp: a.disp, engine: a.engine, metrics: a.metrics, log: a.log}
 	if a.node != nil {
 		a.node.pb, a.node.cur = pb, &a.cur
+		if a.registry != nil {
+			a.node.listeners = a.registry
+		}
 		return nil
 	}
 	p, err := pb.build(ctx, nil)
@@ -239,6 +254,9 @@ func (a *app) buildProxy(_ context.Context, _ Options) error {
 	a.proxyHandler = a.metrics.InstrumentProxy(a.px, func(r *http.Request) string {
 		return proxy.RouteClass(prefix, r.Method, r.URL.Path)
 	})
+	if a.listenersAPI != nil {
+		a.proxyHandler = withListeners(prefix, a.listenersAPI, a.proxyHandler)
+	}
 	return nil
 }
 

@@ -35,6 +35,9 @@ type haNode struct {
 	fwd     *ha.Forwarder
 	pb      pipelineBuilder
 	cur     *atomic.Pointer[pipeline]
+	// listeners, when the API is on, activates the stored listeners in
+	// the dispatcher while this replica leads (its dispatcher runs).
+	listeners interface{ SetActive(bool) }
 
 	electWake, feedWake chan struct{}
 }
@@ -159,6 +162,9 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 		})
 	}
 	start(&bw, "dispatcher", func() error { return disp.Run(back) })
+	if n.listeners != nil {
+		n.listeners.SetActive(true)
+	}
 	start(&mw, "tracker", func() error { return p.tr.Run(middle) })
 	drained := make(chan struct{})
 	start(&fw, "feed", func() error {
@@ -188,6 +194,11 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 	fw.Wait()
 	stopMiddle()
 	mw.Wait()
+	if n.listeners != nil {
+		// Another replica may lead next: this one stops activating
+		// before its dispatcher stops.
+		n.listeners.SetActive(false)
+	}
 	stopBack()
 	bw.Wait()
 	log.Info("leader pipeline stopped")

@@ -26,6 +26,8 @@ store:
   driver: postgres
   dsn: %s
   lease_ttl: 3s
+listeners:
+  key: ha-test-sealing-key-0123456789abcdef
 watch:
   interval: 200ms
 delivery:
