@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
+	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
 
 // apiRecorder answers like /v2/listeners and records what it was asked.
@@ -135,4 +141,87 @@ func filterListenerEnv(env []string) []string {
 		}
 	}
 	return out
+}
+
+const cliRunConfig = `
+listen: %[1]s
+upstream: %[2]s
+state_dir: %[3]s
+ops: {listen: %[4]s}
+watch: {interval: 100ms}
+delivery: {allow_networks: ["127.0.0.0/8"]}
+`
+
+// TestListenersCLIAgainstRun drives a running `mistral-tap run` (in front
+// of the fake engine) with the CLI binary: add prints the secret once and
+// the listener receives the execution's events, list and get show it,
+// delete removes it (get then fails with the API's fault).
+func TestListenersCLIAgainstRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	eng := fakemistral.New(fakemistral.Options{})
+	t.Cleanup(eng.Close)
+	es := httptest.NewServer(eng)
+	t.Cleanup(es.Close)
+	recv := receiver.New()
+	rs := httptest.NewServer(recv)
+	t.Cleanup(rs.Close)
+	listen, ops := freePort(t), freePort(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	writeFile(t, cfg, fmt.Sprintf(cliRunConfig, listen, es.URL, t.TempDir(), ops))
+	p := runBinary(t, cfg)
+	waitReady(t, p, ops)
+	proxy := "http://" + listen
+	if code, b := doPost(t, proxy+"/v2/workflows", "text/plain", "version: '2.0'\ncli_wf:\n  tasks:\n    a:\n      action: std.noop\n"); code != 201 {
+		t.Fatalf("define: %d %s", code, b)
+	}
+	code, b := doPost(t, proxy+"/v2/executions", "application/json", `{"workflow_name": "cli_wf"}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, b)
+	}
+	var ex struct{ ID string }
+	json.Unmarshal(b, &ex)
+
+	cli := func(wantCode int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary(t), append([]string{"listeners"}, args...)...)
+		cmd.Env = append(filterEnv(filterListenerEnv(cmd.Environ())), "MISTRAL_URL="+proxy+"/v2")
+		out, _ := cmd.CombinedOutput()
+		if c := cmd.ProcessState.ExitCode(); c != wantCode {
+			t.Fatalf("listeners %v: exit %d, want %d\n%s", args, c, wantCode, out)
+		}
+		return string(out)
+	}
+	out := cli(0, "add", "execution", ex.ID, rs.URL+"/l", "--events", "EXECUTION")
+	if !strings.Contains(out, "secret:            whsec_") || !strings.Contains(out, "shown only now") {
+		t.Errorf("add did not print the generated secret:\n%s", out)
+	}
+	id := ""
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "id:"); ok {
+			id = strings.TrimSpace(v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reqs, err := recv.WaitFor(ctx, 2)
+	if err != nil {
+		t.Fatalf("the listener got %d deliveries: %v", len(recv.Requests()), err)
+	}
+	for i, want := range []string{"WORKFLOW_LAUNCHED", "WORKFLOW_SUCCEEDED"} {
+		if !strings.Contains(string(reqs[i].Body), `"event": "`+want+`"`) && !strings.Contains(string(reqs[i].Body), `"event":"`+want+`"`) {
+			t.Errorf("delivery %d: want %s, got %s", i, want, reqs[i].Body)
+		}
+	}
+	if out := cli(0, "list"); !strings.Contains(out, id) || !strings.Contains(out, "execution_id="+ex.ID) {
+		t.Errorf("list:\n%s", out)
+	}
+	if out := cli(0, "get", id); strings.Contains(out, "secret") || !strings.Contains(out, "events:            EXECUTION") {
+		t.Errorf("get (no secret, events):\n%s", out)
+	}
+	cli(0, "delete", id)
+	if out := cli(1, "get", id); !strings.Contains(out, "404") {
+		t.Errorf("get after delete:\n%s", out)
+	}
 }
