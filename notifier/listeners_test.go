@@ -388,3 +388,48 @@ func TestAddListenerWaitsForAcceptInFlight(t *testing.T) {
 		return len(h.rows(store.Filter{Callback: ListenerPrefix + "L", State: store.Delivered})) == 1
 	})
 }
+
+// ListenerIdle never answers true for a listener an Accept in progress is
+// about to deliver to (the registry would remove it before its final
+// event is sent).
+func TestListenerIdleCountsAcceptInFlight(t *testing.T) {
+	s := newFakeSender()
+	s.set(ListenerClass, fail(503))
+	h := newHarness(t, "", s, routing(), func(o *Options) { o.History = true })
+	m := &listenerMatcher{}
+	name := ListenerPrefix + "L"
+	m.set(name)
+	h.d.SetListenerMatcher(m)
+	built, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.d.acceptBuilt = func() {
+		once.Do(func() {
+			close(built)
+			<-release
+		})
+	}
+	h.start()
+	h.addListener("L", nil, nil)
+	// Idle once its lane has read the store (it may hold older rows).
+	h.waitFor("new listener idle", func() bool { return h.d.ListenerIdle(name) })
+	accepted := make(chan error, 1)
+	go func() { accepted <- h.d.Accept(context.Background(), evs("r", 1), nil) }()
+	<-built
+	idle := make(chan bool, 1)
+	go func() { idle <- h.d.ListenerIdle(name) }()
+	select {
+	case v := <-idle:
+		t.Fatalf("ListenerIdle answered %v while an Accept that matched the listener had not submitted", v)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if v := <-idle; v {
+		t.Fatal("ListenerIdle = true with the Accept's delivery on its way")
+	}
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	if h.d.ListenerIdle(name) {
+		t.Fatal("ListenerIdle = true with a pending delivery")
+	}
+}
