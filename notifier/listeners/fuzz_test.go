@@ -47,4 +47,3 @@ func FuzzCreate(f *testing.F) {
 		}
 	})
 }
-
