@@ -202,6 +202,9 @@ type Dispatcher struct {
 	// laneWaiting, if set before Run, is called whenever a lane waits
 	// (tests; see laneDeps.waiting).
 	laneWaiting func(name string, gen uint64, busy int)
+	// acceptBuilt, if set, is called by Accept between matching and
+	// submitting its write (tests of AddListener's atomicity).
+	acceptBuilt func()
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -291,6 +294,9 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 	w, items, err := d.build(events, states)
 	if err != nil {
 		return err
+	}
+	if d.acceptBuilt != nil {
+		d.acceptBuilt()
 	}
 	if len(w.Insert) == 0 && len(w.States) == 0 && len(w.Events) == 0 {
 		return nil
