@@ -19,7 +19,9 @@ import (
 )
 
 // RoutePrefix starts every listener's route name in the dispatcher.
-const RoutePrefix = "listener:"
+const RoutePrefix = notifier.ListenerPrefix
+
+var _ Dispatcher = (*notifier.Dispatcher)(nil)
 
 // RouteName is listener id's route name.
 func RouteName(id string) string { return RoutePrefix + id }
@@ -247,7 +249,12 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 		return nil // deactivated meanwhile
 	}
 	n, err := r.o.Dispatcher.AddListener(ctx, rt, roots, func(ev *event.Event) bool { return lv.match(ev, r.o.Now) })
-	if err != nil {
+	switch {
+	case errors.Is(err, notifier.ErrNotRunning):
+		// Not started yet, or stopping: the next sync tries again.
+		r.unindex(l.ID)
+		return nil
+	case err != nil:
 		r.unindex(l.ID)
 		return r.failure(l.ID, fmt.Errorf("adding its route: %w", err))
 	}
