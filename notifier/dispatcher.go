@@ -19,11 +19,20 @@
 //   - An outcome the store cannot commit (a full disk) is kept in memory and
 //     committed again with back-off; the delivery is not sent again unless
 //     the process stops first. StoreHealthy reports the condition.
+//   - Listeners registered at runtime (notifier/listeners) are routes named
+//     ListenerPrefix + id beside the file's, matched by the matcher given to
+//     SetListenerMatcher. AddListener backfills one from the event history
+//     (Options.History) atomically with Accept: every event of its roots
+//     reaches it exactly once, in order per root. A reload of the file
+//     (SetRouting) leaves them alone; RemoveListener dead-letters their
+//     pending deliveries. Status and the sender's metrics label show them
+//     as one class, ListenerClass, never per id.
 //
 // The store is seen through small interfaces, each defined where it is
 // used: Writer (the committer), Queue (the lanes), Callbacks and Pruner
-// (the dispatcher's housekeeping) and DeadLetters (the admin API's list
-// and replay). Store is only their sum, what a backend implements.
+// (the dispatcher's housekeeping), DeadLetters (the admin API's list
+// and replay) and Historian (listeners' backfill). Store is only their sum,
+// what a backend implements.
 package notifier
 
 import (
@@ -202,6 +211,9 @@ type Dispatcher struct {
 	// laneWaiting, if set before Run, is called whenever a lane waits
 	// (tests; see laneDeps.waiting).
 	laneWaiting func(name string, gen uint64, busy int)
+	// acceptBuilt, if set, is called by Accept between matching and
+	// submitting its write (tests of AddListener's atomicity).
+	acceptBuilt func()
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -291,6 +303,9 @@ func (d *Dispatcher) Accept(ctx context.Context, events []event.Event, states []
 	w, items, err := d.build(events, states)
 	if err != nil {
 		return err
+	}
+	if d.acceptBuilt != nil {
+		d.acceptBuilt()
 	}
 	if len(w.Insert) == 0 && len(w.States) == 0 && len(w.Events) == 0 {
 		return nil

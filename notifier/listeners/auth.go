@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,7 +70,16 @@ type MistralAuthorizer struct {
 	base     string
 	keystone string
 	c        *http.Client
+	now      func() time.Time
+
+	// authOnUntil caches the answer "Mistral refuses requests without a
+	// token" for probeTTL, so that listing does not cost a refused request
+	// every time. Auth being turned off is seen within probeTTL.
+	mu          sync.Mutex
+	authOnUntil time.Time
 }
+
+const probeTTL = 30 * time.Second
 
 // NewMistralAuthorizer returns an Authorizer backed by Mistral's API.
 func NewMistralAuthorizer(o MistralOptions) (*MistralAuthorizer, error) {
@@ -81,7 +91,7 @@ func NewMistralAuthorizer(o MistralOptions) (*MistralAuthorizer, error) {
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &MistralAuthorizer{base: strings.TrimSuffix(o.URL, "/"), keystone: strings.TrimSuffix(o.KeystoneURL, "/"), c: c}, nil
+	return &MistralAuthorizer{base: strings.TrimSuffix(o.URL, "/"), keystone: strings.TrimSuffix(o.KeystoneURL, "/"), c: c, now: time.Now}, nil
 }
 
 // resource is the part of Mistral's execution, task, workflow and workbook
@@ -158,13 +168,12 @@ func (m *MistralAuthorizer) workflows(ctx context.Context, token, name string) (
 // Caller implements Authorizer. A request without any token that Mistral
 // answers means auth is off: everyone is admin, as in Mistral.
 func (m *MistralAuthorizer) Caller(ctx context.Context, token string) (Grant, error) {
-	var probe struct{ Executions []resource }
-	err := m.get(ctx, "", "/v2/executions?limit=1", &probe)
-	switch {
-	case err == nil:
-		return Grant{Admin: true}, nil
-	case !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrForbidden):
+	if open, err := m.authOff(ctx); err != nil {
 		return Grant{}, err
+	} else if open {
+		return Grant{Admin: true}, nil
+	}
+	switch {
 	case token == "":
 		return Grant{}, ErrUnauthorized
 	case m.keystone != "":
@@ -184,6 +193,29 @@ func (m *MistralAuthorizer) Caller(ctx context.Context, token string) (Grant, er
 		}
 	}
 	return Grant{}, ErrNoProject
+}
+
+// authOff asks Mistral for one execution without a token: an answer means
+// its auth is off.
+func (m *MistralAuthorizer) authOff(ctx context.Context) (bool, error) {
+	m.mu.Lock()
+	on := m.now().Before(m.authOnUntil)
+	m.mu.Unlock()
+	if on {
+		return false, nil
+	}
+	var probe struct{ Executions []resource }
+	err := m.get(ctx, "", "/v2/executions?limit=1", &probe)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden):
+		m.mu.Lock()
+		m.authOnUntil = m.now().Add(probeTTL)
+		m.mu.Unlock()
+		return false, nil
+	}
+	return false, err
 }
 
 func (m *MistralAuthorizer) keystoneProject(ctx context.Context, token string) (Grant, error) {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 )
@@ -232,5 +233,36 @@ func TestMistralAuthorizerDown(t *testing.T) {
 	}
 	if _, err := NewMistralAuthorizer(MistralOptions{URL: "not a url"}); err == nil {
 		t.Fatal("NewMistralAuthorizer accepted a bad URL")
+	}
+}
+
+// TestMistralAuthorizerProbeCached: with auth on, the "is auth off?" probe
+// is sent once per probeTTL, not once per listing.
+func TestMistralAuthorizerProbeCached(t *testing.T) {
+	var probes int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Auth-Token") == "" {
+			probes++
+			w.WriteHeader(401)
+			return
+		}
+		_, _ = w.Write([]byte(`{"executions": [{"id": "x", "project_id": "p"}]}`))
+	}))
+	defer srv.Close()
+	m, _ := NewMistralAuthorizer(MistralOptions{URL: srv.URL})
+	now := t0
+	m.now = func() time.Time { return now }
+	for range 3 {
+		if g, err := m.Caller(t.Context(), "tok"); err != nil || g.ProjectID != "p" {
+			t.Fatalf("Caller = %+v, %v", g, err)
+		}
+	}
+	if probes != 1 {
+		t.Fatalf("%d probes for 3 listings, want 1", probes)
+	}
+	now = now.Add(probeTTL)
+	_, _ = m.Caller(t.Context(), "tok")
+	if probes != 2 {
+		t.Fatalf("%d probes after probeTTL, want 2", probes)
 	}
 }

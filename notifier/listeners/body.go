@@ -314,9 +314,15 @@ func checkHeaders(h map[string]string) error {
 		return bad("headers has %d entries, at most %d", len(h), maxHeaders)
 	}
 	total := 0
+	seen := make(map[string]string, len(h))
 	for _, name := range slices.Sorted(maps.Keys(h)) {
 		v := h[name]
 		total += len(name) + len(v)
+		canon := strings.ToLower(name)
+		if prev, dup := seen[canon]; dup {
+			return bad("headers %s and %s are the same header (names are case-insensitive)", prev, name)
+		}
+		seen[canon] = name
 		switch {
 		case !isToken(name) || len(name) > maxHeaderName:
 			return bad("header name %q is not a valid header name", truncate(name, 64))

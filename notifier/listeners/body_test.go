@@ -43,6 +43,7 @@ func TestCheckBad(t *testing.T) {
 		{"format", `{"execution_id":"x","url":"http://h/","format":"oslo"}`, `format "oslo"`},
 		{"hop-by-hop header", `{"execution_id":"x","url":"http://h/","headers":{"Connection":"close"}}`, "header Connection is set by"},
 		{"signature header", `{"execution_id":"x","url":"http://h/","headers":{"webhook-signature":"v1,x"}}`, "header webhook-signature is set by"},
+		{"same header twice", `{"execution_id":"x","url":"http://h/","headers":{"X-A":"1","x-a":"2"}}`, "headers X-A and x-a are the same header"},
 		{"bad header name", `{"execution_id":"x","url":"http://h/","headers":{"a b":"v"}}`, "not a valid header name"},
 		{"header line break", `{"execution_id":"x","url":"http://h/","headers":{"X-A":"v\r\nX-B: w"}}`, "value of header X-A contains a line break"},
 		{"header template", `{"execution_id":"x","url":"http://h/","headers":{"X-A":"{{.Event.ID}}"}}`, "must be literal"},

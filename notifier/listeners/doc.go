@@ -42,4 +42,28 @@
 //     any listener at expires_at. It syncs from the store every second and
 //     at once after a local change; only the replica told SetActive(true)
 //     (the HA leader) activates.
+//
+// Choices worth knowing:
+//   - The caller's project, for listing, comes from Keystone when
+//     MistralOptions.KeystoneURL is set (the token validates itself), else
+//     from the first execution, workbook or private workflow the token can
+//     list; a token whose project cannot be told lists nothing, and reads or
+//     deletes a listener only if it can read the listener's scope in the
+//     listener's project.
+//   - The admin token is never sent to Mistral. An admin registering while
+//     Mistral's auth is on also sends a Mistral token in X-Auth-Token (with
+//     the admin token as Authorization: Bearer), since the scope must still
+//     be found in Mistral.
+//   - A literal workflow_name is recorded in the workflow's project, which
+//     for a public workflow is its owner's; a glob in the caller's.
+//   - A sub-execution listener learns its subtree from the events it sees
+//     (backfill first, then live). A child started while the listener is
+//     being activated, between the history read and the first live event,
+//     could be missed; a root execution's listener has no such window (it
+//     matches by root id).
+//   - An execution or task listener is removed Settle (5s) after its
+//     scope's final event (terminal event of the scoped entity, seen live
+//     or in the backfill), once the dispatcher reports its lane idle. A
+//     rerun after that is not followed. Expiry removes any listener; its
+//     pending deliveries become dead letters ("listener expired").
 package listeners

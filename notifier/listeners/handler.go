@@ -100,11 +100,17 @@ const Path = "/v2/listeners"
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := strings.Index(r.URL.Path, Path)
-	if i < 0 {
+	rest, ok := "", i >= 0
+	if ok {
+		// "/v2/listeners", "/v2/listeners/" or "/v2/listeners/{id}", not
+		// "/v2/listenersX".
+		rest, ok = strings.CutPrefix(r.URL.Path[i+len(Path):], "/")
+		ok = ok || rest == ""
+	}
+	if !ok {
 		h.fault(w, http.StatusNotFound, "The resource could not be found.")
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path[i+len(Path):], "/")
 	switch {
 	case rest == "" && r.Method == http.MethodPost:
 		h.create(w, r)

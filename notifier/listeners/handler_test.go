@@ -333,7 +333,7 @@ func TestListHidesExpired(t *testing.T) {
 
 func TestGetDelete(t *testing.T) {
 	e := newEnv(t, 0)
-	a, b, _ := seed(t, e)
+	a, b, task := seed(t, e)
 	tests := []struct {
 		name, method, id string
 		hdr              []string
@@ -366,6 +366,11 @@ func TestGetDelete(t *testing.T) {
 	}
 	if n := e.st.count(); n != 1 {
 		t.Errorf("%d listeners left, want 1 (the task listener)", n)
+	}
+	for _, p := range []string{"/v2/listenersX", "/v2/listeners" + task, "/v2/other"} {
+		if w := e.do("GET", p, "", "Authorization", "Bearer "+adminToken); w.Code != 404 {
+			t.Errorf("GET %s: %d, want 404", p, w.Code)
+		}
 	}
 	if w := e.do("PATCH", "/v2/listeners", ""); w.Code != 405 || w.Header().Get("Allow") != "GET, POST" {
 		t.Errorf("PATCH on the collection: %d Allow %q", w.Code, w.Header().Get("Allow"))

@@ -19,7 +19,9 @@ import (
 )
 
 // RoutePrefix starts every listener's route name in the dispatcher.
-const RoutePrefix = "listener:"
+const RoutePrefix = notifier.ListenerPrefix
+
+var _ Dispatcher = (*notifier.Dispatcher)(nil)
 
 // RouteName is listener id's route name.
 func RouteName(id string) string { return RoutePrefix + id }
@@ -88,6 +90,8 @@ type Registry struct {
 	// failed counts activation failures per id, so that a listener that
 	// cannot be activated is logged once, not every second.
 	failed map[string]int
+	// dormant are the ids active before SetActive(false).
+	dormant map[string]bool
 }
 
 // NewRegistry checks o and returns an inactive registry.
@@ -113,7 +117,7 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	}
 	return &Registry{
 		o: o, log: log, changed: make(chan struct{}, 1),
-		byID: map[string]*live{}, byRoot: map[string][]*live{}, failed: map[string]int{},
+		byID: map[string]*live{}, byRoot: map[string][]*live{}, failed: map[string]int{}, dormant: map[string]bool{},
 	}, nil
 }
 
@@ -129,11 +133,17 @@ func (r *Registry) Changed() {
 // SetActive turns activation on (this replica's dispatcher runs) or off.
 // Turning it off forgets the activations without removing the routes: the
 // dispatcher that held them stops, and their pending deliveries stay for
-// the next leader.
+// the next leader. Their ids are kept as dormant: turned on again, the
+// registry adds the routes of those still stored again (AddListener leaves
+// a route it has alone) and removes the others, which another leader
+// removed meanwhile.
 func (r *Registry) SetActive(active bool) {
 	r.mu.Lock()
 	r.active = active
 	if !active {
+		for id := range r.byID {
+			r.dormant[id] = true
+		}
 		r.byID, r.byRoot, r.wide = map[string]*live{}, map[string][]*live{}, nil
 	}
 	r.mu.Unlock()
@@ -207,7 +217,27 @@ func (r *Registry) sync(ctx context.Context) error {
 			r.forget(id, "listener deleted")
 		}
 	}
+	r.wakeDormant(stored)
 	return errors.Join(errs...)
+}
+
+// wakeDormant removes the routes of dormant listeners that are no longer
+// stored; the stored ones were activated again by this sync.
+func (r *Registry) wakeDormant(stored map[string]bool) {
+	r.mu.Lock()
+	var gone []string
+	for id := range r.dormant {
+		if !stored[id] {
+			gone = append(gone, id)
+		}
+		if r.byID[id] != nil || !stored[id] {
+			delete(r.dormant, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range gone {
+		r.o.Dispatcher.RemoveListener(RouteName(id), "listener deleted")
+	}
 }
 
 func (r *Registry) get(id string) *live {
@@ -247,7 +277,12 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 		return nil // deactivated meanwhile
 	}
 	n, err := r.o.Dispatcher.AddListener(ctx, rt, roots, func(ev *event.Event) bool { return lv.match(ev, r.o.Now) })
-	if err != nil {
+	switch {
+	case errors.Is(err, notifier.ErrNotRunning):
+		// Not started yet, or stopping: the next sync tries again.
+		r.unindex(l.ID)
+		return nil
+	case err != nil:
 		r.unindex(l.ID)
 		return r.failure(l.ID, fmt.Errorf("adding its route: %w", err))
 	}

@@ -404,10 +404,15 @@ func TestRegistryDeactivate(t *testing.T) {
 	if len(e.d.removed) != 0 {
 		t.Fatalf("deactivation removed routes %v: their deliveries belong to the next leader", e.d.removed)
 	}
+	e.add(t, "B", ScopeExecution, "P", "P", "proj-a")
+	_, _ = e.st.DeleteListener(t.Context(), "A") // by the other leader, meanwhile
 	e.r.SetActive(true)
 	e.sync(t)
-	if got := e.r.Match(newTree().evs[0]); len(got) != 1 {
-		t.Fatalf("Match = %v after reactivation", got)
+	if got := e.r.Match(newTree().evs[0]); !slices.Equal(got, []string{"listener:B"}) {
+		t.Fatalf("Match = %v after reactivation, want B only", got)
+	}
+	if !slices.Equal(e.d.removed, []string{"listener:A: listener deleted"}) {
+		t.Fatalf("removed %v: the route of A, deleted while this replica was standby, must go", e.d.removed)
 	}
 }
 

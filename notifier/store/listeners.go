@@ -92,8 +92,12 @@ func (s *Store) createListener(ctx context.Context, l Listener, perProject int) 
 	if dup > 0 {
 		return fmt.Errorf("store: listener %s already exists", l.ID)
 	}
+	spec := l.Spec
+	if spec == nil {
+		spec = []byte{} // NOT NULL
+	}
 	if _, err := tx.ExecContext(ctx, insertListener, l.ID, l.ProjectID, l.Scope, l.ScopeValue, l.RootID,
-		EncodeEvents(l.Events), l.Spec, ms(l.CreatedAt), ms(l.UpdatedAt), ms(l.ExpiresAt)); err != nil {
+		EncodeEvents(l.Events), spec, ms(l.CreatedAt), ms(l.UpdatedAt), ms(l.ExpiresAt)); err != nil {
 		return fmt.Errorf("store: creating listener %s: %w", l.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
