@@ -46,6 +46,8 @@ func TestListenersConfig(t *testing.T) {
 		{name: "short history", yaml: "listeners: {history: 10s}", wantErr: "listeners.history: must be at least 1m"},
 		{name: "negative cap", yaml: "listeners: {max_per_project: -1}", wantErr: "listeners.max_per_project: must be >= 0"},
 		{name: "bad network", yaml: "listeners: {allow_networks: [10.0.0.0/33]}", wantErr: `"10.0.0.0/33" is not a CIDR`},
+		{name: "reserved callback name", yaml: "callbacks: [{name: \"listener:x\", events: [\"*\"], url: \"http://h/\"}]", wantErr: `"listener:x" is reserved for runtime listeners`},
+		{name: "reserved class name", yaml: "callbacks: [{name: listeners, events: [\"*\"], url: \"http://h/\"}]", wantErr: `"listeners" is reserved`},
 		{name: "off skips checks", yaml: "listeners: {enabled: false, history: 1s}"},
 		{name: "networks inherit delivery's", yaml: "delivery: {allow_networks: [127.0.0.0/8]}", check: func(t *testing.T, c *Config) {
 			if got := c.ListenerNetworks(); !slices.Equal(got, []string{"127.0.0.0/8"}) {

@@ -157,6 +157,10 @@ func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 		c.at("", "name", "", "every callback needs a name")
 	} else if first, dup := names[cb.Name]; dup {
 		c.add("name", cb.Name, fmt.Sprintf("duplicate name %q (also callback #%d)", cb.Name, first+1))
+	} else if strings.HasPrefix(cb.Name, "listener:") || cb.Name == "listeners" {
+		// The outbox and the metrics name API listeners so: a callback
+		// with such a name would share their rows and their label.
+		c.add("name", cb.Name, fmt.Sprintf("%q is reserved for runtime listeners (names listener:<id> and the class listeners)", cb.Name))
 	} else {
 		names[cb.Name] = i
 	}
