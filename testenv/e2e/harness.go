@@ -344,6 +344,9 @@ type TapConfig struct {
 	// Watch, when set, replaces the watch: mapping (flow YAML), e.g. for
 	// Keystone credentials.
 	Watch string
+	// Top is more top-level YAML (e.g. "admin: {token: ...}"); "" adds
+	// nothing.
+	Top string
 }
 
 // YAML renders the config file.
@@ -361,6 +364,9 @@ func (c TapConfig) YAML() string {
 	}
 	if c.Store != "" {
 		extra += c.Store + "\n"
+	}
+	if c.Top != "" {
+		extra += c.Top + "\n"
 	}
 	return fmt.Sprintf(`listen: %s
 upstream: %s

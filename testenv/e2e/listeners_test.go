@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,5 +114,88 @@ func waitPath(t *testing.T, r *receiver.Receiver, path string, n int) {
 	ctx := ctxFor(t, 30*time.Second)
 	if _, err := r.WaitUntil(ctx, func(reqs []receiver.Request) bool { return len(byPath(reqs, path)) >= n }); err != nil {
 		t.Fatalf("%d deliveries on %s: %v", n, path, err)
+	}
+}
+
+// TestListenerAuth, on the auth-on Mistral with Keystone: a project's
+// token may listen to its own execution (the listener records the
+// project) and receives Mistral's notifier events of it; another
+// project's token is refused and does not see the listener; mistral-tap's
+// admin token sees it.
+func TestListenerAuth(t *testing.T) {
+	w := authFromEnv(t)
+	const admin = "e2e-listeners-admin-0123456789abcdef"
+	e := newAuthEnv(t, w, w.keystone, "", func(c *TapConfig) { c.Top = "admin: {token: " + admin + "}" })
+	demo, alt := e.as(w.project("demo")), e.as(w.project("alt"))
+	ctx := ctxFor(t, 3*time.Minute)
+	if err := demo.api.DefineWorkflows(ctx, authDSL("demo")); err != nil {
+		t.Fatal(err)
+	}
+	lrecv := receiver.New()
+	ls := httptest.NewServer(lrecv)
+	t.Cleanup(ls.Close)
+	s := &sc{t: t, e: demo, name: "listener-auth", ctx: ctx}
+	ex := s.start(demo.api, "auth_demo_ok", nil, nil)
+	body := map[string]any{"execution_id": ex.ID, "url": ls.URL + "/demo", "format": "envelope"}
+
+	_, _, err := alt.api.Do(ctx, http.MethodPost, "/v2/listeners", body, "")
+	if !isStatus(err, http.StatusNotFound) && !isStatus(err, http.StatusForbidden) {
+		t.Errorf("alt registers for demo's execution: %v, want 404 or 403", err)
+	}
+	_, b, err := demo.api.Do(ctx, http.MethodPost, "/v2/listeners", body, "")
+	if err != nil {
+		t.Fatalf("demo registers for its execution: %v", err)
+	}
+	var l struct {
+		ID        string `json:"id"`
+		ProjectID string `json:"project_id"`
+	}
+	json.Unmarshal(b, &l)
+	if l.ProjectID != w.project("demo").ID {
+		t.Errorf("listener project %q, want demo's %q", l.ProjectID, w.project("demo").ID)
+	}
+	listed := func(c *Client) (ids []string) {
+		t.Helper()
+		_, b, err := c.Do(ctx, http.MethodGet, "/v2/listeners", nil, "")
+		if err != nil {
+			t.Fatalf("GET /v2/listeners as %q: %v", c.Token[:min(len(c.Token), 6)], err)
+		}
+		var env struct{ Listeners []struct{ ID string } }
+		json.Unmarshal(b, &env)
+		for _, x := range env.Listeners {
+			ids = append(ids, x.ID)
+		}
+		return ids
+	}
+	adminClient := &Client{Base: e.api.Base, HTTP: e.api.HTTP, Token: admin}
+	for _, c := range []struct {
+		name   string
+		client *Client
+		want   bool
+	}{{"demo", demo.api, true}, {"alt", alt.api, false}, {"admin", adminClient, true}} {
+		if got := slices.Contains(listed(c.client), l.ID); got != c.want {
+			t.Errorf("%s lists demo's listener: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, _, err := alt.api.Do(ctx, http.MethodDelete, "/v2/listeners/"+l.ID, nil, ""); !isStatus(err, http.StatusNotFound) {
+		t.Errorf("alt deletes demo's listener: %v, want 404", err)
+	}
+
+	s.wait(ex.ID, Terminal...)
+	tree := demo.tree(s)
+	var truth, got []Notification
+	deadline := time.Now().Add(2 * time.Minute) // auth-on polls are slow (see awaitTerminal)
+	for {
+		truth = withoutNull(demo.snapshot(s, tree).truth)
+		got, _ = Parse(byPath(lrecv.Requests(), "/demo"), ParseEnvelope)
+		if p := Compare(truth, got, got); (len(p.Missing) == 0 && len(truth) > 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	p := Compare(truth, got, got)
+	report(t, "%s", p.Line("listener-auth"))
+	if !p.OK() {
+		t.Errorf("demo's listener: missing %v, extra not inferred %v", p.Missing, p.ExtraNotInferred)
 	}
 }
