@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore/pgtest"
 	"github.com/mistral-tap/mistral-tap/testenv/fakemistral"
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
@@ -342,4 +343,81 @@ func TestListenersAuthOn(t *testing.T) {
 	if len(listenerA())+len(ofTree(e.recv["/exec"], exB)()) != len(delivered(t, e.recv["/exec"].Requests())) {
 		t.Errorf("listeners got events of neither execution: %v", delivered(t, e.recv["/exec"].Requests()))
 	}
+}
+
+// TestListenersOnReplicas: on the shared PostgreSQL store a listener
+// registered at a follower is seen by every replica and delivered by the
+// leader; after the leader stops, the next leader delivers it.
+func TestListenersOnReplicas(t *testing.T) {
+	dsn := pgtest.Database(t)
+	r := startReplicas(t, 2, func(int) string { return dsn })
+	if code, b := r.do(false, "POST", "/v2/workflows", "text/plain", workflows); code != 201 {
+		t.Fatalf("defining workflows: %d %s", code, b)
+	}
+	post := func(base, path, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	code, l := post(r.proxy[1], "/v2/listeners", fmt.Sprintf(`{"workflow_name": "t_success", "url": %q}`, r.rcvURL+"lst"))
+	if code != 201 {
+		t.Fatalf("register at the follower: %d %v", code, l)
+	}
+	if resp, err := http.Get(r.proxy[0] + "/v2/listeners/" + l["id"].(string)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the leader does not see it: %v %v", resp, err)
+	}
+	atPath := func(reqs []receiver.Request) []receiver.Request {
+		var out []receiver.Request
+		for _, q := range reqs {
+			if q.Path == "/lst" {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	run := func(proxy string) {
+		t.Helper()
+		code, m := post(proxy, "/v2/executions", `{"workflow_name": "t_success"}`)
+		if code != 201 {
+			t.Fatalf("start: %d %v", code, m)
+		}
+		id := m["id"].(string)
+		r.wait(id)
+		want := truth(r.engine, map[string]bool{id: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		of := func(reqs []receiver.Request) []pair {
+			var out []pair
+			ids := map[string]bool{}
+			for _, p := range want {
+				ids[p.id] = true
+			}
+			for _, p := range delivered(t, atPath(reqs)) {
+				if ids[p.id] {
+					out = append(out, p)
+				}
+			}
+			return out
+		}
+		reqs, err := r.all.WaitUntil(ctx, func(reqs []receiver.Request) bool { return len(of(reqs)) >= len(want) })
+		if err != nil {
+			t.Fatalf("listener got %v of %v: %v", of(r.all.Requests()), want, err)
+		}
+		if got := of(reqs); !slices.Equal(multiset(got), multiset(want)) {
+			t.Errorf("listener got %v, want %v", got, want)
+		}
+	}
+	run(r.proxy[1])
+	// The leader (replica 0, it started alone) stops: the next one delivers.
+	if err := r.stop[0](); err != nil {
+		t.Fatalf("stopping the leader: %v", err)
+	}
+	r.proxy = r.proxy[1:]
+	run(r.proxy[0])
 }
