@@ -443,6 +443,9 @@ func (lv *live) rootKey() string {
 // match reports whether ev goes to this listener, and notes the scope's
 // final event.
 func (lv *live) match(ev *event.Event, now func() time.Time) bool {
+	if !lv.l.ExpiresAt.IsZero() && !now().Before(lv.l.ExpiresAt) {
+		return false // expired since the last sync
+	}
 	if !lv.inScope(ev, now) {
 		return false
 	}

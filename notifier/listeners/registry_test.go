@@ -349,6 +349,9 @@ func TestRegistryExpiryAndDeletion(t *testing.T) {
 	e.st.ls[0].ExpiresAt = t0.Add(time.Hour)
 	e.sync(t)
 	e.advance(time.Hour)
+	if got := e.r.Match(newTree().evs[0]); !slices.Equal(got, []string{"listener:B"}) {
+		t.Fatalf("Match = %v once A expired, before any sync; want B only", got)
+	}
 	e.sync(t)
 	if !slices.Equal(e.d.removed, []string{"listener:A: listener expired"}) || !slices.Equal(e.st.deleted, []string{"A"}) {
 		t.Fatalf("removed %v, deleted %v", e.d.removed, e.st.deleted)
