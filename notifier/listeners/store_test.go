@@ -17,6 +17,9 @@ var (
 	_ Source = (*store.Store)(nil)
 	_ Store  = (*pgstore.Store)(nil)
 	_ Source = (*pgstore.Store)(nil)
+
+	_ HistoryReader = (*store.Store)(nil)
+	_ HistoryReader = (*pgstore.Store)(nil)
 )
 
 // TestSQLiteStore runs the API and the registry on the real SQLite store:
