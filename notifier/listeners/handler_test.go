@@ -3,8 +3,8 @@ package listeners
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
