@@ -19,11 +19,20 @@
 //   - An outcome the store cannot commit (a full disk) is kept in memory and
 //     committed again with back-off; the delivery is not sent again unless
 //     the process stops first. StoreHealthy reports the condition.
+//   - Listeners registered at runtime (notifier/listeners) are routes named
+//     ListenerPrefix + id beside the file's, matched by the matcher given to
+//     SetListenerMatcher. AddListener backfills one from the event history
+//     (Options.History) atomically with Accept: every event of its roots
+//     reaches it exactly once, in order per root. A reload of the file
+//     (SetRouting) leaves them alone; RemoveListener dead-letters their
+//     pending deliveries. Status and the sender's metrics label show them
+//     as one class, ListenerClass, never per id.
 //
 // The store is seen through small interfaces, each defined where it is
 // used: Writer (the committer), Queue (the lanes), Callbacks and Pruner
-// (the dispatcher's housekeeping) and DeadLetters (the admin API's list
-// and replay). Store is only their sum, what a backend implements.
+// (the dispatcher's housekeeping), DeadLetters (the admin API's list
+// and replay) and Historian (listeners' backfill). Store is only their sum,
+// what a backend implements.
 package notifier
 
 import (
@@ -218,6 +227,7 @@ type Dispatcher struct {
 	// bar). incoming counts, per listener, deliveries submitted by Accept
 	// and not yet handed to the lane (guarded by mu).
 	bar      sync.RWMutex
+	lops     sync.Mutex // one AddListener or RemoveListener at a time
 	lmatch   Matcher
 	lroutes  atomic.Pointer[map[string]Route]
 	incoming map[string]int

@@ -1,7 +1,8 @@
 // Package pgstore is mistral-tap's durable store on PostgreSQL, for several
 // replicas sharing one database. It has the method set of *store.Store (the
-// outbox, tracker states, checkpoints, callbacks disabled by a 410) with the
-// same semantics, plus what replicas need to act as one:
+// outbox, tracker states, checkpoints, callbacks disabled by a 410, event
+// history and listeners) with the same semantics, plus what replicas need to
+// act as one:
 //
 //   - a leader lease (Acquire, Resign) whose term is a fencing token: once
 //     SetFence is called, every write the leader makes (Commit, SetCheckpoint,
