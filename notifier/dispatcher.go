@@ -227,6 +227,7 @@ type Dispatcher struct {
 	// bar). incoming counts, per listener, deliveries submitted by Accept
 	// and not yet handed to the lane (guarded by mu).
 	bar      sync.RWMutex
+	lops     sync.Mutex // one AddListener or RemoveListener at a time
 	lmatch   Matcher
 	lroutes  atomic.Pointer[map[string]Route]
 	incoming map[string]int

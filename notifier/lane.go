@@ -190,6 +190,13 @@ func (l *lane) notify() {
 func (l *lane) accept(items []*item) {
 	l.mu.Lock()
 	for _, it := range items {
+		if l.q.has(it.id) {
+			// A refill read it from the store first and counted it
+			// (AddListener's backfill races with a new lane's first
+			// refill): counting it again would keep the lane from ever
+			// looking idle.
+			continue
+		}
 		if l.win.accepted(it, l.q.len()) {
 			l.q.add(it)
 		}

@@ -64,7 +64,8 @@ func (d *Dispatcher) SetListenerMatcher(m Matcher) {
 // sequence before the live ones. (3) The lane is released.
 //
 // A route already added is left as it is and 0 returned, so the caller
-// may call it again at every sync. It fails with ErrNotRunning while Run
+// may call it again at every sync. Calls of AddListener and RemoveListener
+// run one at a time. It fails with ErrNotRunning while Run
 // is not running; on any other failure the route is removed again (its
 // rows, if any, stay pending) and the caller retries.
 func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots []string, keep func(*event.Event) bool) (int, error) {
@@ -72,6 +73,10 @@ func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots []string, 
 	if !IsListener(name) {
 		return 0, fmt.Errorf("notifier: listener route %q does not start with %q", name, ListenerPrefix)
 	}
+	// A RemoveListener waits for the backfill: otherwise its rows could
+	// land after the removal's dead-lettering and stay pending.
+	d.lops.Lock()
+	defer d.lops.Unlock()
 	d.bar.Lock()
 	d.mu.Lock()
 	if !d.running {
@@ -186,6 +191,8 @@ func (d *Dispatcher) RemoveListener(name, reason string) {
 	if !IsListener(name) {
 		return
 	}
+	d.lops.Lock()
+	defer d.lops.Unlock()
 	d.bar.Lock()
 	d.setListenerRoute(name, nil)
 	d.mu.Lock()

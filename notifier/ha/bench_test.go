@@ -39,12 +39,20 @@ func (noFormat) Format(*event.Event) (payload.Message, error) {
 // concurrency 32), completions recorded.
 // With followers=2, two more replicas campaign for the lease and forward
 // one tapped observation per event to the shared queue meanwhile (what
-// three replicas add to the leader's database load).
+// three replicas add to the leader's database load). history=on also
+// records every event (Options.History, the listeners API).
 func BenchmarkDurableDeliveryPostgres(b *testing.B) {
 	dsn := pgtest.Database(b)
-	for _, tc := range []struct{ followers, batch int }{{0, 100}, {2, 100}, {0, 1000}, {2, 1000}} {
+	for _, tc := range []struct {
+		followers, batch int
+		history          bool
+	}{{0, 100, false}, {2, 100, false}, {0, 1000, false}, {2, 1000, false}, {0, 100, true}, {0, 1000, true}} {
 		followers, batch := tc.followers, tc.batch
-		b.Run(fmt.Sprintf("replicas=%d/accept=%d", followers+1, batch), func(b *testing.B) {
+		name := fmt.Sprintf("replicas=%d/accept=%d", followers+1, batch)
+		if tc.history {
+			name += "/history=on"
+		}
+		b.Run(name, func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			st, err := pgstore.Open(ctx, pgstore.Options{DSN: dsn, MaxConns: 10})
@@ -73,7 +81,7 @@ func BenchmarkDurableDeliveryPostgres(b *testing.B) {
 				fwds = append(fwds, fw)
 			}
 			cb := config.Callback{Name: "a", Ordering: "root", Concurrency: 32}
-			d, err := notifier.New(notifier.Options{Store: st, Sender: ack{},
+			d, err := notifier.New(notifier.Options{Store: st, Sender: ack{}, History: tc.history,
 				Routing: &notifier.Routing{Matcher: all{}, Routes: map[string]notifier.Route{"a": {Callback: cb, Format: noFormat{}}}}})
 			if err != nil {
 				b.Fatal(err)

@@ -179,17 +179,17 @@ func (m *MistralAuthorizer) Caller(ctx context.Context, token string) (Grant, er
 	case m.keystone != "":
 		return m.keystoneProject(ctx, token)
 	}
-	for _, q := range []struct{ path, key string }{
-		{"/v2/executions?limit=1", "executions"},
-		{"/v2/workbooks?limit=1", "workbooks"},
-		{"/v2/workflows?limit=1&scope=private", "workflows"},
-	} {
-		var list map[string][]resource
-		if err := m.get(ctx, token, q.path, &list); err != nil {
+	// A list page has "next" (a string) beside the list: decode the lists
+	// by name.
+	var list struct{ Executions, Workbooks, Workflows []resource }
+	for _, path := range []string{"/v2/executions?limit=1", "/v2/workbooks?limit=1", "/v2/workflows?limit=1&scope=private"} {
+		if err := m.get(ctx, token, path, &list); err != nil {
 			return Grant{}, err
 		}
-		if l := list[q.key]; len(l) > 0 && l[0].ProjectID != "" {
-			return Grant{ProjectID: l[0].ProjectID}, nil
+		for _, l := range [][]resource{list.Executions, list.Workbooks, list.Workflows} {
+			if len(l) > 0 && l[0].ProjectID != "" {
+				return Grant{ProjectID: l[0].ProjectID}, nil
+			}
 		}
 	}
 	return Grant{}, ErrNoProject

@@ -127,7 +127,7 @@ func authMistral(t *testing.T) *httptest.Server {
 				_, _ = w.Write([]byte(`{"` + key + `": []}`))
 				return
 			}
-			_, _ = w.Write([]byte(`{"` + key + `": [{"id": "i", "project_id": "` + p + `"}]}`))
+			_, _ = w.Write([]byte(`{"` + key + `": [{"id": "i", "project_id": "` + p + `"}], "next": "http://h/v2/` + key + `?limit=1&marker=i"}`))
 		}
 		switch {
 		case tok == "ro" && strings.HasPrefix(r.URL.Path, "/v2/executions/"):

@@ -57,10 +57,10 @@
 //   - A literal workflow_name is recorded in the workflow's project, which
 //     for a public workflow is its owner's; a glob in the caller's.
 //   - A sub-execution listener learns its subtree from the events it sees
-//     (backfill first, then live). A child started while the listener is
-//     being activated, between the history read and the first live event,
-//     could be missed; a root execution's listener has no such window (it
-//     matches by root id).
+//     (the history before its route goes live, the backfill, then live
+//     events). A grandchild started in the milliseconds between that
+//     history read and AddListener could be missed; a root execution's
+//     listener has no such window (it matches by root id).
 //   - An execution or task listener is removed Settle (5s) after its
 //     scope's final event (terminal event of the scoped entity, seen live
 //     or in the backfill), once the dispatcher reports its lane idle. A

@@ -232,6 +232,10 @@ func (h *Handler) authFault(w http.ResponseWriter, err error, c caller) {
 		h.fault(w, http.StatusForbidden, "Not allowed: "+err.Error()+".")
 	case errors.Is(err, ErrNotFound):
 		h.fault(w, http.StatusNotFound, capitalize(err.Error())+".")
+	case errors.Is(err, ErrNoProject):
+		// A glob is recorded in the caller's project: without one it
+		// would match every project's events.
+		h.fault(w, http.StatusForbidden, "Not allowed: "+err.Error()+" (a workflow_name glob is limited to your project; name one workflow instead).")
 	default:
 		h.log.Warn("listeners: cannot ask Mistral", "err", err)
 		writeFault(w, http.StatusBadGateway, "Server", "Cannot check with Mistral: "+err.Error()+".")

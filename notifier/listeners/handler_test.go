@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,6 +105,7 @@ func TestCreateRefused(t *testing.T) {
 		{"no token", good, nil, nil, 401, "send your token in X-Auth-Token"},
 		{"bad token", good, []string{"X-Auth-Token", "forged"}, nil, 401, "Mistral refused the token"},
 		{"Mistral down", good, []string{"X-Auth-Token", "tok-a"}, errors.New("asking mistral: connection refused"), 502, "Cannot check with Mistral"},
+		{"glob, project unknown", `{"workflow_name":"w*","url":"http://h/"}`, []string{"X-Auth-Token", "tok-a"}, fmt.Errorf("workflow glob w*: %w", ErrNoProject), 403, "name one workflow instead"},
 		{"too large", `{"execution_id":"e1","url":"http://h/","headers":{"X":"` + strings.Repeat("a", MaxBody) + `"}}`, []string{"X-Auth-Token", "tok-a"}, nil, 413, "larger than 65536"},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,7 @@ type memStore struct {
 	openRoots []string
 	fail      error
 	deleted   []string
+	history   map[string][]store.Recorded // by root
 }
 
 func (m *memStore) CreateListener(_ context.Context, l store.Listener, perProject int) error {
@@ -150,4 +151,14 @@ func (f *fakeAuth) Caller(_ context.Context, token string) (Grant, error) {
 		return Grant{}, ErrNoProject
 	}
 	return Grant{ProjectID: project}, nil
+}
+
+func (m *memStore) History(_ context.Context, roots []string) ([]store.Recorded, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Recorded
+	for _, r := range roots {
+		out = append(out, m.history[r]...)
+	}
+	return out, nil
 }

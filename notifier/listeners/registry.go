@@ -2,6 +2,7 @@ package listeners
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,13 @@ type Source interface {
 	// no terminal event of their own: a workflow or workbook listener's
 	// backfill.
 	OpenRoots(ctx context.Context, since time.Time) ([]string, error)
+}
+
+// HistoryReader, when the Source has it (both stores do), lets the
+// registry learn a sub-execution listener's subtree from the history before
+// its route goes live (see prime).
+type HistoryReader interface {
+	History(ctx context.Context, roots []string) ([]store.Recorded, error)
 }
 
 // Dispatcher runs the listeners' routes; *notifier.Dispatcher is one.
@@ -273,6 +281,7 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 			return fmt.Errorf("listener %s: open roots: %w", l.ID, err)
 		}
 	}
+	r.prime(ctx, lv, roots)
 	if !r.index(lv) {
 		return nil // deactivated meanwhile
 	}
@@ -291,6 +300,31 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	r.mu.Unlock()
 	r.log.Info("listeners: active", "listener", l.ID, "scope", l.Scope, "backfilled", n)
 	return nil
+}
+
+// prime feeds a sub-execution listener the history of its root before
+// its route goes live. The backfill does the same, but live events are
+// matched while it runs: one of a grandchild could come before the
+// backfill has seen the task that started it. Priming narrows that window
+// to the events derived between this read and AddListener. A failure only
+// leaves the window wide, so it is logged, not returned.
+func (r *Registry) prime(ctx context.Context, lv *live, roots []string) {
+	hr, ok := r.o.Store.(HistoryReader)
+	if !ok || lv.execs == nil || len(roots) == 0 {
+		return
+	}
+	recs, err := hr.History(ctx, roots)
+	if err != nil {
+		r.log.Warn("listeners: reading history to prime a sub-execution listener", "listener", lv.l.ID, "err", err)
+		return
+	}
+	for _, rec := range recs {
+		var ev event.Event
+		if err := json.Unmarshal(rec.Event, &ev); err != nil {
+			continue // the backfill reports what it cannot read
+		}
+		lv.inSubtree(&ev)
+	}
 }
 
 // failure logs an activation failure once per listener; the next syncs
@@ -443,6 +477,9 @@ func (lv *live) rootKey() string {
 // match reports whether ev goes to this listener, and notes the scope's
 // final event.
 func (lv *live) match(ev *event.Event, now func() time.Time) bool {
+	if !lv.l.ExpiresAt.IsZero() && !now().Before(lv.l.ExpiresAt) {
+		return false // expired since the last sync
+	}
 	if !lv.inScope(ev, now) {
 		return false
 	}

@@ -2,6 +2,7 @@ package listeners
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -27,6 +28,9 @@ type fakeDispatcher struct {
 	busy    map[string]bool     // routes with pending deliveries
 	fail    error
 	added   chan string
+	// live, if set, runs after the route is added and before the backfill,
+	// as an Accept racing with AddListener does.
+	live func()
 }
 
 func newFakeDispatcher() *fakeDispatcher {
@@ -44,6 +48,9 @@ func (d *fakeDispatcher) AddListener(_ context.Context, rt notifier.Route, roots
 	}
 	name := rt.Callback.Name
 	d.routes[name], d.roots[name] = rt, roots
+	if d.live != nil {
+		d.live()
+	}
 	for _, r := range roots {
 		for _, ev := range d.history[r] {
 			if keep(ev) {
@@ -349,6 +356,9 @@ func TestRegistryExpiryAndDeletion(t *testing.T) {
 	e.st.ls[0].ExpiresAt = t0.Add(time.Hour)
 	e.sync(t)
 	e.advance(time.Hour)
+	if got := e.r.Match(newTree().evs[0]); !slices.Equal(got, []string{"listener:B"}) {
+		t.Fatalf("Match = %v once A expired, before any sync; want B only", got)
+	}
 	e.sync(t)
 	if !slices.Equal(e.d.removed, []string{"listener:A: listener expired"}) || !slices.Equal(e.st.deleted, []string{"A"}) {
 		t.Fatalf("removed %v, deleted %v", e.d.removed, e.st.deleted)
@@ -457,5 +467,30 @@ func TestRegistryRunChanged(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRegistryPrime: a live event of a grandchild matched while the
+// backfill has not yet run is in the subtree, because the registry learnt
+// the subtree from the history before adding the route.
+func TestRegistryPrime(t *testing.T) {
+	tr := newTree()
+	e := newRegEnv(t)
+	e.r.SetActive(true)
+	e.d.history["P"] = tr.evs[:4] // up to TS launched
+	e.st.history = map[string][]store.Recorded{}
+	for _, ev := range tr.evs[:4] {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.st.history["P"] = append(e.st.history["P"], store.Recorded{ID: ev.ID, RootID: "P", Event: b})
+	}
+	var got []string
+	e.d.live = func() { got = e.r.Match(tr.evs[4]) } // SS launched, started by TS
+	e.add(t, "L", ScopeExecution, "S", "P", "proj-a")
+	e.sync(t)
+	if !slices.Equal(got, []string{"listener:L"}) {
+		t.Fatalf("live grandchild event matched %v during the backfill, want the listener", got)
 	}
 }

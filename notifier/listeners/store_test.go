@@ -9,6 +9,7 @@ import (
 
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore"
+	"github.com/mistral-tap/mistral-tap/notifier/store/pgstore/pgtest"
 )
 
 // Both stores are what the handler and the registry need.
@@ -17,17 +18,42 @@ var (
 	_ Source = (*store.Store)(nil)
 	_ Store  = (*pgstore.Store)(nil)
 	_ Source = (*pgstore.Store)(nil)
+
+	_ HistoryReader = (*store.Store)(nil)
+	_ HistoryReader = (*pgstore.Store)(nil)
 )
 
-// TestSQLiteStore runs the API and the registry on the real SQLite store:
-// what the handler stores the registry activates, the cap holds across
-// the API, and a DELETE through the API removes the route.
-func TestSQLiteStore(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "tap.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+// realStore is a store both the handler and the registry use.
+type realStore interface {
+	Store
+	Source
+}
+
+// TestRealStores runs the API and the registry on the SQLite store and on
+// PostgreSQL (when MISTRAL_E2E_PG_DSN is set): what the handler stores the
+// registry activates, the cap holds across the API, and a DELETE through
+// the API removes the route.
+func TestRealStores(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		st, err := store.Open(filepath.Join(t.TempDir(), "tap.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		testRealStore(t, st)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := pgtest.Database(t)
+		st, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		testRealStore(t, st)
+	})
+}
+
+func testRealStore(t *testing.T, st realStore) {
 	e := newEnv(t, 2)
 	e.h.o.Store = st
 	d := newFakeDispatcher()
