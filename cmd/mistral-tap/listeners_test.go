@@ -43,7 +43,11 @@ func (a *apiRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"faultcode": "Client", "faultstring": "url: host \"bad\" is not allowed", "debuginfo": null}`)
 	case r.Method == "POST":
 		w.WriteHeader(201)
-		io.WriteString(w, `{"id": "6f1c", "execution_id": "`+fmt.Sprint(rec.body["execution_id"])+`", "events": ["WORKFLOW_SUCCEEDED"], "url": "http://r/", "method": "POST", "headers": {"X-B": "", "X-A": ""}, "format": "mistral", "project_id": "p1", "created_at": "2026-12-02 10:00:00", "updated_at": "2026-12-02 10:00:00", "expires_at": "2026-12-09 10:00:00", "secret": "whsec_c2VjcmV0"}`)
+		scope, _ := json.Marshal(rec.body["execution_id"])
+		if rec.body["execution_id"] == nil {
+			scope, _ = json.Marshal(rec.body["task_execution_id"])
+		}
+		io.WriteString(w, `{"id": "6f1c", "execution_id": `+string(scope)+`, "events": ["WORKFLOW_SUCCEEDED"], "url": "http://r/", "method": "POST", "headers": {"X-B": "", "X-A": ""}, "format": "mistral", "project_id": "p1", "created_at": "2026-12-02 10:00:00", "updated_at": "2026-12-02 10:00:00", "expires_at": "2026-12-09 10:00:00", "secret": "whsec_c2VjcmV0"}`)
 	case r.Method == "GET" && r.URL.Path == "/v2/listeners" && r.URL.Query().Get("marker") == "":
 		io.WriteString(w, `{"listeners": [{"id": "a1", "workflow_name": "deploy_*", "events": [], "url": "http://r/", "project_id": "p1", "created_at": "2026-12-02 10:00:00", "expires_at": null}], "next": "http://`+r.Host+`/v2/listeners?marker=a1"}`)
 	case r.Method == "GET" && r.URL.Path == "/v2/listeners":
