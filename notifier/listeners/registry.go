@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,15 @@ type Source interface {
 // its route goes live (see prime).
 type HistoryReader interface {
 	History(ctx context.Context, roots []string) ([]store.Recorded, error)
+}
+
+// RootsReader, when the Source has it, lists every root with an event
+// since a time, ended or not: a workflow or workbook listener's backfill
+// then also covers executions that started and ended between its
+// registration and its activation (a follower took the POST, or a
+// fail-over came between), which OpenRoots leaves out.
+type RootsReader interface {
+	RootsSince(ctx context.Context, since time.Time) ([]string, error)
 }
 
 // Dispatcher runs the listeners' routes; *notifier.Dispatcher is one.
@@ -272,14 +282,9 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	if err != nil {
 		return r.failure(l.ID, err)
 	}
-	var roots []string
-	switch {
-	case l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask):
-		roots = []string{l.RootID}
-	default:
-		if roots, err = r.o.Store.OpenRoots(ctx, r.o.Now().Add(-r.o.HistoryRetention)); err != nil {
-			return fmt.Errorf("listener %s: open roots: %w", l.ID, err)
-		}
+	roots, err := r.backfillRoots(ctx, l)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", l.ID, err)
 	}
 	r.prime(ctx, lv, roots)
 	if !r.index(lv) {
@@ -300,6 +305,31 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	r.mu.Unlock()
 	r.log.Info("listeners: active", "listener", l.ID, "scope", l.Scope, "backfilled", n)
 	return nil
+}
+
+// backfillRoots are the roots whose history a new listener gets: its
+// root for an execution or task scope; for the others the open roots, plus
+// every root with an event since the registration (ended meanwhile).
+func (r *Registry) backfillRoots(ctx context.Context, l store.Listener) ([]string, error) {
+	if l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask) {
+		return []string{l.RootID}, nil
+	}
+	roots, err := r.o.Store.OpenRoots(ctx, r.o.Now().Add(-r.o.HistoryRetention))
+	if err != nil {
+		return nil, fmt.Errorf("open roots: %w", err)
+	}
+	rr, ok := r.o.Store.(RootsReader)
+	if !ok {
+		return roots, nil
+	}
+	// CreatedAt has whole seconds: a second earlier covers its own.
+	since, err := rr.RootsSince(ctx, l.CreatedAt.Add(-time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("roots since the registration: %w", err)
+	}
+	roots = append(roots, since...)
+	slices.Sort(roots)
+	return slices.Compact(roots), nil
 }
 
 // prime feeds a sub-execution listener the history of its root before
