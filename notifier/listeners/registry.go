@@ -78,6 +78,12 @@ type RegistryOptions struct {
 	// backfill looks for open root executions (the store keeps history that
 	// long). Default 24h.
 	HistoryRetention time.Duration
+	// CatchUp bounds how far back a workflow or workbook listener's
+	// backfill looks for executions that ended before it was activated
+	// (from its registration, at most CatchUp ago): enough for a follower's
+	// registration or a fail-over, without reading the whole history again
+	// for every such listener at every start. Default 10m.
+	CatchUp time.Duration
 	// Interval is how often the registry syncs from the store (other
 	// replicas' registrations, expiry, finished scopes). Default 1s.
 	Interval time.Duration
@@ -119,6 +125,9 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	}
 	if o.HistoryRetention <= 0 {
 		o.HistoryRetention = 24 * time.Hour
+	}
+	if o.CatchUp <= 0 {
+		o.CatchUp = 10 * time.Minute
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second
@@ -309,7 +318,8 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 
 // backfillRoots are the roots whose history a new listener gets: its
 // root for an execution or task scope; for the others the open roots, plus
-// every root with an event since the registration (ended meanwhile).
+// every root with an event since the registration (ended meanwhile), at
+// most CatchUp ago.
 func (r *Registry) backfillRoots(ctx context.Context, l store.Listener) ([]string, error) {
 	if l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask) {
 		return []string{l.RootID}, nil
@@ -323,7 +333,11 @@ func (r *Registry) backfillRoots(ctx context.Context, l store.Listener) ([]strin
 		return roots, nil
 	}
 	// CreatedAt has whole seconds: a second earlier covers its own.
-	since, err := rr.RootsSince(ctx, l.CreatedAt.Add(-time.Second))
+	from := l.CreatedAt.Add(-time.Second)
+	if floor := r.o.Now().Add(-r.o.CatchUp); from.Before(floor) {
+		from = floor
+	}
+	since, err := rr.RootsSince(ctx, from)
 	if err != nil {
 		return nil, fmt.Errorf("roots since the registration: %w", err)
 	}

@@ -532,4 +532,11 @@ func TestRegistryRootsSince(t *testing.T) {
 	if got := e.d.roots["listener:X"]; !slices.Equal(got, []string{"P"}) {
 		t.Fatalf("execution listener's roots %v, want its root only", got)
 	}
+	// A listener registered long ago looks back CatchUp only.
+	e.advance(time.Hour)
+	e.add(t, "V", ScopeWorkflow, "*", "", "proj-a")
+	e.sync(t)
+	if want := t0.Add(time.Hour - 10*time.Minute); !rs.since.Equal(want) {
+		t.Fatalf("RootsSince(%v) for an old listener, want now - CatchUp (%v)", rs.since, want)
+	}
 }
