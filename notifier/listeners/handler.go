@@ -3,6 +3,7 @@ package listeners
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,7 +55,7 @@ type HandlerOptions struct {
 	Auth Authorizer
 	// AdminToken is mistral-tap's admin token (admin.token): a request that
 	// carries it (Authorization: Bearer, or X-Auth-Token) sees every
-	// project. "" disables it.
+	// project. "" disables it. SetAdminToken changes it.
 	AdminToken string
 	// TTL bounds expires_at.
 	TTL TTL
@@ -74,6 +76,9 @@ type HandlerOptions struct {
 type Handler struct {
 	o   HandlerOptions
 	log *slog.Logger
+	// admin is the SHA-256 of the admin token (nil: none); SetAdminToken
+	// swaps it while requests are served.
+	admin atomic.Pointer[[sha256.Size]byte]
 }
 
 // NewHandler checks o and returns the handler.
@@ -91,7 +96,33 @@ func NewHandler(o HandlerOptions) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{o: o, log: log}, nil
+	h := &Handler{o: o, log: log}
+	h.SetAdminToken(o.AdminToken)
+	return h, nil
+}
+
+// SetAdminToken replaces the admin token (a reload rotates admin.token):
+// from its return on, the previous one is an ordinary token. "" turns the
+// admin access off.
+func (h *Handler) SetAdminToken(token string) {
+	if token == "" {
+		h.admin.Store(nil)
+		return
+	}
+	// Comparing fixed-size hashes keeps the compare constant-time even in
+	// the token's length.
+	sum := sha256.Sum256([]byte(token))
+	h.admin.Store(&sum)
+}
+
+// isAdmin reports whether tok is the admin token.
+func (h *Handler) isAdmin(tok string) bool {
+	want := h.admin.Load()
+	if want == nil || tok == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // Path is the collection's path below the API root.
@@ -140,18 +171,14 @@ type caller struct {
 
 func (h *Handler) callerOf(r *http.Request) caller {
 	tok := r.Header.Get("X-Auth-Token")
-	if h.o.AdminToken != "" {
-		bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		for _, t := range []string{bearer, tok} {
-			if t != "" && subtle.ConstantTimeCompare([]byte(t), []byte(h.o.AdminToken)) == 1 {
-				// The admin token is mistral-tap's, not Mistral's: never
-				// forward it. A Mistral token may come along in X-Auth-Token.
-				if t == tok {
-					tok = ""
-				}
-				return caller{admin: true, token: tok}
-			}
-		}
+	bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case h.isAdmin(bearer):
+		// A Mistral token may come along in X-Auth-Token.
+		return caller{admin: true, token: tok}
+	case h.isAdmin(tok):
+		// The admin token is mistral-tap's, not Mistral's: never forward it.
+		return caller{admin: true}
 	}
 	return caller{token: tok}
 }

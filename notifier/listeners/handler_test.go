@@ -436,3 +436,23 @@ func golden(t *testing.T, name string, status int, body string) {
 }
 
 var _ Store = (*store.Store)(nil)
+
+func TestSetAdminToken(t *testing.T) {
+	e := newEnv(t, 0)
+	seed(t, e)
+	list := func(tok string) int { return e.do("GET", "/v2/listeners", "", "Authorization", "Bearer "+tok).Code }
+	if got := list(adminToken); got != 200 {
+		t.Fatalf("admin token: %d", got)
+	}
+	e.h.SetAdminToken("rotated-token")
+	if got := list(adminToken); got != 401 {
+		t.Fatalf("previous admin token after rotation: %d, want 401", got)
+	}
+	if got := list("rotated-token"); got != 200 {
+		t.Fatalf("rotated admin token: %d", got)
+	}
+	e.h.SetAdminToken("")
+	if got := list(""); got != 401 {
+		t.Fatalf("empty bearer with admin access off: %d, want 401", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,15 @@ type HistoryReader interface {
 	History(ctx context.Context, roots []string) ([]store.Recorded, error)
 }
 
+// RootsReader, when the Source has it, lists every root with an event
+// since a time, ended or not: a workflow or workbook listener's backfill
+// then also covers executions that started and ended between its
+// registration and its activation (a follower took the POST, or a
+// fail-over came between), which OpenRoots leaves out.
+type RootsReader interface {
+	RootsSince(ctx context.Context, since time.Time) ([]string, error)
+}
+
 // Dispatcher runs the listeners' routes; *notifier.Dispatcher is one.
 type Dispatcher interface {
 	AddListener(ctx context.Context, rt notifier.Route, roots []string, keep func(*event.Event) bool) (int, error)
@@ -68,6 +78,12 @@ type RegistryOptions struct {
 	// backfill looks for open root executions (the store keeps history that
 	// long). Default 24h.
 	HistoryRetention time.Duration
+	// CatchUp bounds how far back a workflow or workbook listener's
+	// backfill looks for executions that ended before it was activated
+	// (from its registration, at most CatchUp ago): enough for a follower's
+	// registration or a fail-over, without reading the whole history again
+	// for every such listener at every start. Default 10m.
+	CatchUp time.Duration
 	// Interval is how often the registry syncs from the store (other
 	// replicas' registrations, expiry, finished scopes). Default 1s.
 	Interval time.Duration
@@ -109,6 +125,9 @@ func NewRegistry(o RegistryOptions) (*Registry, error) {
 	}
 	if o.HistoryRetention <= 0 {
 		o.HistoryRetention = 24 * time.Hour
+	}
+	if o.CatchUp <= 0 {
+		o.CatchUp = 10 * time.Minute
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second
@@ -272,14 +291,9 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	if err != nil {
 		return r.failure(l.ID, err)
 	}
-	var roots []string
-	switch {
-	case l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask):
-		roots = []string{l.RootID}
-	default:
-		if roots, err = r.o.Store.OpenRoots(ctx, r.o.Now().Add(-r.o.HistoryRetention)); err != nil {
-			return fmt.Errorf("listener %s: open roots: %w", l.ID, err)
-		}
+	roots, err := r.backfillRoots(ctx, l)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", l.ID, err)
 	}
 	r.prime(ctx, lv, roots)
 	if !r.index(lv) {
@@ -300,6 +314,36 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	r.mu.Unlock()
 	r.log.Info("listeners: active", "listener", l.ID, "scope", l.Scope, "backfilled", n)
 	return nil
+}
+
+// backfillRoots are the roots whose history a new listener gets: its
+// root for an execution or task scope; for the others the open roots, plus
+// every root with an event since the registration (ended meanwhile), at
+// most CatchUp ago.
+func (r *Registry) backfillRoots(ctx context.Context, l store.Listener) ([]string, error) {
+	if l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask) {
+		return []string{l.RootID}, nil
+	}
+	roots, err := r.o.Store.OpenRoots(ctx, r.o.Now().Add(-r.o.HistoryRetention))
+	if err != nil {
+		return nil, fmt.Errorf("open roots: %w", err)
+	}
+	rr, ok := r.o.Store.(RootsReader)
+	if !ok {
+		return roots, nil
+	}
+	// CreatedAt has whole seconds: a second earlier covers its own.
+	from := l.CreatedAt.Add(-time.Second)
+	if floor := r.o.Now().Add(-r.o.CatchUp); from.Before(floor) {
+		from = floor
+	}
+	since, err := rr.RootsSince(ctx, from)
+	if err != nil {
+		return nil, fmt.Errorf("roots since the registration: %w", err)
+	}
+	roots = append(roots, since...)
+	slices.Sort(roots)
+	return slices.Compact(roots), nil
 }
 
 // prime feeds a sub-execution listener the history of its root before

@@ -494,3 +494,49 @@ func TestRegistryPrime(t *testing.T) {
 		t.Fatalf("live grandchild event matched %v during the backfill, want the listener", got)
 	}
 }
+
+// rootsStore is a memStore with RootsSince.
+type rootsStore struct {
+	*memStore
+	roots []string
+	since time.Time
+}
+
+func (s *rootsStore) RootsSince(_ context.Context, since time.Time) ([]string, error) {
+	s.since = since
+	return s.roots, nil
+}
+
+// TestRegistryRootsSince: a workflow listener's backfill covers the open
+// roots and the roots with events since its registration (executions that
+// ended before it was activated).
+func TestRegistryRootsSince(t *testing.T) {
+	e := newRegEnv(t)
+	rs := &rootsStore{memStore: e.st, roots: []string{"C", "A"}}
+	e.st.openRoots = []string{"B", "C"}
+	var err error
+	e.r, err = NewRegistry(RegistryOptions{Store: rs, Dispatcher: e.d, Sealer: e.sealer, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.SetActive(true)
+	e.add(t, "W", ScopeWorkbook, "wb", "", "proj-a")
+	e.add(t, "X", ScopeExecution, "P", "P", "proj-a")
+	e.sync(t)
+	if got := e.d.roots["listener:W"]; !slices.Equal(got, []string{"A", "B", "C"}) {
+		t.Fatalf("workbook listener's roots %v, want open ∪ since registration", got)
+	}
+	if want := t0.Add(-time.Second); !rs.since.Equal(want) {
+		t.Fatalf("RootsSince(%v), want a second before the registration (%v)", rs.since, want)
+	}
+	if got := e.d.roots["listener:X"]; !slices.Equal(got, []string{"P"}) {
+		t.Fatalf("execution listener's roots %v, want its root only", got)
+	}
+	// A listener registered long ago looks back CatchUp only.
+	e.advance(time.Hour)
+	e.add(t, "V", ScopeWorkflow, "*", "", "proj-a")
+	e.sync(t)
+	if want := t0.Add(time.Hour - 10*time.Minute); !rs.since.Equal(want) {
+		t.Fatalf("RootsSince(%v) for an old listener, want now - CatchUp (%v)", rs.since, want)
+	}
+}
