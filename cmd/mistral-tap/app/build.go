@@ -50,7 +50,7 @@ type app struct {
 	// registry and listenersAPI serve /v2/listeners (nil with
 	// listeners.enabled false).
 	registry     *listeners.Registry
-	listenersAPI http.Handler
+	listenersAPI *listeners.Handler
 	// single is the watcher and tracker of a single instance (SQLite);
 	// with PostgreSQL, node runs one per leadership term and cur points
 	// at the running one (nil while following), for metrics and /readyz.
@@ -286,7 +286,11 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 				return err
 			}
 			// A leaked admin token is rotated by a reload, without a
-			// restart (admin.listen itself needs one).
+			// restart (admin.listen itself needs one), for the admin
+			// API and for /v2/listeners, where it sees every project.
+			if a.listenersAPI != nil {
+				a.listenersAPI.SetAdminToken(nc.Admin.Token)
+			}
 			if a.adminAPI != nil && nc.Admin.Token != "" {
 				return a.adminAPI.SetToken(nc.Admin.Token)
 			}

@@ -421,3 +421,52 @@ func TestListenersOnReplicas(t *testing.T) {
 	r.proxy = r.proxy[1:]
 	run(r.proxy[0])
 }
+
+// TestListenersAdminTokenReload: a reload of admin.token rotates it for
+// /v2/listeners too (with Mistral's auth on, only the admin token lists
+// without a Mistral token).
+func TestListenersAdminTokenReload(t *testing.T) {
+	t.Parallel()
+	eng := fakemistral.New(fakemistral.Options{Tokens: map[string]fakemistral.Token{"tok-a": {Project: "pa"}}})
+	t.Cleanup(eng.Close)
+	es := httptest.NewServer(eng)
+	t.Cleanup(es.Close)
+	dir := t.TempDir()
+	ops := freeAddr(t)
+	path := filepath.Join(dir, "mistral-tap.yaml")
+	writeCfg := func(token string) {
+		t.Helper()
+		cfg := fmt.Sprintf("listen: 127.0.0.1:0\nupstream: %s\nstate_dir: %s\nops: {listen: %s}\nwatch: {interval: 0s}\nadmin: {token: %s}\n",
+			es.URL, filepath.Join(dir, "state"), ops, token)
+		if err := os.WriteFile(path+".tmp", []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const old, rotated = "old-admin-token-0123456789abcdef", "new-admin-token-0123456789abcdef"
+	writeCfg(old)
+	proxy, _ := runApp(t, path, true)
+	list := func(token string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", proxy+"/v2/listeners", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := list(old), list(rotated); a != 200 || b != 401 {
+		t.Fatalf("before the reload: old %d, new %d; want 200, 401", a, b)
+	}
+	series := `mistral_tap_config_reloads_total{result="success"}`
+	n := metric(t, ops, series) + 1
+	writeCfg(rotated)
+	waitMetrics(t, ops, func(m func(string) float64) bool { return m(series) >= n })
+	if a, b := list(old), list(rotated); a != 401 || b != 200 {
+		t.Fatalf("after the reload: old %d, new %d; want 401, 200", a, b)
+	}
+}
