@@ -49,6 +49,10 @@ type laneDeps struct {
 	// outcome for commit. Both report back through the lane's methods.
 	send func(l *lane, it *item)
 	save func(l *lane, it *item, o *outcome)
+	// breakers has the breaker recorded by the previous dispatcher;
+	// saveBreaker queues a record of a change for commit (breaker.go).
+	breakers    Breakers
+	saveBreaker func(store.Breaker)
 	// waiting, if set, is called whenever the lane waits and was not
 	// notified since it last looked at its queue: gen is the notification
 	// count it looked after, busy the sends and commits under way (tests).
@@ -85,7 +89,9 @@ type lane struct {
 	br          breaker
 	dis         disablement
 	removed     bool
-	held        bool // started by AddListener: no sends until its backfill is in
+	held        bool          // started by AddListener: no sends until its backfill is in
+	brMu        sync.Mutex    // orders breaker records (saveBreaker)
+	brSaved     breakerStatus // the breaker as last recorded; guarded by mu
 	concurrency int
 	inflight    int // sends in progress (bounded by concurrency)
 	busy        int // sends and commits under way (for idle)
@@ -265,6 +271,7 @@ func (l *lane) sent() {
 	l.inflight--
 	l.mu.Unlock()
 	l.notify()
+	l.saveBreaker() // observe may have changed it
 }
 
 // completed applies a commit of o (err nil) or its failure. A failed
@@ -340,6 +347,7 @@ type unsavedItem struct {
 func (l *lane) run(ctx context.Context) {
 	defer close(l.done)
 	defer l.reportUnsaved()
+	l.loadBreaker(ctx)
 	l.refill(ctx)
 	resync := time.NewTicker(l.deps.resync)
 	defer resync.Stop()
@@ -359,6 +367,9 @@ func (l *lane) run(ctx context.Context) {
 			l.deps.save(l, s.it, s.o)
 		}
 		batch, wait := l.takeDue(now)
+		if len(batch) == 1 && batch[0].probe {
+			l.saveBreaker() // half-open, before the trial can end
+		}
 		for _, it := range batch {
 			l.deps.send(l, it)
 		}
