@@ -51,6 +51,7 @@ func bench(args []string) error {
 	events := fs.String("tap-events", "*", "events filter of mistral-tap's one callback: e.g. TASK_FAILED (never emitted by the canned upstream) measures the tap and derivation without webhook delivery")
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
 	fs.StringVar(&tapGOGC, "tap-gogc", "", "GOGC for mistral-tap only (default: mistral-tap's own, 400 unless GOGC is set)")
+	pg := fs.String("tap-pg", "", "PostgreSQL server (postgres:// URL with rights to create databases): mistral-tap's store is a fresh database there (store.driver: postgres, one replica, leader) instead of SQLite")
 	pin := fs.Bool("pin", false, "give the proxies CPU 1 to themselves: this process (clients, receiver) and the upstream run on CPU 0, each proxy on CPU 1")
 	fs.Parse(args)
 	proxyCPUs := ""
@@ -83,11 +84,23 @@ func bench(args []string) error {
 		return err
 	}
 	defer hw.stop()
-	tp, err := spawnOn(proxyCPUs, "-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile, "-events", *events)
+	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url + "/tap", "-cpuprofile", *profile, "-events", *events}
+	storeName := "SQLite (state_dir on the local disk)"
+	if *pg != "" {
+		dsn, drop, err := tempDatabase(*pg)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		tapArgs = append(tapArgs, "-store-dsn", dsn)
+		storeName = "PostgreSQL " + redactedServer(dsn) + " (one replica: the leader; the server's CPU is not in mistral-tap's column)"
+	}
+	tp, err := spawnOn(proxyCPUs, tapArgs...)
 	if err != nil {
 		return err
 	}
 	defer tp.stop()
+	tapBase = tp.info["addr"]
 
 	targets := []target{
 		{"direct: fake engine", up.info["fake"], up.cpu},
@@ -123,6 +136,7 @@ func bench(args []string) error {
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	fmt.Fprintf(out, "# loadtool bench — %s, GOMAXPROCS=%d, %s per cell after %s warm-up\n\n", cpuModel(), runtime.GOMAXPROCS(0), *dur, *warm)
+	fmt.Fprintf(out, "mistral-tap's store: %s. Load average at start: %s.\n\n", storeName, loadAvg())
 	if *pin {
 		fmt.Fprintln(out, "Pinned (-pin): clients, receiver and upstream on CPU 0; each proxy alone on CPU 1.")
 		fmt.Fprintln(out)
@@ -141,6 +155,7 @@ func bench(args []string) error {
 		}
 	}
 	best := map[string]float64{} // tap's max req/s per workload
+	var tapHooks float64         // webhooks/s from mistral-tap in its last POST cell
 	for _, w := range wls {
 		for _, c := range ints(*concs) {
 			res := map[string]result{}
@@ -148,7 +163,11 @@ func bench(args []string) error {
 				if !w.runs(t) {
 					continue
 				}
+				before, start := rcv.tap.Load(), time.Now()
 				r := closedLoop(t.base, w, c, *warm, *dur, t.cpu)
+				if t.base == tapBase && w.method == "POST" {
+					tapHooks = float64(rcv.tap.Load()-before) / time.Since(start).Seconds()
+				}
 				res[t.name] = r
 			}
 			floor := res["httputil → canned"].rps
@@ -162,7 +181,7 @@ func bench(args []string) error {
 					ratio = fmt.Sprintf("%.2f×", r.rps/floor)
 				}
 				if wf := res[webhookFloor].rps; t.name == "mistral-tap → canned" && wf > 0 {
-					ratio += fmt.Sprintf(" (%.2f× %s)", r.rps/wf, webhookFloor)
+					ratio += fmt.Sprintf(" (%.2f× %s; its webhooks during the cell %.0f/s)", r.rps/wf, webhookFloor, tapHooks)
 				}
 				fmt.Fprintf(out, "| %s | %d | %s | %.0f | %s | %s | %s | %.2f | %s | %d |\n",
 					w.name, c, t.name, r.rps, ms(r.pct(0.5)), ms(r.pct(0.99)), ms(r.pct(0.999)), r.cpuPer10k(), ratio, r.errs)
@@ -225,7 +244,10 @@ func bench(args []string) error {
 		slices.Sort(lb)
 		fmt.Fprintf(out, "| %s | %s | %s |\n", t.name, ms(fb[2]), ms(lb[2]))
 	}
-	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load())
+	created, drainedIn := drainTap(rcv, 60*time.Second)
+	fmt.Fprintf(out, "\nmistral-tap delivered %d webhooks; %d executions were created through it, one event each, besides the events of the canned executions its watcher lists (waited %.1f s for stragglers after the last measurement).\n",
+		rcv.tap.Load(), created, drainedIn.Seconds())
+	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d; load average at the end: %s\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load(), loadAvg())
 	return nil
 }
 
@@ -260,4 +282,20 @@ func cpuModel() string {
 		}
 	}
 	return fmt.Sprintf("unknown CPU × %d", runtime.NumCPU())
+}
+
+// drainTap waits until mistral-tap has delivered a webhook for every
+// execution created through it, or until none arrived for 5 s (at most
+// max); it returns the executions created and how long the wait took.
+func drainTap(rcv *receiver, max time.Duration) (created int64, took time.Duration) {
+	start := time.Now()
+	created = tapCreated.Load()
+	last, lastAt := rcv.tap.Load(), time.Now()
+	for rcv.tap.Load() < created && time.Since(start) < max && time.Since(lastAt) < 5*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if n := rcv.tap.Load(); n != last {
+			last, lastAt = n, time.Now()
+		}
+	}
+	return created, time.Since(start)
 }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// tapStoreDSN, when set (serve -store-dsn), puts the tap child on that
+// PostgreSQL database (store.driver: postgres) instead of SQLite.
+var tapStoreDSN string
+
+// tempDatabase creates an empty database on the server admin names (a
+// URL DSN) and returns its DSN and a function that drops it, so that every
+// run starts from an empty store and leaves nothing behind.
+func tempDatabase(admin string) (dsn string, drop func(), err error) {
+	u, err := url.Parse(admin)
+	if err != nil || u.Scheme == "" {
+		return "", nil, fmt.Errorf("-tap-pg wants a postgres:// URL")
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	name := "loadtool_" + hex.EncodeToString(b[:])
+	exec := func(q string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			return fmt.Errorf("connecting to the -tap-pg server: %w", err)
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, q)
+		return err
+	}
+	if err := exec("CREATE DATABASE " + name); err != nil {
+		return "", nil, fmt.Errorf("creating database %s: %w", name, err)
+	}
+	u.Path = "/" + name
+	return u.String(), func() { exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") }, nil
+}
+
+// redactedServer is host/database of a DSN, without credentials.
+func redactedServer(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Host + u.Path
+}
+
+// loadAvg is /proc/loadavg's three averages: the machine is shared, and a
+// number means little without what else ran.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
