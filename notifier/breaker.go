@@ -153,9 +153,9 @@ func (b *probeBreaker) restore(s breakerStatus) {
 	}
 }
 
-// breakerRecord is s as the store keeps it for callback.
-func breakerRecord(callback string, s breakerStatus, now time.Time) store.Breaker {
-	r := store.Breaker{Callback: callback, State: string(BreakerClosed), Failures: s.failures, UpdatedAt: now}
+// breakerRecord is s as the store keeps it for callback at url (redacted).
+func breakerRecord(callback, url string, s breakerStatus, now time.Time) store.Breaker {
+	r := store.Breaker{Callback: callback, URL: url, State: string(BreakerClosed), Failures: s.failures, UpdatedAt: now}
 	if s.open {
 		r.State, r.OpenedAt, r.NextProbe, r.Backoff = string(BreakerOpen), s.openedAt, s.nextProbe, s.backoff
 		if s.probing {
@@ -186,8 +186,9 @@ type Breakers interface {
 }
 
 // loadBreaker restores the callback's recorded breaker; the lane calls it
-// before its first send. Without a record, or when the store cannot be
-// read, the breaker starts closed.
+// before its first send. Without a record, with one about another URL
+// (the breaker judges a receiver, and the callback now points elsewhere),
+// or when the store cannot be read, the breaker starts closed.
 func (l *lane) loadBreaker(ctx context.Context) {
 	if l.deps.breakers == nil {
 		return
@@ -210,9 +211,18 @@ func (l *lane) loadBreaker(ctx context.Context) {
 	l.brMu.Lock()
 	defer l.brMu.Unlock()
 	l.mu.Lock()
-	l.br.restore(s)
-	l.brSaved = l.br.state()
+	other := r.URL != l.url
+	if !other {
+		l.br.restore(s)
+		l.brSaved, l.brURL = l.br.state(), l.url
+	}
 	l.mu.Unlock()
+	if other {
+		if s.open {
+			l.log.Info("recorded circuit breaker was about another URL; starting closed", "recorded_state", r.State)
+		}
+		return
+	}
 	if s.open {
 		l.log.Warn("circuit breaker restored open", "consecutive_failures", s.failures, "next_probe", s.nextProbe)
 	}
@@ -230,12 +240,12 @@ func (l *lane) saveBreaker() {
 	l.brMu.Lock()
 	defer l.brMu.Unlock()
 	l.mu.Lock()
-	s := l.br.state()
-	changed := s != l.brSaved
-	l.brSaved = s
+	s, url := l.br.state(), l.url
+	changed := s != l.brSaved || url != l.brURL
+	l.brSaved, l.brURL = s, url
 	l.mu.Unlock()
 	if changed {
-		l.deps.saveBreaker(breakerRecord(l.name, s, l.deps.now()))
+		l.deps.saveBreaker(breakerRecord(l.name, url, s, l.deps.now()))
 	}
 }
 

@@ -29,34 +29,15 @@ type breakerHandover struct {
 // receiver answers.
 func (bh breakerHandover) run(t *testing.T) {
 	clk := newFakeClock()
+	r, tune := breakerRouting(""), breakerTune(clk)
 	var up atomic.Bool
 	var sends atomic.Int64
-	receiver := func(r send.Request, n int) send.Result {
-		sends.Add(1)
-		if up.Load() {
-			return deliver(r, n)
-		}
-		return send.Result{Outcome: send.Retryable, Status: 502, Err: errString("HTTP 502")}
-	}
-	r := routing(config.Callback{Name: "a", Ordering: "none", Concurrency: 1,
-		Retry: config.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxAge: time.Hour}})
-	r.Delivery.BreakerThreshold = 3
-	r.Delivery.BreakerProbeMax = time.Minute
-	tune := func(o *Options) { o.BreakerProbeMin = 20 * time.Second; o.Now = clk.Now }
+	receiver := upOrDown(&up, &sends)
 
 	s1 := newFakeSender()
 	s1.set("a", receiver)
 	h1 := bh.first(s1, r, tune)
-	h1.start()
-	h1.accept(evs("r1", 5)...)
-	h1.settle("a")
-	for i := 0; h1.status("a").Breaker != BreakerOpen; i++ {
-		if i == 10 {
-			t.Fatalf("circuit still closed after %d sends", sends.Load())
-		}
-		h1.advance(clk, "a", time.Millisecond)
-	}
-	was := h1.status("a")
+	was := openCircuit(h1, clk)
 	h1.stop()
 	if bh.between != nil {
 		bh.between()
@@ -86,6 +67,89 @@ func (bh breakerHandover) run(t *testing.T) {
 	rec, ok, err := h2.st.Breaker(context.Background(), "a")
 	if err != nil || !ok || rec.State != string(BreakerClosed) || rec.Failures != 0 {
 		t.Fatalf("recorded breaker after recovery = %+v, %v, %v; want closed", rec, ok, err)
+	}
+}
+
+// breakerRouting routes to one callback "a" at url (default
+// http://receiver.test/a) that retries every millisecond, with a breaker
+// that opens after 3 failures.
+func breakerRouting(url string) *Routing {
+	r := routing(config.Callback{Name: "a", URL: url, Ordering: "none", Concurrency: 1,
+		Retry: config.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxAge: time.Hour}})
+	r.Delivery.BreakerThreshold = 3
+	r.Delivery.BreakerProbeMax = time.Minute
+	return r
+}
+
+// breakerTune runs the dispatcher on clk, with a first probe 20 s after
+// the circuit opens.
+func breakerTune(clk *fakeClock) func(o *Options) {
+	return func(o *Options) { o.BreakerProbeMin = 20 * time.Second; o.Now = clk.Now }
+}
+
+// upOrDown is a receiver that answers while up, and 502 otherwise.
+func upOrDown(up *atomic.Bool, sends *atomic.Int64) script {
+	return func(r send.Request, n int) send.Result {
+		sends.Add(1)
+		if up.Load() {
+			return deliver(r, n)
+		}
+		return send.Result{Outcome: send.Retryable, Status: 502, Err: errString("HTTP 502")}
+	}
+}
+
+// openCircuit starts h, accepts 5 events for "a" and steps the clock
+// until the circuit is open; it returns the callback's status then.
+func openCircuit(h *harness, clk *fakeClock) CallbackStatus {
+	h.t.Helper()
+	h.start()
+	h.accept(evs("r1", 5)...)
+	h.settle("a")
+	for i := 0; h.status("a").Breaker != BreakerOpen; i++ {
+		if i == 10 {
+			h.t.Fatalf("circuit still closed: %+v", h.status("a"))
+		}
+		h.advance(clk, "a", time.Millisecond)
+	}
+	return h.status("a")
+}
+
+// A breaker judges a receiver: pointed at another URL, by a restart with a
+// new file (or a new leader running one) or by a live reload, the callback
+// is tried at once, and the record names the new URL.
+func TestBreakerStartsClosedForAnotherURL(t *testing.T) {
+	for _, reload := range []bool{false, true} {
+		t.Run(map[bool]string{false: "restart", true: "reload"}[reload], func(t *testing.T) {
+			dir, clk := t.TempDir(), newFakeClock()
+			var up atomic.Bool
+			var sends atomic.Int64
+			s := newFakeSender()
+			s.set("a", upOrDown(&up, &sends))
+			h := newHarness(t, dir, s, breakerRouting(""), breakerTune(clk))
+			was := openCircuit(h, clk)
+			up.Store(true)
+			moved := breakerRouting("http://elsewhere.test/a")
+			if reload {
+				h.d.SetRouting(moved)
+			} else {
+				h.stop()
+				h = newHarness(t, dir, s, moved, breakerTune(clk))
+				h.start()
+			}
+			h.advance(clk, "a", time.Millisecond) // the retries are due, the probe is not
+			if clk.Now().After(was.NextProbe) {
+				t.Fatal("test broken: the probe time passed")
+			}
+			h.waitFor("all delivered", func() bool { return h.count(store.Delivered) == 5 })
+			if st := h.status("a"); st.Breaker != BreakerClosed {
+				t.Fatalf("breaker for the new URL = %+v", st)
+			}
+			h.settle("a")
+			rec, ok, err := h.st.Breaker(context.Background(), "a")
+			if err != nil || !ok || rec.URL != "http://elsewhere.test/a" || rec.State != string(BreakerClosed) {
+				t.Fatalf("record = %+v, %v, %v; want closed for the new URL", rec, ok, err)
+			}
+		})
 	}
 }
 

@@ -116,8 +116,8 @@ func TestBreakerRecordRoundTrip(t *testing.T) {
 			old := newProbeBreaker(10*time.Millisecond, slog.New(slog.DiscardHandler))
 			old.configure(2, time.Second)
 			tc.setup(old)
-			rec := breakerRecord("cb", old.state(), ms(tc.now))
-			if rec.State != tc.state || rec.Callback != "cb" || rec.Failures != old.failures || !rec.UpdatedAt.Equal(ms(tc.now)) {
+			rec := breakerRecord("cb", "http://x/", old.state(), ms(tc.now))
+			if rec.State != tc.state || rec.Callback != "cb" || rec.URL != "http://x/" || rec.Failures != old.failures || !rec.UpdatedAt.Equal(ms(tc.now)) {
 				t.Fatalf("record = %+v; want state %s, %d failures", rec, tc.state, old.failures)
 			}
 			st, ok := breakerFromRecord(rec)

@@ -90,8 +90,10 @@ type lane struct {
 	dis         disablement
 	removed     bool
 	held        bool          // started by AddListener: no sends until its backfill is in
+	url         string        // the callback's URL, redacted: what the breaker judges
 	brMu        sync.Mutex    // orders breaker records (saveBreaker)
-	brSaved     breakerStatus // the breaker as last recorded; guarded by mu
+	brSaved     breakerStatus // the breaker as last recorded, and for which URL
+	brURL       string
 	concurrency int
 	inflight    int // sends in progress (bounded by concurrency)
 	busy        int // sends and commits under way (for idle)
@@ -120,6 +122,16 @@ func (l *lane) configureLocked(r Route, def config.Delivery) {
 	}
 	l.q.setOrdered(r.Callback.Ordering != "none")
 	l.br.configure(def.BreakerThreshold, def.BreakerProbeMax)
+	url := r.Callback.RedactedURL()
+	if l.url != "" && url != l.url {
+		// The breaker judged the old receiver; the new one gets a chance
+		// at once (the next record says so).
+		if l.br.state().open {
+			l.log.Info("circuit closed: the callback's URL changed")
+		}
+		l.br.restore(breakerStatus{})
+	}
+	l.url = url
 }
 
 // reconfigure applies a reloaded route. It reports whether the callback is

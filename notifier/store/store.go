@@ -168,6 +168,10 @@ type Checkpoint struct{ Key, Value string }
 // starting closed and sending a dead receiver a full round of requests.
 type Breaker struct {
 	Callback string
+	// URL is the callback's URL the state is about, redacted (secrets
+	// never reach the database); a dispatcher whose callback has another
+	// URL starts closed.
+	URL string
 	// State is "closed", "open" or "half-open" (an open circuit whose
 	// trial send is under way).
 	State string
@@ -238,8 +242,8 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
-	upsertBreaker = `INSERT INTO breakers (callback, state, failures, opened_at, next_probe, backoff_ms, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (callback) DO UPDATE SET state = excluded.state,
+	upsertBreaker = `INSERT INTO breakers (callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (callback) DO UPDATE SET url = excluded.url, state = excluded.state,
 		failures = excluded.failures, opened_at = excluded.opened_at, next_probe = excluded.next_probe,
 		backoff_ms = excluded.backoff_ms, updated_at = excluded.updated_at`
 )
@@ -466,6 +470,7 @@ var migrations = []string{
 	// 4 (issue 12): circuit breakers survive a restart.
 	`CREATE TABLE breakers (
 		callback   TEXT PRIMARY KEY,
+		url        TEXT NOT NULL,
 		state      TEXT NOT NULL,
 		failures   INTEGER NOT NULL,
 		opened_at  BIGINT NOT NULL,
@@ -595,7 +600,7 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 			}
 		}
 		for _, b := range w.Breakers {
-			if _, err := tx.ExecContext(ctx, upsertBreaker, b.Callback, b.State, b.Failures, ms(b.OpenedAt),
+			if _, err := tx.ExecContext(ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, ms(b.OpenedAt),
 				ms(b.NextProbe), b.Backoff.Milliseconds(), ms(b.UpdatedAt)); err != nil {
 				return fmt.Errorf("store: saving breaker of %s: %w", b.Callback, err)
 			}
@@ -859,8 +864,8 @@ func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]Disabled, err
 // when none was recorded.
 func (s *Store) Breaker(ctx context.Context, callback string) (b Breaker, ok bool, err error) {
 	var opened, next, backoff, updated int64
-	err = s.r.QueryRowContext(ctx, `SELECT callback, state, failures, opened_at, next_probe, backoff_ms, updated_at
-		FROM breakers WHERE callback = ?`, callback).Scan(&b.Callback, &b.State, &b.Failures, &opened, &next, &backoff, &updated)
+	err = s.r.QueryRowContext(ctx, `SELECT callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at
+		FROM breakers WHERE callback = ?`, callback).Scan(&b.Callback, &b.URL, &b.State, &b.Failures, &opened, &next, &backoff, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Breaker{}, false, nil
 	}

@@ -104,6 +104,7 @@ var migrations = []string{
 	// carries on from them.
 	`CREATE TABLE breakers (
 		callback   TEXT PRIMARY KEY,
+		url        TEXT NOT NULL,
 		state      TEXT NOT NULL,
 		failures   INTEGER NOT NULL,
 		opened_at  BIGINT NOT NULL,

@@ -206,8 +206,8 @@ const (
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
-	upsertBreaker = `INSERT INTO breakers (callback, state, failures, opened_at, next_probe, backoff_ms, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (callback) DO UPDATE SET state = excluded.state,
+	upsertBreaker = `INSERT INTO breakers (callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (callback) DO UPDATE SET url = excluded.url, state = excluded.state,
 		failures = excluded.failures, opened_at = excluded.opened_at, next_probe = excluded.next_probe,
 		backoff_ms = excluded.backoff_ms, updated_at = excluded.updated_at`
 )
@@ -259,7 +259,7 @@ func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 			b.Queue(upsertCheckpoint, c.Key, c.Value)
 		}
 		for _, k := range w.Breakers {
-			b.Queue(upsertBreaker, k.Callback, k.State, int32(k.Failures), ms(k.OpenedAt), ms(k.NextProbe),
+			b.Queue(upsertBreaker, k.Callback, k.URL, k.State, int32(k.Failures), ms(k.OpenedAt), ms(k.NextProbe),
 				k.Backoff.Milliseconds(), ms(k.UpdatedAt))
 		}
 	}
@@ -619,8 +619,8 @@ func (s *Store) Breaker(ctx context.Context, callback string) (store.Breaker, bo
 	var b store.Breaker
 	var failures int32
 	var opened, next, backoff, updated int64
-	err := s.pool.QueryRow(ctx, `SELECT callback, state, failures, opened_at, next_probe, backoff_ms, updated_at
-		FROM breakers WHERE callback = $1`, callback).Scan(&b.Callback, &b.State, &failures, &opened, &next, &backoff, &updated)
+	err := s.pool.QueryRow(ctx, `SELECT callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at
+		FROM breakers WHERE callback = $1`, callback).Scan(&b.Callback, &b.URL, &b.State, &failures, &opened, &next, &backoff, &updated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Breaker{}, false, nil
 	}

@@ -339,7 +339,7 @@ func breakers(t *testing.T, s Store) {
 	if b, ok, err := s.Breaker(ctx, "a"); err != nil || ok {
 		t.Fatalf("Breaker of a callback never recorded = %+v, %v, %v; want none", b, ok, err)
 	}
-	open := store.Breaker{Callback: "a", State: "open", Failures: 5, OpenedAt: t0, NextProbe: t0.Add(2 * time.Second),
+	open := store.Breaker{Callback: "a", URL: "https://hooks.example/a?token=REDACTED", State: "open", Failures: 5, OpenedAt: t0, NextProbe: t0.Add(2 * time.Second),
 		Backoff: 2 * time.Second, UpdatedAt: t0.Add(time.Second)}
 	other := store.Breaker{Callback: "b", State: "closed", Failures: 2, UpdatedAt: t0}
 	if err := s.Commit(ctx, store.Write{Breakers: []store.Breaker{open, other}}); err != nil {
@@ -354,7 +354,7 @@ func breakers(t *testing.T, s Store) {
 	// Later transitions of one callback in one commit: the last one wins.
 	half := open
 	half.State, half.UpdatedAt = "half-open", t0.Add(3*time.Second)
-	closed := store.Breaker{Callback: "a", State: "closed", UpdatedAt: t0.Add(4 * time.Second)}
+	closed := store.Breaker{Callback: "a", URL: "https://hooks.example/new", State: "closed", UpdatedAt: t0.Add(4 * time.Second)}
 	if err := s.Commit(ctx, store.Write{Breakers: []store.Breaker{half}}, store.Write{Breakers: []store.Breaker{closed}}); err != nil {
 		t.Fatal(err)
 	}
