@@ -86,14 +86,16 @@ func bench(args []string) error {
 	defer hw.stop()
 	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url + "/tap", "-cpuprofile", *profile, "-events", *events}
 	storeName := "SQLite (state_dir on the local disk)"
+	dbName := ""
 	if *pg != "" {
-		dsn, drop, err := tempDatabase(*pg)
+		dsn, name, drop, err := tempDatabase(*pg)
 		if err != nil {
 			return err
 		}
 		defer drop()
 		tapArgs = append(tapArgs, "-store-dsn", dsn)
-		storeName = "PostgreSQL " + redactedServer(dsn) + " (one replica: the leader; the server's CPU is not in mistral-tap's column)"
+		dbName = name
+		storeName = "PostgreSQL " + redactedServer(dsn) + " (one replica: the leader; mistral-tap's CPU column adds its database backends' CPU)"
 	}
 	tp, err := spawnOn(proxyCPUs, tapArgs...)
 	if err != nil {
@@ -101,13 +103,17 @@ func bench(args []string) error {
 	}
 	defer tp.stop()
 	tapBase = tp.info["addr"]
+	tapCPU := tp.cpu
+	if dbName != "" {
+		tapCPU = func() time.Duration { return tp.cpu() + backendCPU(dbName) }
+	}
 
 	targets := []target{
 		{"direct: fake engine", up.info["fake"], up.cpu},
 		{"direct: canned", up.info["canned"], up.cpu},
 		{"httputil → canned", hu.info["addr"], hu.cpu},
 		{webhookFloor, hw.info["addr"], hw.cpu},
-		{"mistral-tap → canned", tp.info["addr"], tp.cpu},
+		{"mistral-tap → canned", tp.info["addr"], tapCPU},
 	}
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil && !*noNginx {
 		ng, err := startNginx(up.info["canned"], proxyCPUs)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,14 +21,14 @@ var tapStoreDSN string
 // tempDatabase creates an empty database on the server admin names (a
 // URL DSN) and returns its DSN and a function that drops it, so that every
 // run starts from an empty store and leaves nothing behind.
-func tempDatabase(admin string) (dsn string, drop func(), err error) {
+func tempDatabase(admin string) (dsn, name string, drop func(), err error) {
 	u, err := url.Parse(admin)
 	if err != nil || u.Scheme == "" {
-		return "", nil, fmt.Errorf("-tap-pg wants a postgres:// URL")
+		return "", "", nil, fmt.Errorf("-tap-pg wants a postgres:// URL")
 	}
 	var b [4]byte
 	rand.Read(b[:])
-	name := "loadtool_" + hex.EncodeToString(b[:])
+	name = "loadtool_" + hex.EncodeToString(b[:])
 	exec := func(q string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -40,10 +41,10 @@ func tempDatabase(admin string) (dsn string, drop func(), err error) {
 		return err
 	}
 	if err := exec("CREATE DATABASE " + name); err != nil {
-		return "", nil, fmt.Errorf("creating database %s: %w", name, err)
+		return "", "", nil, fmt.Errorf("creating database %s: %w", name, err)
 	}
 	u.Path = "/" + name
-	return u.String(), func() { exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") }, nil
+	return u.String(), name, func() { exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") }, nil
 }
 
 // redactedServer is host/database of a DSN, without credentials.
@@ -67,4 +68,38 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// backendCPU returns the CPU time so far of the PostgreSQL backends
+// serving database db (their process titles name it), read from /proc:
+// with the store on PostgreSQL, the work SQLite does inside mistral-tap's
+// process happens there. Backends that exited are not counted (the pool
+// keeps its connections), nor the server's shared processes (WAL writer,
+// checkpointer).
+func backendCPU(db string) time.Duration {
+	dirs, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		title, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil || !strings.HasPrefix(string(title), "postgres: ") || !strings.Contains(string(title), " "+db+" ") {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: utime and stime are
+		// the 12th and 13th.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
