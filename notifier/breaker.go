@@ -230,7 +230,8 @@ func (l *lane) loadBreaker(ctx context.Context) {
 
 // saveBreaker records the breaker in the store when it changed since it
 // was last recorded (or restored). A healthy callback's breaker never
-// changes, so its sends write nothing here. brMu orders one lane's
+// changes, so its sends write nothing here (but a first record, once per
+// lane, when none matched). brMu orders one lane's
 // records: each takes the state of its moment and is queued before the
 // next is taken, so the last one queued is the newest.
 func (l *lane) saveBreaker() {
@@ -251,8 +252,9 @@ func (l *lane) saveBreaker() {
 
 // saveBreaker queues a lane's breaker record for commit behind the writes
 // before it, so that on a shared store it is fenced like every leader
-// write. Losing one is harmless (the breaker in memory is unaffected, and
-// the next change records it whole), so a failure is only logged.
+// write. A lost record leaves the breaker in memory unaffected and only
+// means that the next dispatcher starts from an older state (the next
+// change records it whole), so a failure is only logged.
 func (d *Dispatcher) saveBreaker(b store.Breaker) {
 	w := store.Write{Breakers: []store.Breaker{b}}
 	logErr := func(err error) {

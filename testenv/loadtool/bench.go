@@ -86,7 +86,7 @@ func bench(args []string) error {
 	defer hw.stop()
 	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url + "/tap", "-cpuprofile", *profile, "-events", *events}
 	storeName := "SQLite (state_dir on the local disk)"
-	dbName := ""
+	dbName, dbDSN := "", ""
 	if *pg != "" {
 		dsn, name, drop, err := tempDatabase(*pg)
 		if err != nil {
@@ -94,7 +94,7 @@ func bench(args []string) error {
 		}
 		defer drop()
 		tapArgs = append(tapArgs, "-store-dsn", dsn)
-		dbName = name
+		dbName, dbDSN = name, dsn
 		storeName = "PostgreSQL " + redactedServer(dsn) + " (one replica: the leader; mistral-tap's CPU column adds its database backends' CPU)"
 	}
 	tp, err := spawnOn(proxyCPUs, tapArgs...)
@@ -253,6 +253,9 @@ func bench(args []string) error {
 	created, drainedIn := drainTap(rcv, 120*time.Second)
 	fmt.Fprintf(out, "\nmistral-tap delivered %d webhooks; %d executions were created through it, one event each, besides the events of the canned executions its watcher lists; the last webhook arrived %.1f s after the last measurement.\n",
 		rcv.tap.Load(), created, drainedIn.Seconds())
+	if dbDSN != "" {
+		fmt.Fprintf(out, "\nPostgreSQL store at the end: %s.\n", storeSummary(dbDSN))
+	}
 	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d; load average at the end: %s\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load(), loadAvg())
 	return nil
 }

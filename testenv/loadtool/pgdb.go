@@ -103,3 +103,32 @@ func backendCPU(db string) time.Duration {
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
+
+// storeSummary counts the deliveries of database dsn by state and the
+// observations still queued: whether webhooks missing at the end were
+// still pending (retrying), dead, or never derived.
+func storeSummary(dsn string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state`)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	var parts []string
+	for rows.Next() {
+		var state string
+		var n int64
+		if rows.Scan(&state, &n) == nil {
+			parts = append(parts, fmt.Sprintf("%s %d", state, n))
+		}
+	}
+	rows.Close()
+	var obs int64
+	conn.QueryRow(ctx, `SELECT COUNT(*) FROM observations`).Scan(&obs)
+	return fmt.Sprintf("deliveries %s; observations still queued %d", strings.Join(parts, ", "), obs)
+}
