@@ -201,6 +201,13 @@ func (l *lane) loadBreaker(ctx context.Context) {
 		return
 	}
 	if !ok {
+		// Nothing recorded is a closed breaker: no record is due until
+		// it changes.
+		l.brMu.Lock()
+		l.mu.Lock()
+		l.brURL = l.url
+		l.mu.Unlock()
+		l.brMu.Unlock()
 		return
 	}
 	s, known := breakerFromRecord(r)
@@ -230,8 +237,8 @@ func (l *lane) loadBreaker(ctx context.Context) {
 
 // saveBreaker records the breaker in the store when it changed since it
 // was last recorded (or restored). A healthy callback's breaker never
-// changes, so its sends write nothing here (but a first record, once per
-// lane, when none matched). brMu orders one lane's
+// changes, so its sends write nothing here (but one record to replace a
+// record about another URL). brMu orders one lane's
 // records: each takes the state of its moment and is queued before the
 // next is taken, so the last one queued is the newest.
 func (l *lane) saveBreaker() {

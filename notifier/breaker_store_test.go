@@ -215,3 +215,15 @@ func TestBreakerSurvivesLeaderChange(t *testing.T) {
 		t.Fatalf("recorded breaker after the fenced write = %+v, %v; want the new leader's closed", rec, err)
 	}
 }
+
+// A healthy callback's breaker never changes, so it costs no write.
+func TestHealthyCallbackRecordsNoBreaker(t *testing.T) {
+	h := newHarness(t, "", newFakeSender(), routing(config.Callback{Name: "a"}), nil)
+	h.start()
+	h.accept(evs("r1", 5)...)
+	h.waitFor("all delivered", func() bool { return h.count(store.Delivered) == 5 })
+	h.settle("a")
+	if rec, ok, err := h.st.Breaker(context.Background(), "a"); err != nil || ok {
+		t.Fatalf("breaker record of a healthy callback = %+v, %v, %v; want none", rec, ok, err)
+	}
+}
