@@ -1,10 +1,11 @@
 // Package store is mistral-tap's embedded durable store: the delivery outbox,
 // the tracker's entity states, watcher checkpoints, callbacks disabled by
-// a 410, and for runtime listeners (issue 13) the listeners themselves
-// (their spec sealed by the caller, never in clear) and the history of
-// derived events their backfill reads (Write.Events, History, OpenRoots,
-// PruneHistory). It uses SQLite (modernc.org/sqlite, pure Go) in WAL mode with
-// synchronous=FULL, so a committed write survives kill -9 and power loss.
+// a 410, circuit breakers, and for runtime listeners (issue 13) the
+// listeners themselves (their spec sealed by the caller, never in clear) and
+// the history of derived events their backfill reads (Write.Events, History,
+// OpenRoots, PruneHistory). It uses SQLite (modernc.org/sqlite, pure Go) in
+// WAL mode with synchronous=FULL, so a committed write survives kill -9 and
+// power loss.
 //
 // The SQL is deliberately plain (no SQLite-only syntax beyond pragmas and
 // `?` placeholders) so that a PostgreSQL backend can share it.
