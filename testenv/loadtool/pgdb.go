@@ -104,7 +104,8 @@ func backendCPU(db string) time.Duration {
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// storeSummary counts the deliveries of database dsn by state and the
+// storeSummary counts the deliveries of database dsn by state and event
+// type, and the
 // observations still queued: whether webhooks missing at the end were
 // still pending (retrying), dead, or never derived.
 func storeSummary(dsn string) string {
@@ -115,16 +116,16 @@ func storeSummary(dsn string) string {
 		return "unreadable: " + err.Error()
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state`)
+	rows, err := conn.Query(ctx, `SELECT state, event_type, COUNT(*) FROM deliveries GROUP BY state, event_type ORDER BY state, event_type`)
 	if err != nil {
 		return "unreadable: " + err.Error()
 	}
 	var parts []string
 	for rows.Next() {
-		var state string
+		var state, typ string
 		var n int64
-		if rows.Scan(&state, &n) == nil {
-			parts = append(parts, fmt.Sprintf("%s %d", state, n))
+		if rows.Scan(&state, &typ, &n) == nil {
+			parts = append(parts, fmt.Sprintf("%s %s %d", state, typ, n))
 		}
 	}
 	rows.Close()
