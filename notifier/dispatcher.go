@@ -120,6 +120,7 @@ type Store interface {
 	Pruner
 	DeadLetters
 	Historian
+	Breakers
 }
 
 var _ Store = (*store.Store)(nil)
@@ -549,6 +550,7 @@ func (d *Dispatcher) startLaneHeld(rt Route, def config.Delivery, pending int, h
 	l := newLane(laneDeps{
 		queue: d.st, now: d.now, log: d.log, maxLoaded: d.o.MaxLoaded, resync: d.o.Resync,
 		probeMin: d.o.BreakerProbeMin, send: d.startSend, save: d.save, waiting: d.laneWaiting,
+		breakers: d.st, saveBreaker: d.saveBreaker,
 	}, rt, def, pending)
 	l.held = held
 	ctx, cancel := context.WithCancel(d.runCtx)

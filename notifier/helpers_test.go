@@ -127,11 +127,21 @@ func routing(cbs ...config.Callback) *Routing {
 	return r
 }
 
-// harness is a dispatcher over a real store in a temp dir.
+// harnessStore is what a harness reads of its store directly.
+type harnessStore interface {
+	Store
+	LoadStates(ctx context.Context) ([]event.EntityState, error)
+	Checkpoint(ctx context.Context, key string) (string, error)
+	CreateListener(ctx context.Context, l store.Listener, perProject int) error
+	Close() error
+}
+
+// harness is a dispatcher over a real store: SQLite in a temp dir
+// (newHarness) or another one (newHarnessOn).
 type harness struct {
 	t      testing.TB
 	path   string
-	st     *store.Store
+	st     harnessStore
 	d      *Dispatcher
 	sender *fakeSender
 	cancel context.CancelFunc
@@ -270,11 +280,19 @@ func newHarness(t testing.TB, path string, sender *fakeSender, r *Routing, tune 
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
+	h := newHarnessOn(t, st, sender, r, tune)
+	h.path = path
+	return h
+}
+
+// newHarnessOn is newHarness over st, which the harness closes.
+func newHarnessOn(t testing.TB, st harnessStore, sender *fakeSender, r *Routing, tune func(*Options)) *harness {
+	t.Helper()
 	o := Options{Store: st, Sender: sender, Routing: r, BreakerProbeMin: 10 * time.Millisecond}
 	if tune != nil {
 		tune(&o)
 	}
-	h := &harness{t: t, path: path, st: st, sender: sender, progress: make(chan struct{}, 1)}
+	h := &harness{t: t, st: st, sender: sender, progress: make(chan struct{}, 1)}
 	// Benchmarks measure the dispatcher as it runs in production: no
 	// test hooks.
 	_, h.bench = t.(*testing.B)

@@ -49,6 +49,10 @@ type laneDeps struct {
 	// outcome for commit. Both report back through the lane's methods.
 	send func(l *lane, it *item)
 	save func(l *lane, it *item, o *outcome)
+	// breakers has the breaker recorded by the previous dispatcher;
+	// saveBreaker queues a record of a change for commit (breaker.go).
+	breakers    Breakers
+	saveBreaker func(store.Breaker)
 	// waiting, if set, is called whenever the lane waits and was not
 	// notified since it last looked at its queue: gen is the notification
 	// count it looked after, busy the sends and commits under way (tests).
@@ -85,7 +89,11 @@ type lane struct {
 	br          breaker
 	dis         disablement
 	removed     bool
-	held        bool // started by AddListener: no sends until its backfill is in
+	held        bool          // started by AddListener: no sends until its backfill is in
+	url         string        // the callback's URL, redacted: what the breaker judges
+	brMu        sync.Mutex    // orders breaker records (saveBreaker)
+	brSaved     breakerStatus // the breaker as last recorded, and for which URL
+	brURL       string
 	concurrency int
 	inflight    int // sends in progress (bounded by concurrency)
 	busy        int // sends and commits under way (for idle)
@@ -114,6 +122,16 @@ func (l *lane) configureLocked(r Route, def config.Delivery) {
 	}
 	l.q.setOrdered(r.Callback.Ordering != "none")
 	l.br.configure(def.BreakerThreshold, def.BreakerProbeMax)
+	url := r.Callback.RedactedURL()
+	if l.url != "" && url != l.url {
+		// The breaker judged the old receiver; the new one gets a chance
+		// at once (the next record says so).
+		if l.br.state().open {
+			l.log.Info("circuit closed: the callback's URL changed")
+		}
+		l.br.restore(breakerStatus{})
+	}
+	l.url = url
 }
 
 // reconfigure applies a reloaded route. It reports whether the callback is
@@ -265,6 +283,7 @@ func (l *lane) sent() {
 	l.inflight--
 	l.mu.Unlock()
 	l.notify()
+	l.saveBreaker() // observe may have changed it
 }
 
 // completed applies a commit of o (err nil) or its failure. A failed
@@ -340,6 +359,7 @@ type unsavedItem struct {
 func (l *lane) run(ctx context.Context) {
 	defer close(l.done)
 	defer l.reportUnsaved()
+	l.loadBreaker(ctx)
 	l.refill(ctx)
 	resync := time.NewTicker(l.deps.resync)
 	defer resync.Stop()
@@ -359,6 +379,9 @@ func (l *lane) run(ctx context.Context) {
 			l.deps.save(l, s.it, s.o)
 		}
 		batch, wait := l.takeDue(now)
+		if len(batch) == 1 && batch[0].probe {
+			l.saveBreaker() // half-open, before the trial can end
+		}
 		for _, it := range batch {
 			l.deps.send(l, it)
 		}

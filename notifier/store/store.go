@@ -1,10 +1,11 @@
 // Package store is mistral-tap's embedded durable store: the delivery outbox,
 // the tracker's entity states, watcher checkpoints, callbacks disabled by
-// a 410, and for runtime listeners (issue 13) the listeners themselves
-// (their spec sealed by the caller, never in clear) and the history of
-// derived events their backfill reads (Write.Events, History, OpenRoots,
-// PruneHistory). It uses SQLite (modernc.org/sqlite, pure Go) in WAL mode with
-// synchronous=FULL, so a committed write survives kill -9 and power loss.
+// a 410, circuit breakers, and for runtime listeners (issue 13) the
+// listeners themselves (their spec sealed by the caller, never in clear) and
+// the history of derived events their backfill reads (Write.Events, History,
+// OpenRoots, PruneHistory). It uses SQLite (modernc.org/sqlite, pure Go) in
+// WAL mode with synchronous=FULL, so a committed write survives kill -9 and
+// power loss.
 //
 // The SQL is deliberately plain (no SQLite-only syntax beyond pragmas and
 // `?` placeholders) so that a PostgreSQL backend can share it.
@@ -136,6 +137,8 @@ type Write struct {
 	Disable []Disabled
 	// Checkpoints are saved positions (the watcher's), upserted by key.
 	Checkpoints []Checkpoint
+	// Breakers are circuit breaker states, upserted by callback.
+	Breakers []Breaker
 	// Inserted, if not nil, must have len(Insert); Commit sets Inserted[i]
 	// to whether Insert[i] was new (false: the id already existed).
 	Inserted []bool
@@ -159,6 +162,31 @@ type Recorded struct {
 
 // Checkpoint is a saved position: a key and its value.
 type Checkpoint struct{ Key, Value string }
+
+// Breaker is a callback's circuit breaker as its dispatcher last recorded
+// it, so that the next dispatcher to send the callback (after a restart,
+// or a new leader on a shared store) carries on from it instead of
+// starting closed and sending a dead receiver a full round of requests.
+type Breaker struct {
+	Callback string
+	// URL is the callback's URL the state is about, redacted (secrets
+	// never reach the database); a dispatcher whose callback has another
+	// URL starts closed.
+	URL string
+	// State is "closed", "open" or "half-open" (an open circuit whose
+	// trial send is under way).
+	State string
+	// Failures counts consecutive retryable failures.
+	Failures int
+	// OpenedAt is when the circuit last opened; zero while closed.
+	OpenedAt time.Time
+	// NextProbe is when an open circuit may send its next trial.
+	NextProbe time.Time
+	// Backoff is the current wait between trials of an open circuit (it
+	// doubles after each failed one).
+	Backoff   time.Duration
+	UpdatedAt time.Time
+}
 
 // Options tunes Open.
 type Options struct {
@@ -215,6 +243,10 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
+	upsertBreaker = `INSERT INTO breakers (callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (callback) DO UPDATE SET url = excluded.url, state = excluded.state,
+		failures = excluded.failures, opened_at = excluded.opened_at, next_probe = excluded.next_probe,
+		backoff_ms = excluded.backoff_ms, updated_at = excluded.updated_at`
 )
 
 // Open opens the database at path, creating and migrating it if needed. If
@@ -436,6 +468,17 @@ var migrations = []string{
 		expires_at  BIGINT NOT NULL
 	);
 	CREATE INDEX listeners_project ON listeners (project_id)`,
+	// 4 (issue 12): circuit breakers survive a restart.
+	`CREATE TABLE breakers (
+		callback   TEXT PRIMARY KEY,
+		url        TEXT NOT NULL,
+		state      TEXT NOT NULL,
+		failures   INTEGER NOT NULL,
+		opened_at  BIGINT NOT NULL,
+		next_probe BIGINT NOT NULL,
+		backoff_ms BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -555,6 +598,12 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 		for _, c := range w.Checkpoints {
 			if _, err := tx.ExecContext(ctx, upsertCheckpoint, c.Key, c.Value); err != nil {
 				return fmt.Errorf("store: saving checkpoint %s: %w", c.Key, err)
+			}
+		}
+		for _, b := range w.Breakers {
+			if _, err := tx.ExecContext(ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, ms(b.OpenedAt),
+				ms(b.NextProbe), b.Backoff.Milliseconds(), ms(b.UpdatedAt)); err != nil {
+				return fmt.Errorf("store: saving breaker of %s: %w", b.Callback, err)
 			}
 		}
 	}
@@ -810,6 +859,23 @@ func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]Disabled, err
 		out[d.Name] = d
 	}
 	return out, rows.Err()
+}
+
+// Breaker returns callback's last recorded circuit breaker; ok is false
+// when none was recorded.
+func (s *Store) Breaker(ctx context.Context, callback string) (b Breaker, ok bool, err error) {
+	var opened, next, backoff, updated int64
+	err = s.r.QueryRowContext(ctx, `SELECT callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at
+		FROM breakers WHERE callback = ?`, callback).Scan(&b.Callback, &b.URL, &b.State, &b.Failures, &opened, &next, &backoff, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Breaker{}, false, nil
+	}
+	if err != nil {
+		return Breaker{}, false, s.note(fmt.Errorf("store: reading breaker of %s: %w", callback, err))
+	}
+	b.OpenedAt, b.NextProbe, b.UpdatedAt = fromMS(opened), fromMS(next), fromMS(updated)
+	b.Backoff = time.Duration(backoff) * time.Millisecond
+	return b, true, nil
 }
 
 // Enable re-enables a callback disabled by a 410.

@@ -51,6 +51,7 @@ func bench(args []string) error {
 	events := fs.String("tap-events", "*", "events filter of mistral-tap's one callback: e.g. TASK_FAILED (never emitted by the canned upstream) measures the tap and derivation without webhook delivery")
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
 	fs.StringVar(&tapGOGC, "tap-gogc", "", "GOGC for mistral-tap only (default: mistral-tap's own, 400 unless GOGC is set)")
+	pg := fs.String("tap-pg", "", "PostgreSQL server (postgres:// URL with rights to create databases): mistral-tap's store is a fresh database there (store.driver: postgres, one replica, leader) instead of SQLite")
 	pin := fs.Bool("pin", false, "give the proxies CPU 1 to themselves: this process (clients, receiver) and the upstream run on CPU 0, each proxy on CPU 1")
 	fs.Parse(args)
 	proxyCPUs := ""
@@ -83,18 +84,36 @@ func bench(args []string) error {
 		return err
 	}
 	defer hw.stop()
-	tp, err := spawnOn(proxyCPUs, "-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url, "-cpuprofile", *profile, "-events", *events)
+	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url + "/tap", "-cpuprofile", *profile, "-events", *events}
+	storeName := "SQLite (state_dir on the local disk)"
+	dbName, dbDSN := "", ""
+	if *pg != "" {
+		dsn, name, drop, err := tempDatabase(*pg)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		tapArgs = append(tapArgs, "-store-dsn", dsn)
+		dbName, dbDSN = name, dsn
+		storeName = "PostgreSQL " + redactedServer(dsn) + " (one replica: the leader; mistral-tap's CPU column adds its database backends' CPU)"
+	}
+	tp, err := spawnOn(proxyCPUs, tapArgs...)
 	if err != nil {
 		return err
 	}
 	defer tp.stop()
+	tapBase = tp.info["addr"]
+	tapCPU := tp.cpu
+	if dbName != "" {
+		tapCPU = func() time.Duration { return tp.cpu() + backendCPU(dbName) }
+	}
 
 	targets := []target{
 		{"direct: fake engine", up.info["fake"], up.cpu},
 		{"direct: canned", up.info["canned"], up.cpu},
 		{"httputil → canned", hu.info["addr"], hu.cpu},
 		{webhookFloor, hw.info["addr"], hw.cpu},
-		{"mistral-tap → canned", tp.info["addr"], tp.cpu},
+		{"mistral-tap → canned", tp.info["addr"], tapCPU},
 	}
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil && !*noNginx {
 		ng, err := startNginx(up.info["canned"], proxyCPUs)
@@ -123,6 +142,7 @@ func bench(args []string) error {
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	fmt.Fprintf(out, "# loadtool bench — %s, GOMAXPROCS=%d, %s per cell after %s warm-up\n\n", cpuModel(), runtime.GOMAXPROCS(0), *dur, *warm)
+	fmt.Fprintf(out, "mistral-tap's store: %s. Load average at start: %s.\n\n", storeName, loadAvg())
 	if *pin {
 		fmt.Fprintln(out, "Pinned (-pin): clients, receiver and upstream on CPU 0; each proxy alone on CPU 1.")
 		fmt.Fprintln(out)
@@ -141,6 +161,7 @@ func bench(args []string) error {
 		}
 	}
 	best := map[string]float64{} // tap's max req/s per workload
+	var tapHooks float64         // webhooks/s from mistral-tap in its last POST cell
 	for _, w := range wls {
 		for _, c := range ints(*concs) {
 			res := map[string]result{}
@@ -148,7 +169,11 @@ func bench(args []string) error {
 				if !w.runs(t) {
 					continue
 				}
+				before, start := rcv.tap.Load(), time.Now()
 				r := closedLoop(t.base, w, c, *warm, *dur, t.cpu)
+				if t.base == tapBase && w.method == "POST" {
+					tapHooks = float64(rcv.tap.Load()-before) / time.Since(start).Seconds()
+				}
 				res[t.name] = r
 			}
 			floor := res["httputil → canned"].rps
@@ -162,7 +187,7 @@ func bench(args []string) error {
 					ratio = fmt.Sprintf("%.2f×", r.rps/floor)
 				}
 				if wf := res[webhookFloor].rps; t.name == "mistral-tap → canned" && wf > 0 {
-					ratio += fmt.Sprintf(" (%.2f× %s)", r.rps/wf, webhookFloor)
+					ratio += fmt.Sprintf(" (%.2f× %s; its webhooks during the cell %.0f/s)", r.rps/wf, webhookFloor, tapHooks)
 				}
 				fmt.Fprintf(out, "| %s | %d | %s | %.0f | %s | %s | %s | %.2f | %s | %d |\n",
 					w.name, c, t.name, r.rps, ms(r.pct(0.5)), ms(r.pct(0.99)), ms(r.pct(0.999)), r.cpuPer10k(), ratio, r.errs)
@@ -225,7 +250,13 @@ func bench(args []string) error {
 		slices.Sort(lb)
 		fmt.Fprintf(out, "| %s | %s | %s |\n", t.name, ms(fb[2]), ms(lb[2]))
 	}
-	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load())
+	created, drainedIn := drainTap(rcv, 120*time.Second)
+	fmt.Fprintf(out, "\nmistral-tap delivered %d webhooks; %d executions were created through it, one event each, besides the events of the canned executions its watcher lists; the last webhook arrived %.1f s after the last measurement.\n",
+		rcv.tap.Load(), created, drainedIn.Seconds())
+	if dbDSN != "" {
+		fmt.Fprintf(out, "\nPostgreSQL store at the end: %s.\n", storeSummary(dbDSN))
+	}
+	fmt.Fprintf(out, "\nmistral-tap child RSS after the run: %.1f MiB; %s; webhooks received: %d; load average at the end: %s\n", float64(tp.rss())/(1<<20), tp.gcStats(), rcv.count.Load(), loadAvg())
 	return nil
 }
 
@@ -260,4 +291,20 @@ func cpuModel() string {
 		}
 	}
 	return fmt.Sprintf("unknown CPU × %d", runtime.NumCPU())
+}
+
+// drainTap waits until mistral-tap's webhooks stop arriving (none for 3 s,
+// at most max): with deliveries trailing the proxy, the tail tells how far
+// behind they were. It returns the executions created through mistral-tap
+// and how long after the call the last webhook arrived.
+func drainTap(rcv *receiver, max time.Duration) (created int64, last time.Duration) {
+	start := time.Now()
+	n, lastAt := rcv.tap.Load(), start
+	for time.Since(lastAt) < 3*time.Second && time.Since(start) < max {
+		time.Sleep(50 * time.Millisecond)
+		if m := rcv.tap.Load(); m != n {
+			n, lastAt = m, time.Now()
+		}
+	}
+	return tapCreated.Load(), lastAt.Sub(start)
 }

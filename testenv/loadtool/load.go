@@ -71,8 +71,20 @@ func do(c *http.Client, base string, w workload) (int64, bool) {
 	}
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return n, err == nil && resp.StatusCode/100 == 2
+	ok := err == nil && resp.StatusCode/100 == 2
+	if ok && w.method == "POST" && base == tapBase {
+		tapCreated.Add(1)
+	}
+	return n, ok
 }
+
+// tapBase is mistral-tap's address in bench; tapCreated counts the
+// executions created through it (each one event to deliver), warm-ups
+// included, so that the run can tell whether deliveries kept up.
+var (
+	tapBase    string
+	tapCreated atomic.Int64
+)
 
 // closedLoop runs conc clients back to back for warm+dur and measures the
 // last dur. cpu reads the server's CPU time.

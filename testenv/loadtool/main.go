@@ -66,6 +66,7 @@ func serve(args []string) error {
 	events := fs.String("events", "*", "the callback's events filter (tap); an event nothing emits turns delivery off while keeping derivation")
 	execs := fs.Int("execs", 1000, "executions in the fake engine (upstream)")
 	fs.DurationVar(&tapRetention, "retention", time.Hour, "tracker.retention (tap)")
+	fs.StringVar(&tapStoreDSN, "store-dsn", "", "PostgreSQL database for the store instead of SQLite (tap)")
 	fs.Parse(args)
 	switch *role {
 	case "upstream":

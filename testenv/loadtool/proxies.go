@@ -102,6 +102,9 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	path := filepath.Join(dir, "mistral-tap.yaml")
 	cfgText := fmt.Sprintf(tapConfig, upstream, filepath.Join(dir, "state"), interval, events, receiver, concurrency, ordering)
 	cfgText = strings.Replace(cfgText, "RETENTION", tapRetention.String(), 1)
+	if tapStoreDSN != "" {
+		cfgText += fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", tapStoreDSN)
+	}
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,10 @@ import (
 type receiver struct {
 	url   string
 	count atomic.Int64
-	srv   *http.Server
+	// tap counts the webhooks mistral-tap sent (to url + "/tap"), apart
+	// from the other senders'.
+	tap atomic.Int64
+	srv *http.Server
 
 	mu      sync.Mutex
 	arrived map[string]time.Time
@@ -52,6 +56,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.last = now
 	r.mu.Unlock()
 	r.count.Add(1)
+	if strings.HasSuffix(req.URL.Path, "/tap") {
+		r.tap.Add(1)
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

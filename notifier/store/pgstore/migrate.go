@@ -100,6 +100,18 @@ var migrations = []string{
 		expires_at  BIGINT NOT NULL
 	);
 	CREATE INDEX listeners_project ON listeners (project_id)`,
+	// 3 (issue 12): the leader's circuit breakers, so that a new leader
+	// carries on from them.
+	`CREATE TABLE breakers (
+		callback   TEXT PRIMARY KEY,
+		url        TEXT NOT NULL,
+		state      TEXT NOT NULL,
+		failures   INTEGER NOT NULL,
+		opened_at  BIGINT NOT NULL,
+		next_probe BIGINT NOT NULL,
+		backoff_ms BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	)`,
 }
 
 // SchemaVersion is the schema version this binary migrates to.

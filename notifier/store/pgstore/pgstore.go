@@ -1,8 +1,8 @@
 // Package pgstore is mistral-tap's durable store on PostgreSQL, for several
 // replicas sharing one database. It has the method set of *store.Store (the
 // outbox, tracker states, checkpoints, callbacks disabled by a 410, event
-// history and listeners) with the same semantics, plus what replicas need to
-// act as one:
+// history, listeners and circuit breakers) with the same semantics, plus what
+// replicas need to act as one:
 //
 //   - a leader lease (Acquire, Resign) whose term is a fencing token: once
 //     SetFence is called, every write the leader makes (Commit, SetCheckpoint,
@@ -206,6 +206,10 @@ const (
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 	disableCallback = `INSERT INTO disabled_callbacks (name, reason, url, since) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, url = excluded.url, since = excluded.since`
+	upsertBreaker = `INSERT INTO breakers (callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (callback) DO UPDATE SET url = excluded.url, state = excluded.state,
+		failures = excluded.failures, opened_at = excluded.opened_at, next_probe = excluded.next_probe,
+		backoff_ms = excluded.backoff_ms, updated_at = excluded.updated_at`
 )
 
 // Bulk forms of Commit's statements: one statement per kind of change,
@@ -253,6 +257,10 @@ func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 		}
 		for _, c := range w.Checkpoints {
 			b.Queue(upsertCheckpoint, c.Key, c.Value)
+		}
+		for _, k := range w.Breakers {
+			b.Queue(upsertBreaker, k.Callback, k.URL, k.State, int32(k.Failures), ms(k.OpenedAt), ms(k.NextProbe),
+				k.Backoff.Milliseconds(), ms(k.UpdatedAt))
 		}
 	}
 	if b.Len() == 0 || (fenced && b.Len() == 1) {
@@ -604,6 +612,25 @@ func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]store.Disable
 		return nil, s.wrap("reading disabled callbacks", err)
 	}
 	return out, nil
+}
+
+// Breaker is store.Store.Breaker.
+func (s *Store) Breaker(ctx context.Context, callback string) (store.Breaker, bool, error) {
+	var b store.Breaker
+	var failures int32
+	var opened, next, backoff, updated int64
+	err := s.pool.QueryRow(ctx, `SELECT callback, url, state, failures, opened_at, next_probe, backoff_ms, updated_at
+		FROM breakers WHERE callback = $1`, callback).Scan(&b.Callback, &b.URL, &b.State, &failures, &opened, &next, &backoff, &updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Breaker{}, false, nil
+	}
+	if err != nil {
+		return store.Breaker{}, false, s.wrap("reading breaker of "+callback, err)
+	}
+	b.Failures = int(failures)
+	b.OpenedAt, b.NextProbe, b.UpdatedAt = fromMS(opened), fromMS(next), fromMS(updated)
+	b.Backoff = time.Duration(backoff) * time.Millisecond
+	return b, true, nil
 }
 
 // Enable is store.Store.Enable.

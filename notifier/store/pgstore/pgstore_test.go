@@ -38,7 +38,7 @@ func TestContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `TRUNCATE deliveries, entity_states, checkpoints, disabled_callbacks, leases, observations, history, listeners`); err != nil {
+		if _, err := conn.Exec(ctx, `TRUNCATE deliveries, entity_states, checkpoints, disabled_callbacks, leases, observations, history, listeners, breakers`); err != nil {
 			t.Fatal(err)
 		}
 		return open(t, dsn)

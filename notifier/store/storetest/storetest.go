@@ -39,6 +39,7 @@ type Store interface {
 	Listeners(ctx context.Context) ([]store.Listener, error)
 	Listener(ctx context.Context, id string) (store.Listener, error)
 	DeleteListener(ctx context.Context, id string) (bool, error)
+	Breaker(ctx context.Context, callback string) (store.Breaker, bool, error)
 }
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -79,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"OpenRootsAndPruneHistory", openRoots},
 		{"ListenersCRUD", listenersCRUD},
 		{"ListenerCapUnderConcurrency", listenerCap},
+		{"BreakersUpsertByCallback", breakers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })
@@ -329,5 +331,37 @@ func abandon(t *testing.T, s Store) {
 	}
 	if c, _ := s.CountPending(ctx); !reflect.DeepEqual(c, map[string]int{"kept": 1}) {
 		t.Fatalf("CountPending after Abandon = %v", c)
+	}
+}
+
+func breakers(t *testing.T, s Store) {
+	ctx := context.Background()
+	if b, ok, err := s.Breaker(ctx, "a"); err != nil || ok {
+		t.Fatalf("Breaker of a callback never recorded = %+v, %v, %v; want none", b, ok, err)
+	}
+	open := store.Breaker{Callback: "a", URL: "https://hooks.example/a?token=REDACTED", State: "open", Failures: 5, OpenedAt: t0, NextProbe: t0.Add(2 * time.Second),
+		Backoff: 2 * time.Second, UpdatedAt: t0.Add(time.Second)}
+	other := store.Breaker{Callback: "b", State: "closed", Failures: 2, UpdatedAt: t0}
+	if err := s.Commit(ctx, store.Write{Breakers: []store.Breaker{open, other}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []store.Breaker{open, other} {
+		got, ok, err := s.Breaker(ctx, want.Callback)
+		if err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Breaker(%s) = %+v, %v, %v; want %+v", want.Callback, got, ok, err, want)
+		}
+	}
+	// Later transitions of one callback in one commit: the last one wins.
+	half := open
+	half.State, half.UpdatedAt = "half-open", t0.Add(3*time.Second)
+	closed := store.Breaker{Callback: "a", URL: "https://hooks.example/new", State: "closed", UpdatedAt: t0.Add(4 * time.Second)}
+	if err := s.Commit(ctx, store.Write{Breakers: []store.Breaker{half}}, store.Write{Breakers: []store.Breaker{closed}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.Breaker(ctx, "a"); err != nil || !ok || !reflect.DeepEqual(got, closed) {
+		t.Fatalf("Breaker(a) after closing = %+v, %v, %v; want %+v", got, ok, err, closed)
+	}
+	if got, _, _ := s.Breaker(ctx, "b"); !reflect.DeepEqual(got, other) {
+		t.Fatalf("Breaker(b) changed by a's writes: %+v", got)
 	}
 }
