@@ -21,6 +21,8 @@ var (
 
 	_ HistoryReader = (*store.Store)(nil)
 	_ HistoryReader = (*pgstore.Store)(nil)
+	_ RootsReader   = (*store.Store)(nil)
+	_ RootsReader   = (*pgstore.Store)(nil)
 )
 
 // realStore is a store both the handler and the registry use.

@@ -88,21 +88,37 @@ func SortRecorded(rs []Recorded) {
 // OpenRoots returns, sorted, the roots with an event at or after since
 // whose root execution has not ended (see OpenRootsQuery).
 func (s *Store) OpenRoots(ctx context.Context, since time.Time) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, OpenRootsQuery, ms(since))
+	return s.roots(ctx, "reading open roots", OpenRootsQuery, since)
+}
+
+// RootsSinceQuery selects every root with an event at or after $since,
+// ended or not. Shared by pgstore (placeholders rewritten).
+const RootsSinceQuery = `SELECT DISTINCT root_id FROM history WHERE created_at >= ? ORDER BY root_id`
+
+// RootsSince returns, sorted, every root with an event at or after since:
+// a workflow listener activated late (registered on a replica that does not
+// lead, or across a fail-over) also needs the executions that started and
+// ended in between, which OpenRoots leaves out.
+func (s *Store) RootsSince(ctx context.Context, since time.Time) ([]string, error) {
+	return s.roots(ctx, "reading roots since", RootsSinceQuery, since)
+}
+
+func (s *Store) roots(ctx context.Context, what, query string, since time.Time) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, query, ms(since))
 	if err != nil {
-		return nil, s.note(fmt.Errorf("store: reading open roots: %w", err))
+		return nil, s.note(fmt.Errorf("store: %s: %w", what, err))
 	}
 	defer rows.Close()
 	out := []string{}
 	for rows.Next() {
 		var r string
 		if err := rows.Scan(&r); err != nil {
-			return nil, fmt.Errorf("store: reading open roots: %w", err)
+			return nil, fmt.Errorf("store: %s: %w", what, err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.note(fmt.Errorf("store: reading open roots: %w", err))
+		return nil, s.note(fmt.Errorf("store: %s: %w", what, err))
 	}
 	return out, nil
 }

@@ -149,21 +149,30 @@ func (s *Store) History(ctx context.Context, roots []string) ([]store.Recorded, 
 
 // OpenRoots is store.Store.OpenRoots.
 func (s *Store) OpenRoots(ctx context.Context, since time.Time) ([]string, error) {
-	rows, err := s.pool.Query(ctx, strings.Replace(store.OpenRootsQuery, "?", "$1", 1), ms(since))
+	return s.roots(ctx, "reading open roots", store.OpenRootsQuery, since)
+}
+
+// RootsSince is store.Store.RootsSince.
+func (s *Store) RootsSince(ctx context.Context, since time.Time) ([]string, error) {
+	return s.roots(ctx, "reading roots since", store.RootsSinceQuery, since)
+}
+
+func (s *Store) roots(ctx context.Context, what, query string, since time.Time) ([]string, error) {
+	rows, err := s.pool.Query(ctx, strings.Replace(query, "?", "$1", 1), ms(since))
 	if err != nil {
-		return nil, s.wrap("reading open roots", err)
+		return nil, s.wrap(what, err)
 	}
 	defer rows.Close()
 	out := []string{}
 	for rows.Next() {
 		var r string
 		if err := rows.Scan(&r); err != nil {
-			return nil, s.wrap("reading open roots", err)
+			return nil, s.wrap(what, err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("reading open roots", err)
+		return nil, s.wrap(what, err)
 	}
 	slices.Sort(out) // Go's byte order whatever the collation
 	return out, nil

@@ -118,6 +118,13 @@ func openRoots(t *testing.T, s Store) {
 	if got, _ := s.OpenRoots(ctx, t0.Add(-2*time.Hour)); !slices.Equal(got, []string{"old", "rerun", "running", "tasks"}) {
 		t.Fatalf("OpenRoots(t0-2h) = %v", got)
 	}
+	// RootsSince also lists the ended ones ("done"), not the older "old".
+	if got, err := s.RootsSince(ctx, t0); err != nil || !slices.Equal(got, []string{"done", "rerun", "running", "tasks"}) {
+		t.Fatalf("RootsSince(t0) = %v, %v", got, err)
+	}
+	if got, _ := s.RootsSince(ctx, t0.Add(2*time.Minute)); len(got) != 0 {
+		t.Fatalf("RootsSince(t0+2m) = %v, want none", got)
+	}
 	n, err := s.PruneHistory(ctx, t0)
 	if err != nil || n != 1 {
 		t.Fatalf("PruneHistory(t0) = %d, %v; want 1 (only old)", n, err)

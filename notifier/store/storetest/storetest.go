@@ -34,6 +34,7 @@ type Store interface {
 	SetCheckpoint(ctx context.Context, key, value string) error
 	History(ctx context.Context, roots []string) ([]store.Recorded, error)
 	OpenRoots(ctx context.Context, since time.Time) ([]string, error)
+	RootsSince(ctx context.Context, since time.Time) ([]string, error)
 	PruneHistory(ctx context.Context, before time.Time) (int, error)
 	CreateListener(ctx context.Context, l store.Listener, perProject int) error
 	Listeners(ctx context.Context) ([]store.Listener, error)
