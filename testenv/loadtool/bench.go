@@ -52,6 +52,7 @@ func bench(args []string) error {
 	fixedRate := fs.Float64("rate", 0, "open-loop rate in req/s instead of 50% of mistral-tap's measured maximum (before/after comparisons at the same load)")
 	fs.StringVar(&tapGOGC, "tap-gogc", "", "GOGC for mistral-tap only (default: mistral-tap's own, 400 unless GOGC is set)")
 	pg := fs.String("tap-pg", "", "PostgreSQL server (postgres:// URL with rights to create databases): mistral-tap's store is a fresh database there (store.driver: postgres, one replica, leader) instead of SQLite")
+	noListeners := fs.Bool("tap-no-listeners", false, "listeners.enabled: false for mistral-tap: no event history recorded on Accept (what the listeners API costs a POST)")
 	pin := fs.Bool("pin", false, "give the proxies CPU 1 to themselves: this process (clients, receiver) and the upstream run on CPU 0, each proxy on CPU 1")
 	fs.Parse(args)
 	proxyCPUs := ""
@@ -85,6 +86,9 @@ func bench(args []string) error {
 	}
 	defer hw.stop()
 	tapArgs := []string{"-role", "tap", "-upstream", up.info["canned"], "-receiver", rcv.url + "/tap", "-cpuprofile", *profile, "-events", *events}
+	if *noListeners {
+		tapArgs = append(tapArgs, "-no-listeners")
+	}
 	storeName := "SQLite (state_dir on the local disk)"
 	dbName, dbDSN := "", ""
 	if *pg != "" {

@@ -67,6 +67,7 @@ func serve(args []string) error {
 	execs := fs.Int("execs", 1000, "executions in the fake engine (upstream)")
 	fs.DurationVar(&tapRetention, "retention", time.Hour, "tracker.retention (tap)")
 	fs.StringVar(&tapStoreDSN, "store-dsn", "", "PostgreSQL database for the store instead of SQLite (tap)")
+	fs.BoolVar(&tapNoListeners, "no-listeners", false, "listeners.enabled: false (tap): no event history, no /v2/listeners")
 	fs.Parse(args)
 	switch *role {
 	case "upstream":

@@ -18,6 +18,11 @@ import (
 // PostgreSQL database (store.driver: postgres) instead of SQLite.
 var tapStoreDSN string
 
+// tapNoListeners, when set (serve -no-listeners), turns the listeners API
+// off in the tap child, and with it the event history Accept records for
+// backfill: bench -tap-no-listeners measures what history costs a POST.
+var tapNoListeners bool
+
 // tempDatabase creates an empty database on the server admin names (a
 // URL DSN) and returns its DSN and a function that drops it, so that every
 // run starts from an empty store and leaves nothing behind.

@@ -105,6 +105,9 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	if tapStoreDSN != "" {
 		cfgText += fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", tapStoreDSN)
 	}
+	if tapNoListeners {
+		cfgText += "listeners:\n  enabled: false\n"
+	}
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
