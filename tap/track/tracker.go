@@ -118,6 +118,26 @@ type entity struct {
 	root                           *root
 }
 
+// persisted is what is stored of an entity (see event.EntityState); upd is
+// its formatted updated_at, which callers already have.
+func (e *entity) persisted(id, rootID, upd string) event.EntityState {
+	st := event.EntityState{Kind: e.kind, ID: id, RootID: rootID, State: e.state, UpdatedAt: upd,
+		RetryCount: e.retry, StartedAt: formatTS(e.started)}
+	if e.reqAt != 0 {
+		st.RequestedAt = time.Unix(0, e.reqAt).UTC()
+	}
+	if e.waitBefore {
+		st.Policies |= event.WaitBeforeFired
+	}
+	if e.waitAfter {
+		st.Policies |= event.WaitAfterFired
+	}
+	if e.pending {
+		st.Policies |= event.WaitAfterPending
+	}
+	return st
+}
+
 func (e *entity) policies() policies {
 	return policies{retry: e.retry, waitBefore: e.waitBefore, waitAfter: e.waitAfter, started: e.started}
 }
@@ -186,7 +206,13 @@ func New(o Options) (*Tracker, error) {
 			continue
 		}
 		updated := t.trustedTS(s.ID, parseTS(s.UpdatedAt), t.horizon, t.now().Add(t.maxSkew).Unix())
-		t.entities[s.ID] = &entity{kind: s.Kind, state: s.State, updated: updated, retry: s.RetryCount, root: r}
+		e := &entity{kind: s.Kind, state: s.State, updated: updated, retry: s.RetryCount, root: r,
+			waitBefore: s.Policies&event.WaitBeforeFired != 0, waitAfter: s.Policies&event.WaitAfterFired != 0,
+			pending: s.Policies&event.WaitAfterPending != 0, started: parseTS(s.StartedAt)}
+		if !s.RequestedAt.IsZero() {
+			e.reqAt = s.RequestedAt.UnixNano()
+		}
+		t.entities[s.ID] = e
 	}
 	return t, nil
 }
@@ -554,10 +580,11 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			c.states[i].LastSeq = seq
 			continue
 		}
-		st := event.EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id, LastSeq: seq}
+		st := event.EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id}
 		if e := t.entities[r.id]; e != nil {
-			st.State, st.UpdatedAt, st.RetryCount = e.state, formatTS(e.updated), e.retry
+			st = e.persisted(r.id, r.id, formatTS(e.updated))
 		}
+		st.LastSeq = seq
 		c.states = append(c.states, st)
 	}
 	return c
@@ -771,10 +798,7 @@ func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
 	if _, ok := c.updates[n.id]; !ok {
 		c.updates[n.id] = n.next
 		c.stateAt[n.id] = len(c.states)
-		c.states = append(c.states, event.EntityState{
-			Kind: n.kind(), ID: n.id, RootID: r.id, State: n.next.state,
-			UpdatedAt: upd, RetryCount: n.next.retry,
-		})
+		c.states = append(c.states, n.next.persisted(n.id, r.id, upd))
 	}
 	for _, s := range steps {
 		seq, ok := c.seqs[r]
