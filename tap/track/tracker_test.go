@@ -529,3 +529,97 @@ func BenchmarkTrackerDerive(b *testing.B) {
 		}
 	}
 }
+
+// engineNow is a Fetcher that answers with the engine's current state of
+// executions and their tasks, and counts its calls.
+type engineNow struct {
+	execs map[string]event.Observation
+	tasks map[string][]event.Observation
+	calls []string
+}
+
+func (e *engineNow) Fetch(_ context.Context, id string, tasks bool) ([]event.Observation, error) {
+	e.calls = append(e.calls, fmt.Sprintf("%s tasks=%t", id, tasks))
+	x, ok := e.execs[id]
+	if !ok {
+		return nil, errors.New("404")
+	}
+	out := []event.Observation{tap(x)}
+	if tasks {
+		for _, k := range e.tasks[id] {
+			out = append(out, tap(k))
+		}
+	}
+	return out, nil
+}
+
+// TestTrackerCompletesOutOfOrderSightings: what the tracker fetches so that
+// events come out in causal order when observations arrive late, as they do
+// from other replicas through the shared queue.
+func TestTrackerCompletesOutOfOrderSightings(t *testing.T) {
+	tests := []struct {
+		name    string
+		engine  engineNow
+		batches [][]event.Observation
+		want    string
+		calls   string
+	}{
+		{
+			// A poll listed executions before e1 existed and its tasks
+			// after; the tapped creation has not arrived yet.
+			name:    "a polled task of an unseen execution fetches the execution",
+			engine:  engineNow{execs: map[string]event.Observation{"e1": ex("e1", "RUNNING", 0, 0)}},
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tap(ex("e1", "RUNNING", 0, 0)))},
+			want:    "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1",
+			calls:   "e1 tasks=false",
+		},
+		{
+			name: "an unseen execution that has ended since is fetched with its tasks",
+			engine: engineNow{execs: map[string]event.Observation{"e1": ex("e1", "SUCCESS", 0, 2)},
+				tasks: map[string][]event.Observation{"e1": {tk("t1", "a", "e1", "SUCCESS", 0, 1, 0), tk("t2", "b", "e1", "SUCCESS", 1, 2, 0)}}},
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0))},
+			want:    "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e1",
+			calls:   "e1 tasks=false, e1 tasks=true",
+		},
+		{
+			// The tapped rerun reached the tracker after the rerun had
+			// already succeeded: the execution's end must follow the task's.
+			name: "a tapped rerun whose execution ended before the fetch",
+			engine: engineNow{execs: map[string]event.Observation{"e1": ex("e1", "SUCCESS", 0, 6)},
+				tasks: map[string][]event.Observation{"e1": {rerunAt(tk("t1", "a", "e1", "SUCCESS", 0, 6, 0), 5)}}},
+			batches: [][]event.Observation{
+				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+				batch(tap(rerunAt(tk("t1", "a", "e1", "RUNNING", 0, 5, 0), 5))),
+			},
+			want:  "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1*, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
+			calls: "e1 tasks=false, e1 tasks=true",
+		},
+		{
+			name:    "a task of a known execution fetches nothing",
+			engine:  engineNow{},
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 1, 0))},
+			want:    "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1",
+		},
+		{
+			name:    "history fetches nothing",
+			engine:  engineNow{},
+			batches: [][]event.Observation{batch(tk("t1", "a", "old", "SUCCESS", -3600, -3590, 0))},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sink{}
+			tr, err := New(Options{Sink: s, Fetcher: &tt.engine, Horizon: base.Add(-time.Minute), Now: func() time.Time { return base.Add(time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, tr, tt.batches...)
+			if got := names(s.got()); got != tt.want {
+				t.Errorf("events:\n got  %s\n want %s", got, tt.want)
+			}
+			if got := strings.Join(tt.engine.calls, ", "); got != tt.calls {
+				t.Errorf("fetches: got %q, want %q", got, tt.calls)
+			}
+		})
+	}
+}
