@@ -43,7 +43,8 @@ type FeedOptions struct {
 	// (a client's POST tapped on one replica) may commit after a later one
 	// (the client's next GET, tapped on another); waiting lets the
 	// earlier one become visible, so rows are consumed in the order their
-	// appends began. Drain and Before take every visible row. Default
+	// appends began. Drain and Before take every visible row; Before
+	// first waits until Settle after the poll's request time. Default
 	// 100ms.
 	Settle time.Duration
 	// Logger; nil discards.
@@ -82,10 +83,38 @@ type before struct {
 }
 
 func (b before) ObserveSync(ctx context.Context, obs []event.Observation) error {
+	// A response tapped on another replica just before this poll began
+	// may still be on its way into the queue (forwarders append
+	// asynchronously): give it Settle from the poll's request, as Run
+	// gives rows Settle to show up in order. Otherwise a pause tapped
+	// moments before a poll that already shows the resume is consumed
+	// after it, as stale, and both events are lost.
+	if at := requestedAt(obs); !at.IsZero() {
+		if d := time.Until(at.Add(b.f.o.Settle)); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
 	if err := b.f.Drain(ctx); err != nil && ctx.Err() == nil {
 		b.f.o.Logger.Warn("consuming observations before a poll failed", "err", err)
 	}
 	return b.next.ObserveSync(ctx, obs)
+}
+
+// requestedAt is the earliest request time of obs (a poll's share one).
+func requestedAt(obs []event.Observation) time.Time {
+	var at time.Time
+	for _, o := range obs {
+		if at.IsZero() || (!o.RequestedAt.IsZero() && o.RequestedAt.Before(at)) {
+			at = o.RequestedAt
+		}
+	}
+	return at
 }
 
 // ConsumedKey is the checkpoint the Feed moves through the Barrier.

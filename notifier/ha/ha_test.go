@@ -233,3 +233,76 @@ func TestGuardSenderDoesNotRepeatADeliveredSend(t *testing.T) {
 		t.Fatalf("without a lease: %v, %d sends", res.Outcome, cs.n)
 	}
 }
+
+// queue is an observations queue whose rows become visible at a given
+// time: an append still in flight from another replica.
+type queue struct {
+	mu   sync.Mutex
+	rows []pgstore.ObservationBatch
+	at   []time.Time // when each row becomes visible
+}
+
+func (q *queue) ReadObservations(_ context.Context, limit int, _ time.Duration) ([]pgstore.ObservationBatch, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []pgstore.ObservationBatch
+	for i, r := range q.rows {
+		if time.Now().Before(q.at[i]) || len(out) == limit {
+			break
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (q *queue) DeleteObservations(_ context.Context, ids []int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.rows, q.at = q.rows[len(ids):], q.at[len(ids):]
+	return nil
+}
+
+type batches struct {
+	mu  sync.Mutex
+	got [][]event.Observation
+}
+
+func (b *batches) ObserveSync(_ context.Context, obs []event.Observation) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.got = append(b.got, obs)
+	return nil
+}
+
+type noBarrier struct{}
+
+func (noBarrier) SetCheckpoint(context.Context, string, string) error { return nil }
+
+// TestBeforeWaitsForTapsOnTheirWay: a pause tapped on another replica
+// just before the leader's poll (which already shows the resume) reaches
+// the queue a moment after the poll returns; it must still reach the
+// tracker before the poll, as within one instance.
+func TestBeforeWaitsForTapsOnTheirWay(t *testing.T) {
+	const settle = 300 * time.Millisecond
+	requested := time.Now()
+	paused := event.Observation{Source: event.SourceTap, RequestedAt: requested.Add(-time.Millisecond),
+		Execution: &event.Execution{ID: "e1", State: event.StatePaused}}
+	resumed := event.Observation{Source: event.SourceWatch, RequestedAt: requested,
+		Execution: &event.Execution{ID: "e1", State: event.StateRunning}}
+	q := &queue{rows: []pgstore.ObservationBatch{{ID: 1, Obs: []event.Observation{paused}}},
+		at: []time.Time{requested.Add(settle / 2)}}
+	got := &batches{}
+	f := ha.NewFeed(ha.FeedOptions{Queue: q, Observer: got, Barrier: noBarrier{}, Settle: settle})
+	if err := f.Before(got).ObserveSync(context.Background(), []event.Observation{resumed}); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, b := range got.got {
+		for _, o := range b {
+			order = append(order, o.Execution.State)
+		}
+	}
+	if len(order) != 2 || order[0] != event.StatePaused {
+		t.Errorf("the tracker got %v, want the tapped PAUSED before the polled RUNNING", order)
+	}
+}
