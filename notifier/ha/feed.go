@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -100,7 +101,10 @@ func (b before) ObserveSync(ctx context.Context, obs []event.Observation) error 
 			}
 		}
 	}
-	if err := b.f.Drain(ctx); err != nil && ctx.Err() == nil {
+	// Only what was requested before the poll: a rerun tapped just after
+	// the poll read a failure must follow the failure, as within one
+	// instance, or the failure is taken for a stale read.
+	if err := b.f.drain(ctx, requestedAt(obs)); err != nil && ctx.Err() == nil {
 		b.f.o.Logger.Warn("consuming observations before a poll failed", "err", err)
 	}
 	return b.next.ObserveSync(ctx, obs)
@@ -123,14 +127,15 @@ const ConsumedKey = "observations.consumed"
 // Run consumes until ctx ends. Rows are deleted only after what they
 // produced is durable (ObserveSync, then the Barrier), so a leader that
 // dies mid-way leaves them for the next one, which derives the same events
-// with the same ids. Rows are read in id order; a row that commits late
-// with a lower id is simply read on the next round (the tracker orders
-// observations by the entity's updated_at, not by arrival).
+// with the same ids. A row is consumed once it was appended Settle ago and
+// its observations were requested Settle ago, in request order (see
+// round); one that arrives later still is consumed next (the tracker
+// orders observations by the entity's updated_at, then request time).
 func (f *Feed) Run(ctx context.Context) error {
 	poll := time.NewTicker(f.o.Poll)
 	defer poll.Stop()
 	for {
-		n, err := f.round(ctx, f.o.Settle)
+		n, left, err := f.round(ctx, f.o.Settle, time.Now().Add(-f.o.Settle))
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -140,11 +145,13 @@ func (f *Feed) Run(ctx context.Context) error {
 		if n > 0 && err == nil {
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-f.o.Wake:
-		case <-poll.C:
+		if left == 0 || err != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-f.o.Wake:
+			case <-poll.C:
+			}
 		}
 		select { // let the new rows settle (FeedOptions.Settle)
 		case <-ctx.Done():
@@ -159,35 +166,61 @@ func (f *Feed) Run(ctx context.Context) error {
 // during a database outage are older than what the engine shows now, and
 // the tracker would drop them as stale once the watcher saw the newer
 // state.
-func (f *Feed) Drain(ctx context.Context) error {
+func (f *Feed) Drain(ctx context.Context) error { return f.drain(ctx, time.Time{}) }
+
+// drain consumes until no visible row requested before cutoff is left
+// (every visible row with a zero cutoff).
+func (f *Feed) drain(ctx context.Context, cutoff time.Time) error {
 	for {
-		n, err := f.round(ctx, 0)
+		n, _, err := f.round(ctx, 0, cutoff)
 		if err != nil || n == 0 {
 			return err
 		}
 	}
 }
 
-func (f *Feed) round(ctx context.Context, olderThan time.Duration) (int, error) {
+// round consumes, of the rows appended at least olderThan ago, those whose
+// observations were requested before cutoff (all with a zero cutoff), in
+// the order they were requested; it returns how many it consumed and how
+// many it left. Replicas' forwarders append asynchronously, so a response
+// tapped on one replica can reach the queue after one tapped later on
+// another (seen: a client's POST after its rerun of the failed task):
+// ids give the order of appends, the request times the order of what the
+// engine said. Run's cutoff (Settle ago) lets a late append take its place.
+func (f *Feed) round(ctx context.Context, olderThan time.Duration, cutoff time.Time) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rows, err := f.o.Queue.ReadObservations(ctx, 256, olderThan)
 	if err != nil || len(rows) == 0 {
-		return 0, err
+		return 0, 0, err
 	}
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	for _, obs := range split(rows) {
-		if err := f.o.Observer.ObserveSync(ctx, obs); err != nil {
-			return 0, err
+	slices.SortStableFunc(rows, func(a, b pgstore.ObservationBatch) int {
+		return requestedAt(a.Obs).Compare(requestedAt(b.Obs))
+	})
+	n := len(rows)
+	if !cutoff.IsZero() {
+		n = 0
+		for n < len(rows) && requestedAt(rows[n].Obs).Before(cutoff) {
+			n++
 		}
 	}
-	if err := f.o.Barrier.SetCheckpoint(ctx, ConsumedKey, strconv.FormatInt(ids[len(ids)-1], 10)); err != nil {
-		return 0, err
+	if n == 0 {
+		return 0, len(rows), nil
 	}
-	return len(rows), f.o.Queue.DeleteObservations(ctx, ids)
+	ids := make([]int64, n)
+	var last int64
+	for i, r := range rows[:n] {
+		ids[i], last = r.ID, max(last, r.ID)
+	}
+	for _, obs := range split(rows[:n]) {
+		if err := f.o.Observer.ObserveSync(ctx, obs); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := f.o.Barrier.SetCheckpoint(ctx, ConsumedKey, strconv.FormatInt(last, 10)); err != nil {
+		return 0, 0, err
+	}
+	return n, len(rows) - n, f.o.Queue.DeleteObservations(ctx, ids)
 }
 
 // split cuts rows into runs in which no entity appears twice: the tracker
