@@ -56,6 +56,10 @@ type FeedOptions struct {
 type Feed struct {
 	o  FeedOptions
 	mu sync.Mutex // one round at a time (Run, Drain, Before)
+	// seen is when Run first read each row it left (by our clock): a row
+	// whose request time lies ahead of our clock (another replica's clock
+	// runs fast) is consumed Settle after that instead.
+	seen map[int64]time.Time
 }
 
 // NewFeed returns a Feed; call Run.
@@ -135,7 +139,7 @@ func (f *Feed) Run(ctx context.Context) error {
 	poll := time.NewTicker(f.o.Poll)
 	defer poll.Stop()
 	for {
-		n, left, err := f.round(ctx, f.o.Settle, time.Now().Add(-f.o.Settle))
+		n, left, err := f.round(ctx, f.o.Settle, f.settled(time.Now()))
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -172,22 +176,45 @@ func (f *Feed) Drain(ctx context.Context) error { return f.drain(ctx, time.Time{
 // (every visible row with a zero cutoff).
 func (f *Feed) drain(ctx context.Context, cutoff time.Time) error {
 	for {
-		n, _, err := f.round(ctx, 0, cutoff)
+		n, _, err := f.round(ctx, 0, func(r pgstore.ObservationBatch) bool {
+			return cutoff.IsZero() || requestedAt(r.Obs).Before(cutoff)
+		})
 		if err != nil || n == 0 {
 			return err
 		}
 	}
 }
 
-// round consumes, of the rows appended at least olderThan ago, those whose
-// observations were requested before cutoff (all with a zero cutoff), in
-// the order they were requested; it returns how many it consumed and how
-// many it left. Replicas' forwarders append asynchronously, so a response
-// tapped on one replica can reach the queue after one tapped later on
-// another (seen: a client's POST after its rerun of the failed task):
-// ids give the order of appends, the request times the order of what the
-// engine said. Run's cutoff (Settle ago) lets a late append take its place.
-func (f *Feed) round(ctx context.Context, olderThan time.Duration, cutoff time.Time) (int, int, error) {
+// settled is Run's readiness: a row requested Settle before now, or first
+// read Settle before now (so a replica whose clock runs ahead delays its
+// rows by Settle, not by its skew). Called with f.mu held (from round).
+func (f *Feed) settled(now time.Time) func(pgstore.ObservationBatch) bool {
+	cut := now.Add(-f.o.Settle)
+	return func(r pgstore.ObservationBatch) bool {
+		if requestedAt(r.Obs).Before(cut) {
+			return true
+		}
+		first, ok := f.seen[r.ID]
+		if !ok {
+			if f.seen == nil {
+				f.seen = map[int64]time.Time{}
+			}
+			f.seen[r.ID] = now
+			return false
+		}
+		return !first.After(cut)
+	}
+}
+
+// round consumes, of the rows appended at least olderThan ago and sorted
+// by request time, the leading ones ready accepts, and returns how many it
+// consumed and how many it left. Replicas' forwarders append
+// asynchronously, so a response tapped on one replica can reach the queue
+// after one tapped later on another (seen: a client's POST after its rerun
+// of the failed task): ids give the order of appends, the request times
+// the order of what the engine said, which is what the tracker needs. Run
+// waits Settle (see settled) so that a late append takes its place.
+func (f *Feed) round(ctx context.Context, olderThan time.Duration, ready func(pgstore.ObservationBatch) bool) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rows, err := f.o.Queue.ReadObservations(ctx, 256, olderThan)
@@ -197,12 +224,12 @@ func (f *Feed) round(ctx context.Context, olderThan time.Duration, cutoff time.T
 	slices.SortStableFunc(rows, func(a, b pgstore.ObservationBatch) int {
 		return requestedAt(a.Obs).Compare(requestedAt(b.Obs))
 	})
-	n := len(rows)
-	if !cutoff.IsZero() {
-		n = 0
-		for n < len(rows) && requestedAt(rows[n].Obs).Before(cutoff) {
-			n++
-		}
+	n := 0
+	for n < len(rows) && ready(rows[n]) {
+		n++
+	}
+	for _, r := range rows[n+min(1, len(rows)-n):] {
+		ready(r) // start the clock of every row left (see settled)
 	}
 	if n == 0 {
 		return 0, len(rows), nil
@@ -211,6 +238,7 @@ func (f *Feed) round(ctx context.Context, olderThan time.Duration, cutoff time.T
 	var last int64
 	for i, r := range rows[:n] {
 		ids[i], last = r.ID, max(last, r.ID)
+		delete(f.seen, r.ID)
 	}
 	for _, obs := range split(rows[:n]) {
 		if err := f.o.Observer.ObserveSync(ctx, obs); err != nil {
