@@ -406,6 +406,10 @@ func (t *Tracker) process(ctx context.Context, obs []event.Observation) error {
 //     events come before the execution's end);
 //   - a tapped task rerun whose execution is not in the batch: the
 //     execution (Mistral sends WORKFLOW_RERUN before TASK_RERUN);
+//   - a completed task whose sub-execution the batch shows still running:
+//     the sub-execution with its tasks (a poll lists executions before
+//     tasks, so both may have ended in between; the sub-workflow's end
+//     comes before its parent task's);
 //   - a task, from any source, of an execution the tracker has never seen
 //     and the batch does not hold: the execution (its launch comes before
 //     its tasks'). A poll lists executions before tasks, so one created in
@@ -421,9 +425,14 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 		return obs
 	}
 	inBatch := map[string]bool{}
+	// running sub-executions of the batch by their parent task
+	runningSub := map[string]string{}
 	for _, o := range obs {
-		if o.Execution != nil {
-			inBatch[o.Execution.ID] = true
+		if x := o.Execution; x != nil {
+			inBatch[x.ID] = true
+			if x.TaskExecutionID != nil && !event.Completed(x.State) {
+				runningSub[*x.TaskExecutionID] = x.ID
+			}
 		}
 	}
 	type req struct {
@@ -456,6 +465,9 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 				add(parent, false)
 			case t.entities[parent] == nil && effectiveTS(k.UpdatedAt, k.CreatedAt) >= t.horizon:
 				add(parent, false)
+			}
+			if sub, ok := runningSub[k.ID]; ok && event.Completed(k.State) {
+				add(sub, true)
 			}
 		}
 	}

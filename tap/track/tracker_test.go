@@ -595,6 +595,17 @@ func TestTrackerCompletesOutOfOrderSightings(t *testing.T) {
 			calls: "e1 tasks=false, e1 tasks=true",
 		},
 		{
+			// The poll listed executions while e2 ran, and tasks after e2
+			// and its parent task had both succeeded.
+			name: "a finished task next to its sub-execution read running fetches the sub-execution",
+			engine: engineNow{execs: map[string]event.Observation{"e2": sub("e2", "SUCCESS", "t1", "e1", 1, 2)},
+				tasks: map[string][]event.Observation{"e2": {tk("t2", "inner", "e2", "SUCCESS", 1, 2, 0)}}},
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)),
+				batch(sub("e2", "RUNNING", "t1", "e1", 1, 1), tk("t1", "call", "e1", "SUCCESS", 0, 2, 0))},
+			want:  "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1",
+			calls: "e2 tasks=true",
+		},
+		{
 			name:    "a task of a known execution fetches nothing",
 			engine:  engineNow{},
 			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 1, 0))},
