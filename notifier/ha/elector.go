@@ -162,7 +162,10 @@ func (e *Elector) hold(ctx context.Context, start time.Time, term int64, lead fu
 	defer e.set(nil)
 	log.Info("elected leader")
 	margin := e.o.TTL / 5
-	trust := time.NewTimer(e.o.Now().Sub(start) + e.o.TTL - margin)
+	// Trust ends TTL - margin after the last renewal was sent (start),
+	// whatever the renewal's round trip took.
+	trustLeft := func() time.Duration { return start.Add(e.o.TTL - margin).Sub(e.o.Now()) }
+	trust := time.NewTimer(trustLeft())
 	defer trust.Stop()
 	renew := time.NewTicker(e.o.TTL / 3)
 	defer renew.Stop()
@@ -211,7 +214,7 @@ func (e *Elector) hold(ctx context.Context, start time.Time, term int64, lead fu
 				stop()
 			default:
 				start = at
-				resetTimer(trust, e.o.Now().Sub(start)+e.o.TTL-margin)
+				resetTimer(trust, trustLeft())
 			}
 		}
 	}

@@ -71,6 +71,11 @@ func TestCutOffLeaderNeverSendsOnAStaleLease(t *testing.T) {
 		for {
 			select {
 			case <-ctx.Done():
+				// The elector closes Lost and then ends ctx: a select
+				// that finds both ready may take this case.
+				if !l.Valid() {
+					aLost <- time.Now()
+				}
 				return nil
 			case <-l.Lost():
 				aLost <- time.Now()
@@ -231,5 +236,64 @@ func TestGuardSenderDoesNotRepeatADeliveredSend(t *testing.T) {
 	lease = nil
 	if res := g.Send(context.Background(), send.Request{Callback: "cb", EventID: "evt_3"}); res.Outcome != send.Retryable || cs.n != 2 {
 		t.Fatalf("without a lease: %v, %d sends", res.Outcome, cs.n)
+	}
+}
+
+// slowLeases grants term 1 on a campaign that takes slow by the injected
+// clock, then fails every renewal (the database is gone).
+type slowLeases struct {
+	mu    sync.Mutex
+	now   time.Time
+	slow  time.Duration
+	calls int
+}
+
+func (s *slowLeases) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now
+}
+
+func (s *slowLeases) Acquire(context.Context, string, string, int64, time.Duration) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls > 1 {
+		return 0, errors.New("connection refused")
+	}
+	s.now = s.now.Add(s.slow)
+	return 1, nil
+}
+
+func (s *slowLeases) Resign(context.Context, string, string, int64) error { return nil }
+
+// TestLeaseTrustCountsFromWhenTheRenewalWasSent: a lease acquired by a
+// request that took half the TTL is trusted for TTL - TTL/5 from when the
+// request was sent, i.e. for 0.3 TTL more, not for that plus twice the
+// round trip (the timer added the elapsed time instead of subtracting it).
+func TestLeaseTrustCountsFromWhenTheRenewalWasSent(t *testing.T) {
+	const ttl = 2 * time.Second
+	st := &slowLeases{now: time.Now(), slow: ttl / 2}
+	e := ha.NewElector(ha.ElectorOptions{Store: st, Holder: "A", TTL: ttl, Now: st.Now})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	led := make(chan time.Time, 1)
+	lost := make(chan time.Time, 1)
+	go e.Run(ctx, func(ctx context.Context, l *ha.Lease) error {
+		led <- time.Now()
+		<-l.Lost()
+		lost <- time.Now()
+		<-ctx.Done()
+		return nil
+	})
+	from := <-led
+	select {
+	case at := <-lost:
+		// 0.3 TTL = 600ms is the bound; the bug gave 2.6 s.
+		if d := at.Sub(from); d > ttl*3/10+500*time.Millisecond {
+			t.Errorf("lease trusted %v after it was granted, want about %v", d, ttl*3/10)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lease never lost")
 	}
 }

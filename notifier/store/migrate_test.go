@@ -22,7 +22,9 @@ func TestMigrateFromVersion1(t *testing.T) {
 		`CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version (version) VALUES (1)`,
 		`INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state, next_attempt_at, created_at, updated_at, event)
 			VALUES ('e1/a', 'e1', 'a', 'r', 1, 'WORKFLOW_LAUNCHED', 'pending', 1, 1, 1, '{"id":"e1"}'),
-			       ('e2/a', 'e2', 'a', 'r', 2, 'WORKFLOW_LAUNCHED', 'delivered', 1, 1, 1, '{"id":"e2"}')`) {
+			       ('e2/a', 'e2', 'a', 'r', 2, 'WORKFLOW_LAUNCHED', 'delivered', 1, 1, 1, '{"id":"e2"}')`,
+		`INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
+			VALUES ('r', 'execution', 'r', 'RUNNING', '2025-01-02 03:04:05', 0, 2)`) {
 		if strings.TrimSpace(q) == "" {
 			continue
 		}
@@ -43,6 +45,11 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	if l, err := s.List(ctx, Filter{State: Delivered}); err != nil || len(l) != 1 || l[0].ID != "e2/a" {
 		t.Fatalf("List(delivered) = %v, %v", l, err)
+	}
+	// A state saved before the request time was stored loads without one
+	// (the tracker then treats any same-second change as newer, as before).
+	if st, err := s.LoadStates(ctx); err != nil || len(st) != 1 || st[0].LastSeq != 2 || !st[0].RequestedAt.IsZero() || st[0].Policies != 0 {
+		t.Fatalf("LoadStates = %+v, %v", st, err)
 	}
 	if n, err := s.Prune(ctx, time.UnixMilli(2)); err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v", n, err)

@@ -228,10 +228,12 @@ const (
 	insertDelivery = `INSERT INTO deliveries (id, event_id, callback, root_id, seq, event_type, state,
 		attempts, next_attempt_at, created_at, replayed_at, updated_at, last_error, last_status, event)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
-	upsertState = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+	upsertState = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq,
+		requested_ns, policies, started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
 		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
-		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
+		retry_count = excluded.retry_count, last_seq = excluded.last_seq, requested_ns = excluded.requested_ns,
+		policies = excluded.policies, started_at = excluded.started_at`
 	// An attempt's outcome applies to a row that is still pending: one
 	// committed after its callback was removed must not revive the dead
 	// letter Abandon made of it.
@@ -479,6 +481,13 @@ var migrations = []string{
 		backoff_ms BIGINT NOT NULL,
 		updated_at BIGINT NOT NULL
 	)`,
+	// 5 (issue 12): what the tracker needs to decide, after a restart, as
+	// it would have without one (see event.EntityState): the request time
+	// that breaks same-second ties (Unix nanoseconds, 0 unknown), a task's
+	// fired wait policies (event.PolicyFlags) and its started_at.
+	`ALTER TABLE entity_states ADD COLUMN requested_ns BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE entity_states ADD COLUMN policies INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE entity_states ADD COLUMN started_at TEXT NOT NULL DEFAULT ''`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -536,6 +545,22 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+// ns and fromNS store a time with nanosecond precision (an entity state's
+// request time, which orders sightings within one second).
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
+
 // Commit applies writes in one transaction, durable when it returns nil.
 func (s *Store) Commit(ctx context.Context, writes ...Write) error {
 	return s.note(s.commit(ctx, writes...))
@@ -580,7 +605,7 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 		}
 		for _, st := range w.States {
 			if _, err := stmt(&ups, s.ups).ExecContext(ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
-				st.RetryCount, int64(st.LastSeq)); err != nil {
+				st.RetryCount, int64(st.LastSeq), ns(st.RequestedAt), int(st.Policies), st.StartedAt); err != nil {
 				return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
 			}
 		}
@@ -888,7 +913,8 @@ func (s *Store) Enable(ctx context.Context, name string) error {
 
 // LoadStates returns every saved tracker entity state.
 func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq FROM entity_states`)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq,
+		requested_ns, policies, started_at FROM entity_states`)
 	if err != nil {
 		return nil, fmt.Errorf("store: loading entity states: %w", err)
 	}
@@ -897,11 +923,14 @@ func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 	for rows.Next() {
 		var st event.EntityState
 		var kind string
-		var seq int64
-		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &st.RetryCount, &seq); err != nil {
+		var seq, reqNs int64
+		var pol int
+		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &st.RetryCount, &seq,
+			&reqNs, &pol, &st.StartedAt); err != nil {
 			return nil, fmt.Errorf("store: loading entity states: %w", err)
 		}
 		st.Kind, st.LastSeq = event.Kind(kind), uint64(seq)
+		st.RequestedAt, st.Policies = fromNS(reqNs), event.PolicyFlags(pol)
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {

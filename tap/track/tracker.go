@@ -34,8 +34,10 @@ type Sink interface {
 
 // Fetcher reads one execution (and, with tasks, its tasks and its
 // sub-executions with theirs) from the engine. The tracker uses it to
-// complete the picture before it emits an execution's terminal event seen by
-// the tap, so that the tasks' events come first, in causal order.
+// complete the picture where observations would otherwise yield events out
+// of causal order (see complete): before it emits an execution's terminal
+// event seen by the tap, so that the tasks' events come first, and before
+// the first event of a task whose execution it has never seen.
 type Fetcher interface {
 	Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error)
 }
@@ -118,6 +120,26 @@ type entity struct {
 	root                           *root
 }
 
+// persisted is what is stored of an entity (see event.EntityState); upd is
+// its formatted updated_at, which callers already have.
+func (e *entity) persisted(id, rootID, upd string) event.EntityState {
+	st := event.EntityState{Kind: e.kind, ID: id, RootID: rootID, State: e.state, UpdatedAt: upd,
+		RetryCount: e.retry, StartedAt: formatTS(e.started)}
+	if e.reqAt != 0 {
+		st.RequestedAt = time.Unix(0, e.reqAt).UTC()
+	}
+	if e.waitBefore {
+		st.Policies |= event.WaitBeforeFired
+	}
+	if e.waitAfter {
+		st.Policies |= event.WaitAfterFired
+	}
+	if e.pending {
+		st.Policies |= event.WaitAfterPending
+	}
+	return st
+}
+
 func (e *entity) policies() policies {
 	return policies{retry: e.retry, waitBefore: e.waitBefore, waitAfter: e.waitAfter, started: e.started}
 }
@@ -186,7 +208,13 @@ func New(o Options) (*Tracker, error) {
 			continue
 		}
 		updated := t.trustedTS(s.ID, parseTS(s.UpdatedAt), t.horizon, t.now().Add(t.maxSkew).Unix())
-		t.entities[s.ID] = &entity{kind: s.Kind, state: s.State, updated: updated, retry: s.RetryCount, root: r}
+		e := &entity{kind: s.Kind, state: s.State, updated: updated, retry: s.RetryCount, root: r,
+			waitBefore: s.Policies&event.WaitBeforeFired != 0, waitAfter: s.Policies&event.WaitAfterFired != 0,
+			pending: s.Policies&event.WaitAfterPending != 0, started: parseTS(s.StartedAt)}
+		if !s.RequestedAt.IsZero() {
+			e.reqAt = s.RequestedAt.UnixNano()
+		}
+		t.entities[s.ID] = e
 	}
 	return t, nil
 }
@@ -372,17 +400,39 @@ func (t *Tracker) process(ctx context.Context, obs []event.Observation) error {
 	return nil
 }
 
-// complete adds what the Fetcher knows to tap observations that reveal an
-// execution's end, or a task's rerun whose execution is not in the batch, so
-// that derive can order the events causally.
+// complete adds what the Fetcher knows to observations whose events could
+// not otherwise come out in causal order, so that derive can order them:
+//   - a tap observation that reveals an execution's end: its tasks (their
+//     events come before the execution's end);
+//   - a tapped task rerun whose execution is not in the batch: the
+//     execution (Mistral sends WORKFLOW_RERUN before TASK_RERUN);
+//   - a completed task whose sub-execution the batch shows still running:
+//     the sub-execution with its tasks (a poll lists executions before
+//     tasks, so both may have ended in between; the sub-workflow's end
+//     comes before its parent task's);
+//   - a task, from any source, of an execution the tracker has never seen
+//     and the batch does not hold: the execution (its launch comes before
+//     its tasks'). A poll lists executions before tasks, so one created in
+//     between shows its tasks first; within one instance the tap has
+//     usually seen it already, but among replicas the tapped creation
+//     reaches the leader's tracker later than the poll.
+//
+// An execution fetched without its tasks that turns out to have ended
+// since is fetched again with them: a rerun that finished before the fetch
+// would otherwise put the execution's end before its task's.
 func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event.Observation {
 	if t.fetch == nil {
 		return obs
 	}
 	inBatch := map[string]bool{}
+	// running sub-executions of the batch by their parent task
+	runningSub := map[string]string{}
 	for _, o := range obs {
-		if o.Execution != nil {
-			inBatch[o.Execution.ID] = true
+		if x := o.Execution; x != nil {
+			inBatch[x.ID] = true
+			if x.TaskExecutionID != nil && !event.Completed(x.State) {
+				runningSub[*x.TaskExecutionID] = x.ID
+			}
 		}
 	}
 	type req struct {
@@ -391,33 +441,41 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 	}
 	var reqs []req
 	seen := map[string]bool{}
-	for _, o := range obs {
-		if o.Source != event.SourceTap {
-			continue
+	add := func(id string, tasks bool) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			reqs = append(reqs, req{id, tasks})
 		}
+	}
+	for _, o := range obs {
 		switch {
 		case o.Execution != nil:
 			x := o.Execution
 			known := t.entities[x.ID]
-			if event.Completed(x.State) && (known == nil || known.state != x.State) && !seen[x.ID] {
-				seen[x.ID] = true
-				reqs = append(reqs, req{x.ID, true})
+			if o.Source == event.SourceTap && event.Completed(x.State) && (known == nil || known.state != x.State) {
+				add(x.ID, true)
 			}
 		case o.Task != nil:
 			k := o.Task
 			known := t.entities[k.ID]
 			parent := k.WorkflowExecutionID
-			if known != nil && known.state == event.StateError && k.State != event.StateError &&
-				!inBatch[parent] && !seen[parent] && parent != "" {
-				seen[parent] = true
-				reqs = append(reqs, req{parent, false})
+			switch {
+			case inBatch[parent]:
+			case o.Source == event.SourceTap && known != nil && known.state == event.StateError && k.State != event.StateError:
+				add(parent, false)
+			case t.entities[parent] == nil && effectiveTS(k.UpdatedAt, k.CreatedAt) >= t.horizon:
+				add(parent, false)
+			}
+			if sub, ok := runningSub[k.ID]; ok && event.Completed(k.State) {
+				add(sub, true)
 			}
 		}
 	}
 	for _, r := range reqs {
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		more, err := t.fetch.Fetch(fctx, r.id, r.tasks)
-		cancel()
+		more, err := t.fetchOne(ctx, r.id, r.tasks)
+		if err == nil && !r.tasks && t.endedUnseen(r.id, more) {
+			more, err = t.fetchOne(ctx, r.id, true)
+		}
 		if err != nil {
 			t.log.Debug("completing an observation failed; the watcher will catch up", "execution", r.id, "err", err)
 			continue
@@ -425,6 +483,24 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 		obs = append(obs, more...)
 	}
 	return obs
+}
+
+func (t *Tracker) fetchOne(ctx context.Context, id string, tasks bool) ([]event.Observation, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return t.fetch.Fetch(fctx, id, tasks)
+}
+
+// endedUnseen says whether fetched shows execution id in a completed state
+// the tracker does not know it in.
+func (t *Tracker) endedUnseen(id string, fetched []event.Observation) bool {
+	for _, o := range fetched {
+		if x := o.Execution; x != nil && x.ID == id && event.Completed(x.State) {
+			known := t.entities[id]
+			return known == nil || known.state != x.State
+		}
+	}
+	return false
 }
 
 // change is the result of deriving a batch: the events, the states to
@@ -554,10 +630,11 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			c.states[i].LastSeq = seq
 			continue
 		}
-		st := event.EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id, LastSeq: seq}
+		st := event.EntityState{Kind: event.KindExecution, ID: r.id, RootID: r.id}
 		if e := t.entities[r.id]; e != nil {
-			st.State, st.UpdatedAt, st.RetryCount = e.state, formatTS(e.updated), e.retry
+			st = e.persisted(r.id, r.id, formatTS(e.updated))
 		}
+		st.LastSeq = seq
 		c.states = append(c.states, st)
 	}
 	return c
@@ -771,10 +848,7 @@ func (t *Tracker) emitSteps(c *change, n *node, steps []step, now time.Time) {
 	if _, ok := c.updates[n.id]; !ok {
 		c.updates[n.id] = n.next
 		c.stateAt[n.id] = len(c.states)
-		c.states = append(c.states, event.EntityState{
-			Kind: n.kind(), ID: n.id, RootID: r.id, State: n.next.state,
-			UpdatedAt: upd, RetryCount: n.next.retry,
-		})
+		c.states = append(c.states, n.next.persisted(n.id, r.id, upd))
 	}
 	for _, s := range steps {
 		seq, ok := c.seqs[r]

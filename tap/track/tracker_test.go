@@ -97,6 +97,12 @@ func withRC(o event.Observation, rc string) event.Observation {
 	return o
 }
 
+// at moves an observation's request time later by d (same updated_at).
+func at(o event.Observation, d time.Duration) event.Observation {
+	o.RequestedAt = o.RequestedAt.Add(d)
+	return o
+}
+
 func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
 
 // names renders events as "TYPE entity" (with a * for inferred) for
@@ -134,180 +140,202 @@ func feed(t *testing.T, tr *Tracker, batches ...[]event.Observation) {
 
 func batch(o ...event.Observation) []event.Observation { return o }
 
+// derivationCase is a sequence of batches and the events it must yield.
+type derivationCase struct {
+	name    string
+	batches [][]event.Observation
+	want    string
+}
+
+// derivationCases are shared by TestTrackerDerivation and
+// TestTrackerRestartAnywhere (every case must come out the same across a
+// restart between any two of its batches).
+var derivationCases = []derivationCase{
+	{
+		name:    "launch then success seen separately",
+		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "SUCCESS", 0, 3))},
+		want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "first seen finished infers the launch",
+		batches: [][]event.Observation{batch(ex("e1", "ERROR", 0, 3))},
+		want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_FAILED e1",
+	},
+	{
+		name:    "same transition seen twice yields one event",
+		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tap(ex("e1", "RUNNING", 0, 0))), batch(ex("e1", "SUCCESS", 0, 2), ex("e1", "SUCCESS", 0, 2))},
+		want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "older observation after a newer one is ignored",
+		batches: [][]event.Observation{batch(ex("e1", "SUCCESS", 0, 5)), batch(ex("e1", "RUNNING", 0, 1))},
+		want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "pause and resume",
+		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "RUNNING", 0, 2)), batch(ex("e1", "SUCCESS", 0, 3))},
+		want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "paused then success implies a resume",
+		batches: [][]event.Observation{batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "SUCCESS", 0, 3))},
+		want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1*, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "idle and waiting yield nothing",
+		batches: [][]event.Observation{batch(tk("t1", "join", "e1", "WAITING", 0, 0, 0)), batch(tk("t1", "join", "e1", "RUNNING", 0, 1, 0))},
+		want:    "TASK_RESUMED t1",
+	},
+	{
+		name:    "delayed (wait-before) relaunches",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 1, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 3, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 0))},
+		want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "retry cycles between two polls are inferred from retry_no",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "ERROR", 0, 9, 2))},
+		want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+	},
+	{
+		name:    "retry seen mid-delay",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 2, 1)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 1))},
+		want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name: "a failed task updated again without a new start yields nothing",
+		batches: [][]event.Observation{
+			batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+			batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
+		},
+		want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
+	},
+	{
+		name: "rerun observed",
+		batches: [][]event.Observation{
+			batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+			batch(tk("t1", "a", "e1", "RUNNING", 0, 5, 0)),
+			batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
+		},
+		want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1, TASK_FAILED t1, WORKFLOW_FAILED e1",
+	},
+	{
+		name: "rerun by another client that failed again between two polls",
+		batches: [][]event.Observation{
+			batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+			batch(ex("e1", "ERROR", 0, 6), rerunAt(tk("t1", "a", "e1", "ERROR", 0, 6, 0), 5)),
+		},
+		want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
+	},
+	{
+		name: "whole execution revealed by one poll comes out in causal order",
+		batches: [][]event.Observation{batch(
+			ex("e1", "SUCCESS", 0, 1),
+			tk("t2", "b", "e1", "SUCCESS", 0, 1, 0),
+			tk("t1", "a", "e1", "SUCCESS", 0, 0, 0),
+		)},
+		want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name: "sub-workflow nests inside its parent task",
+		batches: [][]event.Observation{batch(
+			sub("e2", "SUCCESS", "t1", "e1", 1, 2),
+			ex("e1", "SUCCESS", 0, 3),
+			tk("t1", "call", "e1", "SUCCESS", 0, 3, 0),
+			tk("t2", "inner", "e2", "SUCCESS", 1, 2, 0),
+		)},
+		want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
+	},
+	{
+		name:    "first seen delayed (wait-before) then done",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 1, 0))},
+		want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "retry delay then final failure",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 2)), batch(tk("t1", "a", "e1", "ERROR", 0, 1, 2))},
+		want:    "TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+	},
+	{
+		name:    "wait-before first seen done",
+		batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 2, true, false))},
+		want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-before delay missed between polls",
+		batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 2, true, false))},
+		want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-before delay seen",
+		batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 0, true, false)), batch(tkp("t1", "RUNNING", 2, true, false)), batch(tkp("t1", "SUCCESS", 3, true, false))},
+		want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-after completes twice",
+		batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+		want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-after first completion unseen",
+		batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+		want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-after all unseen",
+		batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 3, false, true))},
+		want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-after first seen delayed",
+		batches: [][]event.Observation{batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+		want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "wait-after policy appears on a known success",
+		batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "SUCCESS", 3, false, true))},
+		want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
+	},
+	{
+		name: "a join first seen done started with TASK_RESUMED",
+		batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
+			`{"triggered_by": [{"task_id": "a", "event": "on-success"}, {"task_id": "b", "event": "on-success"}]}`))},
+		want: "TASK_RESUMED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name: "a task triggered once first seen done started with TASK_LAUNCHED",
+		batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
+			`{"triggered_by": [{"task_id": "a", "event": "on-success"}]}`))},
+		want: "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "history before the horizon is ignored",
+		batches: [][]event.Observation{batch(ex("old", "SUCCESS", -3600, -3590))},
+		want:    "",
+	},
+	{
+		name: "a stale sighting in the same second as a newer one is ignored",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)),
+			batch(at(tk("t1", "a", "e1", "SUCCESS", 0, 0, 0), time.Millisecond)),
+			batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0))}, // a list requested before the SUCCESS was seen
+		want: "TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
+	},
+	{
+		name: "pause and resume within one second, then a stale read of the pause",
+		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)),
+			batch(at(ex("e1", "PAUSED", 0, 1), time.Millisecond)),
+			batch(at(ex("e1", "RUNNING", 0, 1), 2*time.Millisecond)),
+			batch(at(ex("e1", "PAUSED", 0, 1), time.Millisecond))},
+		want: "WORKFLOW_LAUNCHED e1, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1",
+	},
+	{
+		name:    "never-updated entity uses created_at",
+		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, -1)), batch(ex("e1", "RUNNING", 0, 0))},
+		want:    "WORKFLOW_LAUNCHED e1",
+	},
+}
+
 func TestTrackerDerivation(t *testing.T) {
-	tests := []struct {
-		name    string
-		batches [][]event.Observation
-		want    string
-	}{
-		{
-			name:    "launch then success seen separately",
-			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "SUCCESS", 0, 3))},
-			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "first seen finished infers the launch",
-			batches: [][]event.Observation{batch(ex("e1", "ERROR", 0, 3))},
-			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_FAILED e1",
-		},
-		{
-			name:    "same transition seen twice yields one event",
-			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tap(ex("e1", "RUNNING", 0, 0))), batch(ex("e1", "SUCCESS", 0, 2), ex("e1", "SUCCESS", 0, 2))},
-			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "older observation after a newer one is ignored",
-			batches: [][]event.Observation{batch(ex("e1", "SUCCESS", 0, 5)), batch(ex("e1", "RUNNING", 0, 1))},
-			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "pause and resume",
-			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "RUNNING", 0, 2)), batch(ex("e1", "SUCCESS", 0, 3))},
-			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "paused then success implies a resume",
-			batches: [][]event.Observation{batch(ex("e1", "PAUSED", 0, 1)), batch(ex("e1", "SUCCESS", 0, 3))},
-			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1*, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "idle and waiting yield nothing",
-			batches: [][]event.Observation{batch(tk("t1", "join", "e1", "WAITING", 0, 0, 0)), batch(tk("t1", "join", "e1", "RUNNING", 0, 1, 0))},
-			want:    "TASK_RESUMED t1",
-		},
-		{
-			name:    "delayed (wait-before) relaunches",
-			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 1, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 3, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 0))},
-			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "retry cycles between two polls are inferred from retry_no",
-			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "ERROR", 0, 9, 2))},
-			want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
-		},
-		{
-			name:    "retry seen mid-delay",
-			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tk("t1", "a", "e1", "DELAYED", 0, 2, 1)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 4, 1))},
-			want:    "TASK_LAUNCHED t1, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name: "a failed task updated again without a new start yields nothing",
-			batches: [][]event.Observation{
-				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
-				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
-			},
-			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
-		},
-		{
-			name: "rerun observed",
-			batches: [][]event.Observation{
-				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
-				batch(tk("t1", "a", "e1", "RUNNING", 0, 5, 0)),
-				batch(ex("e1", "ERROR", 0, 6), tk("t1", "a", "e1", "ERROR", 0, 6, 0)),
-			},
-			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1, TASK_FAILED t1, WORKFLOW_FAILED e1",
-		},
-		{
-			name: "rerun by another client that failed again between two polls",
-			batches: [][]event.Observation{
-				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
-				batch(ex("e1", "ERROR", 0, 6), rerunAt(tk("t1", "a", "e1", "ERROR", 0, 6, 0), 5)),
-			},
-			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
-		},
-		{
-			name: "whole execution revealed by one poll comes out in causal order",
-			batches: [][]event.Observation{batch(
-				ex("e1", "SUCCESS", 0, 1),
-				tk("t2", "b", "e1", "SUCCESS", 0, 1, 0),
-				tk("t1", "a", "e1", "SUCCESS", 0, 0, 0),
-			)},
-			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name: "sub-workflow nests inside its parent task",
-			batches: [][]event.Observation{batch(
-				sub("e2", "SUCCESS", "t1", "e1", 1, 2),
-				ex("e1", "SUCCESS", 0, 3),
-				tk("t1", "call", "e1", "SUCCESS", 0, 3, 0),
-				tk("t2", "inner", "e2", "SUCCESS", 1, 2, 0),
-			)},
-			want: "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
-		},
-		{
-			name:    "first seen delayed (wait-before) then done",
-			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 0)), batch(tk("t1", "a", "e1", "SUCCESS", 0, 1, 0))},
-			want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "retry delay then final failure",
-			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 2)), batch(tk("t1", "a", "e1", "ERROR", 0, 1, 2))},
-			want:    "TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
-		},
-		{
-			name:    "wait-before first seen done",
-			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 2, true, false))},
-			want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-before delay missed between polls",
-			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 2, true, false))},
-			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-before delay seen",
-			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 0, true, false)), batch(tkp("t1", "RUNNING", 2, true, false)), batch(tkp("t1", "SUCCESS", 3, true, false))},
-			want:    "TASK_LAUNCHED t1, TASK_LAUNCHED t1, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-after completes twice",
-			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
-			want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-after first completion unseen",
-			batches: [][]event.Observation{batch(tkp("t1", "RUNNING", 0, false, false)), batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
-			want:    "TASK_LAUNCHED t1, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-after all unseen",
-			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 3, false, true))},
-			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-after first seen delayed",
-			batches: [][]event.Observation{batch(tkp("t1", "DELAYED", 1, false, true)), batch(tkp("t1", "SUCCESS", 3, false, true))},
-			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "wait-after policy appears on a known success",
-			batches: [][]event.Observation{batch(tkp("t1", "SUCCESS", 1, false, false)), batch(tkp("t1", "SUCCESS", 3, false, true))},
-			want:    "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_SUCCEEDED t1",
-		},
-		{
-			name: "a join first seen done started with TASK_RESUMED",
-			batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
-				`{"triggered_by": [{"task_id": "a", "event": "on-success"}, {"task_id": "b", "event": "on-success"}]}`))},
-			want: "TASK_RESUMED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name: "a task triggered once first seen done started with TASK_LAUNCHED",
-			batches: [][]event.Observation{batch(withRC(tk("t1", "c", "e1", "SUCCESS", 0, 2, 0),
-				`{"triggered_by": [{"task_id": "a", "event": "on-success"}]}`))},
-			want: "TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
-		},
-		{
-			name:    "history before the horizon is ignored",
-			batches: [][]event.Observation{batch(ex("old", "SUCCESS", -3600, -3590))},
-			want:    "",
-		},
-		{
-			name:    "never-updated entity uses created_at",
-			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, -1)), batch(ex("e1", "RUNNING", 0, 0))},
-			want:    "WORKFLOW_LAUNCHED e1",
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range derivationCases {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &sink{}
 			tr := newTracker(t, s)
@@ -382,17 +410,54 @@ func TestTrackerRestartFromStates(t *testing.T) {
 	}
 }
 
-func TestTrackerTieBreakOnSameSecond(t *testing.T) {
-	s := &sink{}
-	tr := newTracker(t, s)
-	run := tk("t1", "a", "e1", "RUNNING", 0, 0, 0)
-	done := tk("t1", "a", "e1", "SUCCESS", 0, 0, 0)
-	done.RequestedAt = run.RequestedAt.Add(time.Millisecond)
-	stale := tk("t1", "a", "e1", "RUNNING", 0, 0, 0) // a list requested before the SUCCESS was seen
-	feed(t, tr, batch(run), batch(done), batch(stale))
-	if got := names(s.got()); got != "TASK_LAUNCHED t1, TASK_SUCCEEDED t1" {
-		t.Errorf("got %s", got)
+// TestTrackerRestartAnywhere restarts the tracker between any two batches
+// of every derivation case, seeded with the states its Sink recorded (the
+// newest row per entity, as the stores upsert them), as a restart or a new
+// leader does: the events must be exactly those of an uninterrupted run,
+// same ids, same sequence numbers. What decides whether an observation is
+// newer (the request time breaking same-second ties, the policies a task
+// went through, its started_at) must therefore survive in EntityState.
+func TestTrackerRestartAnywhere(t *testing.T) {
+	for _, tt := range derivationCases {
+		whole := &sink{}
+		feed(t, newTracker(t, whole), tt.batches...)
+		want := describe(whole.got())
+		for k := 1; k < len(tt.batches); k++ {
+			t.Run(fmt.Sprintf("%s/after %d", tt.name, k), func(t *testing.T) {
+				before := &sink{}
+				feed(t, newTracker(t, before), tt.batches[:k]...)
+				after := &sink{}
+				feed(t, newTracker(t, after, newest(before.states)...), tt.batches[k:]...)
+				if got := describe(append(before.got(), after.got()...)); got != want {
+					t.Errorf("with a restart after batch %d:\n got  %s\n want %s", k, got, want)
+				}
+			})
+		}
 	}
+}
+
+// newest keeps the last recorded state of each entity, in first-seen order.
+func newest(states []event.EntityState) []event.EntityState {
+	at := map[string]int{}
+	var out []event.EntityState
+	for _, st := range states {
+		if i, ok := at[st.ID]; ok {
+			out[i] = st
+			continue
+		}
+		at[st.ID] = len(out)
+		out = append(out, st)
+	}
+	return out
+}
+
+// describe renders events with their ids and sequence numbers.
+func describe(evs []event.Event) string {
+	var b []string
+	for _, e := range evs {
+		b = append(b, fmt.Sprintf("%s %s inferred=%t seq=%d %s", e.Type, e.EntityID(), e.Inferred, e.Sequence, e.ID))
+	}
+	return strings.Join(b, "\n      ")
 }
 
 func TestTrackerRunRetriesSinkAndDrains(t *testing.T) {
@@ -462,5 +527,110 @@ func BenchmarkTrackerDerive(b *testing.B) {
 		if len(s.events) > 10000 {
 			s.events, s.states = nil, nil
 		}
+	}
+}
+
+// engineNow is a Fetcher that answers with the engine's current state of
+// executions and their tasks, and counts its calls.
+type engineNow struct {
+	execs map[string]event.Observation
+	tasks map[string][]event.Observation
+	calls []string
+}
+
+func (e *engineNow) Fetch(_ context.Context, id string, tasks bool) ([]event.Observation, error) {
+	e.calls = append(e.calls, fmt.Sprintf("%s tasks=%t", id, tasks))
+	x, ok := e.execs[id]
+	if !ok {
+		return nil, errors.New("404")
+	}
+	out := []event.Observation{tap(x)}
+	if tasks {
+		for _, k := range e.tasks[id] {
+			out = append(out, tap(k))
+		}
+	}
+	return out, nil
+}
+
+// TestTrackerCompletesOutOfOrderSightings: what the tracker fetches so that
+// events come out in causal order when observations arrive late, as they do
+// from other replicas through the shared queue.
+func TestTrackerCompletesOutOfOrderSightings(t *testing.T) {
+	tests := []struct {
+		name    string
+		engine  engineNow
+		batches [][]event.Observation
+		want    string
+		calls   string
+	}{
+		{
+			// A poll listed executions before e1 existed and its tasks
+			// after; the tapped creation has not arrived yet.
+			name:    "a polled task of an unseen execution fetches the execution",
+			engine:  engineNow{execs: map[string]event.Observation{"e1": ex("e1", "RUNNING", 0, 0)}},
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0)), batch(tap(ex("e1", "RUNNING", 0, 0)))},
+			want:    "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1",
+			calls:   "e1 tasks=false",
+		},
+		{
+			name: "an unseen execution that has ended since is fetched with its tasks",
+			engine: engineNow{execs: map[string]event.Observation{"e1": ex("e1", "SUCCESS", 0, 2)},
+				tasks: map[string][]event.Observation{"e1": {tk("t1", "a", "e1", "SUCCESS", 0, 1, 0), tk("t2", "b", "e1", "SUCCESS", 1, 2, 0)}}},
+			batches: [][]event.Observation{batch(tk("t1", "a", "e1", "RUNNING", 0, 0, 0))},
+			want:    "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e1",
+			calls:   "e1 tasks=false, e1 tasks=true",
+		},
+		{
+			// The tapped rerun reached the tracker after the rerun had
+			// already succeeded: the execution's end must follow the task's.
+			name: "a tapped rerun whose execution ended before the fetch",
+			engine: engineNow{execs: map[string]event.Observation{"e1": ex("e1", "SUCCESS", 0, 6)},
+				tasks: map[string][]event.Observation{"e1": {rerunAt(tk("t1", "a", "e1", "SUCCESS", 0, 6, 0), 5)}}},
+			batches: [][]event.Observation{
+				batch(ex("e1", "ERROR", 0, 2), tk("t1", "a", "e1", "ERROR", 0, 2, 0)),
+				batch(tap(rerunAt(tk("t1", "a", "e1", "RUNNING", 0, 5, 0), 5))),
+			},
+			want:  "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1, WORKFLOW_RERUN e1*, TASK_RERUN t1*, TASK_SUCCEEDED t1, WORKFLOW_SUCCEEDED e1",
+			calls: "e1 tasks=false, e1 tasks=true",
+		},
+		{
+			// The poll listed executions while e2 ran, and tasks after e2
+			// and its parent task had both succeeded.
+			name: "a finished task next to its sub-execution read running fetches the sub-execution",
+			engine: engineNow{execs: map[string]event.Observation{"e2": sub("e2", "SUCCESS", "t1", "e1", 1, 2)},
+				tasks: map[string][]event.Observation{"e2": {tk("t2", "inner", "e2", "SUCCESS", 1, 2, 0)}}},
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)),
+				batch(sub("e2", "RUNNING", "t1", "e1", 1, 1), tk("t1", "call", "e1", "SUCCESS", 0, 2, 0))},
+			want:  "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1",
+			calls: "e2 tasks=true",
+		},
+		{
+			name:    "a task of a known execution fetches nothing",
+			engine:  engineNow{},
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(tk("t1", "a", "e1", "RUNNING", 0, 1, 0))},
+			want:    "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1",
+		},
+		{
+			name:    "history fetches nothing",
+			engine:  engineNow{},
+			batches: [][]event.Observation{batch(tk("t1", "a", "old", "SUCCESS", -3600, -3590, 0))},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sink{}
+			tr, err := New(Options{Sink: s, Fetcher: &tt.engine, Horizon: base.Add(-time.Minute), Now: func() time.Time { return base.Add(time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, tr, tt.batches...)
+			if got := names(s.got()); got != tt.want {
+				t.Errorf("events:\n got  %s\n want %s", got, tt.want)
+			}
+			if got := strings.Join(tt.engine.calls, ", "); got != tt.calls {
+				t.Errorf("fetches: got %q, want %q", got, tt.calls)
+			}
+		})
 	}
 }

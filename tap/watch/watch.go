@@ -405,15 +405,24 @@ func (w *Watcher) settle(cp, newest string, started time.Time) {
 }
 
 // unique drops repeats (a row found by both the updated_at and the
-// created_at list), keeping the first.
+// created_at list, or on two pages), keeping the last read of each row in
+// the place of its first: lists are read one after the other, so a later
+// read is at least as new, and a row that changed in between (a task
+// RUNNING in the first list, SUCCESS in the second, next to the task it
+// triggered) must not reach the tracker as its older self. Mistral's
+// seconds cannot tell the two reads apart, and both carry the poll's
+// request time.
 func unique[T any](in []T, id func(*T) string) []T {
-	seen := make(map[string]bool, len(in))
+	at := make(map[string]int, len(in))
 	out := in[:0]
 	for i := range in {
-		if k := id(&in[i]); !seen[k] {
-			seen[k] = true
-			out = append(out, in[i])
+		k := id(&in[i])
+		if j, ok := at[k]; ok {
+			out[j] = in[i]
+			continue
 		}
+		at[k] = len(out)
+		out = append(out, in[i])
 	}
 	return out
 }

@@ -29,9 +29,15 @@ type engine struct {
 	tasks    []map[string]any
 	requests []*url.URL
 	down     bool
+	// before, when set, runs at the start of each request (outside mu):
+	// the engine changing between two lists of one poll.
+	before func(*url.URL)
 }
 
 func (e *engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e.before != nil {
+		e.before(r.URL)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.requests = append(e.requests, r.URL)
@@ -360,5 +366,43 @@ func TestOutageLoggedOnce(t *testing.T) {
 	out := logs.String()
 	if strings.Count(out, "cannot poll the engine") != 1 || strings.Count(out, "reaches the engine again") != 1 {
 		t.Errorf("want one outage and one recovery line:\n%s", out)
+	}
+}
+
+// TestPollKeepsTheLaterReadOfARow: a task listed by the updated_at list
+// and, after it changed, by the created_at list reaches the tracker as the
+// later read. Seen on the real Mistral: task a RUNNING in the first list,
+// SUCCESS (and the next task b RUNNING) in the second; keeping the first
+// put b's launch before a's success.
+func TestPollKeepsTheLaterReadOfARow(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	e := &engine{}
+	e.add("exec", "e1", "RUNNING", "2026-11-28 10:00:00")
+	e.add("task", "a", "RUNNING", "2026-11-28 10:00:00")
+	var once sync.Once
+	e.before = func(u *url.URL) {
+		if strings.HasSuffix(u.Path, "/tasks") && u.Query().Get("created_at") != "" {
+			once.Do(func() {
+				e.add("task", "a", "SUCCESS", "2026-11-28 10:00:00")
+				e.add("task", "b", "RUNNING", "2026-11-28 10:00:01")
+			})
+		}
+	}
+	o := &observer{}
+	w := newWatcher(t, e, now, o, &memCP{})
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, ob := range o.obs {
+		if ob.Task != nil {
+			if _, dup := states[ob.Task.ID]; dup {
+				t.Errorf("task %s observed twice in one poll", ob.Task.ID)
+			}
+			states[ob.Task.ID] = ob.Task.State
+		}
+	}
+	if states["a"] != "SUCCESS" || states["b"] != "RUNNING" {
+		t.Errorf("task states handed to the tracker = %v, want a SUCCESS, b RUNNING", states)
 	}
 }

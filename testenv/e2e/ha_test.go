@@ -122,10 +122,15 @@ func TestReplicasOnRealMistral(t *testing.T) {
 			continue
 		}
 		t.Run(scn.name, func(t *testing.T) {
-			if os.Getenv("MISTRAL_E2E_HA_PARITY") == "" {
-				// Issue 12 is open: 1-3 scenarios per run still show a
-				// missing/extra event or an order fault across replicas.
-				t.Skip("replica parity is known to fail intermittently (issue 12); set MISTRAL_E2E_HA_PARITY=1 to run it")
+			if scn.name == "task-rerun" && os.Getenv("MISTRAL_E2E_HA_PARITY") == "" {
+				// Issue 12: fails when the machine is quiet. The POST's
+				// response shows the execution ERROR; the leader completes
+				// that tapped end by fetching its tasks ~100-250 ms late,
+				// after the client reran the task, so the fetch (RUNNING,
+				// task SUCCESS, same second) wins over the tapped ERROR and
+				// the failure and rerun events are lost. Needs the tapping
+				// replica to complete before forwarding (docs/design.md).
+				t.Skip("known to fail intermittently across replicas (issue 12); set MISTRAL_E2E_HA_PARITY=1 to run it")
 			}
 			e.t = t
 			defer func() { e.t = nil }()

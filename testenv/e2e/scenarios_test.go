@@ -483,6 +483,14 @@ func (e *env) check(s *sc) {
 	for _, problem := range CheckOrder(o.envelopes, s.order) {
 		t.Errorf("order: %s", problem)
 	}
+	if t.Failed() {
+		// Which source and which moment each event came from is what tells
+		// a race apart from a derivation bug.
+		for _, n := range envSorted {
+			t.Logf("  tap #%d %s %s state=%s source=%s inferred=%t started=%s finished=%s at=%s",
+				n.Sequence, n.Event, n.Name, n.State, n.Source, n.Inferred, n.StartedAt, n.FinishedAt, n.At.Format("15:04:05.000"))
+		}
+	}
 	if t.Failed() && e.tap != nil {
 		t.Logf("mistral-tap log tail:\n%s", Tail(e.tap.Log, 40))
 	}

@@ -112,6 +112,11 @@ var migrations = []string{
 		backoff_ms BIGINT NOT NULL,
 		updated_at BIGINT NOT NULL
 	)`,
+	// 4 (issue 12): the tracker's tie-break and task policies (see
+	// notifier/store's migration of the same columns).
+	`ALTER TABLE entity_states ADD COLUMN requested_ns BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE entity_states ADD COLUMN policies INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE entity_states ADD COLUMN started_at TEXT NOT NULL DEFAULT ''`,
 }
 
 // SchemaVersion is the schema version this binary migrates to.

@@ -200,6 +200,22 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+// ns and fromNS store a time with nanosecond precision (an entity state's
+// request time, which orders sightings within one second).
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
+
 // Commit's statements, as in notifier/store.
 const (
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES ($1, $2)
@@ -224,11 +240,14 @@ const (
 	bulkHistory = `INSERT INTO history (id, root_id, entity_id, type, seq, created_at, event)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
 		ON CONFLICT (id) DO NOTHING`
-	bulkStates = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
+	bulkStates = `INSERT INTO entity_states (id, kind, root_id, state, updated_at, retry_count, last_seq,
+		requested_ns, policies, started_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[],
+			$8::bigint[], $9::int[], $10::text[])
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
 		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
-		retry_count = excluded.retry_count, last_seq = excluded.last_seq`
+		retry_count = excluded.retry_count, last_seq = excluded.last_seq, requested_ns = excluded.requested_ns,
+		policies = excluded.policies, started_at = excluded.started_at`
 	bulkUpdate = `UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_at,
 		last_error = u.last_error, last_status = u.last_status, updated_at = u.updated_at
 		FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::bigint[])
@@ -347,22 +366,24 @@ func queueHistory(b *pgx.Batch, writes []store.Write) {
 // queueStates queues the states, the last of each id.
 func queueStates(b *pgx.Batch, writes []store.Write) {
 	at := map[string]int{}
-	var id, kind, root, state, upd []string
-	var retry []int32
-	var seq []int64
+	var id, kind, root, state, upd, started []string
+	var retry, pol []int32
+	var seq, reqNs []int64
 	for _, w := range writes {
 		for _, st := range w.States {
 			if i, ok := at[st.ID]; ok {
 				kind[i], root[i], state[i], upd[i], retry[i], seq[i] = string(st.Kind), st.RootID, st.State, st.UpdatedAt, int32(st.RetryCount), int64(st.LastSeq)
+				reqNs[i], pol[i], started[i] = ns(st.RequestedAt), int32(st.Policies), st.StartedAt
 				continue
 			}
 			at[st.ID] = len(id)
 			id, kind, root, state = append(id, st.ID), append(kind, string(st.Kind)), append(root, st.RootID), append(state, st.State)
 			upd, retry, seq = append(upd, st.UpdatedAt), append(retry, int32(st.RetryCount)), append(seq, int64(st.LastSeq))
+			reqNs, pol, started = append(reqNs, ns(st.RequestedAt)), append(pol, int32(st.Policies)), append(started, st.StartedAt)
 		}
 	}
 	if len(id) > 0 {
-		b.Queue(bulkStates, id, kind, root, state, upd, retry, seq)
+		b.Queue(bulkStates, id, kind, root, state, upd, retry, seq, reqNs, pol, started)
 	}
 }
 
@@ -641,7 +662,8 @@ func (s *Store) Enable(ctx context.Context, name string) error {
 
 // LoadStates is store.Store.LoadStates.
 func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq FROM entity_states`)
+	rows, err := s.pool.Query(ctx, `SELECT id, kind, root_id, state, updated_at, retry_count, last_seq,
+		requested_ns, policies, started_at FROM entity_states`)
 	if err != nil {
 		return nil, s.wrap("loading entity states", err)
 	}
@@ -650,12 +672,13 @@ func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 	for rows.Next() {
 		var st event.EntityState
 		var kind string
-		var seq int64
-		var retry int32
-		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &retry, &seq); err != nil {
+		var seq, reqNs int64
+		var retry, pol int32
+		if err := rows.Scan(&st.ID, &kind, &st.RootID, &st.State, &st.UpdatedAt, &retry, &seq, &reqNs, &pol, &st.StartedAt); err != nil {
 			return nil, s.wrap("loading entity states", err)
 		}
 		st.Kind, st.LastSeq, st.RetryCount = event.Kind(kind), uint64(seq), int(retry)
+		st.RequestedAt, st.Policies = fromNS(reqNs), event.PolicyFlags(pol)
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {

@@ -92,8 +92,12 @@ func commitIdempotent(t *testing.T, s Store) {
 	ctx := context.Background()
 	d1 := delivery(t, "e1", "r1", 1, t0, "cb")
 	d2 := delivery(t, "e2", "r1", 2, t0.Add(time.Second), "cb")
+	// The request time keeps its nanoseconds: it orders sightings within
+	// one second of updated_at.
 	st := event.EntityState{Kind: event.KindExecution, ID: "r1", RootID: "r1", State: "RUNNING",
-		UpdatedAt: "2025-01-02 03:04:05", RetryCount: 2, LastSeq: 2}
+		UpdatedAt: "2025-01-02 03:04:05", RetryCount: 2, LastSeq: 2,
+		RequestedAt: time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.UTC), Policies: event.WaitBeforeFired,
+		StartedAt: "2025-01-02 03:04:01"}
 	w := store.Write{Insert: []store.Delivery{d1, d2}, States: []event.EntityState{st}, Inserted: make([]bool, 2)}
 	if err := s.Commit(ctx, w); err != nil {
 		t.Fatal(err)
@@ -106,6 +110,7 @@ func commitIdempotent(t *testing.T, s Store) {
 	d1b.Attempts = 7
 	w2 := store.Write{Insert: []store.Delivery{d1b}, Inserted: make([]bool, 1)}
 	st.State, st.LastSeq = "SUCCESS", 3
+	st.RequestedAt, st.Policies = st.RequestedAt.Add(time.Nanosecond), event.WaitBeforeFired|event.WaitAfterFired|event.WaitAfterPending
 	if err := s.Commit(ctx, w2, store.Write{States: []event.EntityState{st}}); err != nil {
 		t.Fatal(err)
 	}
