@@ -15,6 +15,12 @@ type Appender interface {
 	AppendObservations(ctx context.Context, replica string, batches [][]event.Observation) error
 }
 
+// Completer fetches an execution and, with tasks, its tasks as
+// observations; track.FetchFrom's Fetcher is one.
+type Completer interface {
+	Fetch(ctx context.Context, executionID string, tasks bool) ([]event.Observation, error)
+}
+
 // ForwarderOptions configure a Forwarder.
 type ForwarderOptions struct {
 	// Store is the queue. Required.
@@ -26,6 +32,14 @@ type ForwarderOptions struct {
 	// leader's watcher derives what they showed from its checkpoint once
 	// the database is back). Default 100000.
 	MaxBuffered int
+	// Completer, when set, completes a tapped response that shows one
+	// execution ended (a POST, PUT or GET of that execution) with its
+	// tasks, fetched when the batch is forwarded rather than when the
+	// leader consumes it: a single instance's tracker fetches them within
+	// milliseconds, and the leader's ~100 ms later may find a task already
+	// rerun and miss the failure the client saw. Default nil: the leader
+	// fetches, as before.
+	Completer Completer
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -50,6 +64,12 @@ type Forwarder struct {
 	batches [][]event.Observation
 	n       int
 	stats   ForwarderStats
+
+	// completed remembers the completions made (Run's goroutine only), so
+	// that a retried append or a client polling a finished execution does
+	// not fetch again; bounded, oldest forgotten first.
+	completed map[string][]event.Observation
+	order     []string
 }
 
 // NewForwarder returns a Forwarder; call Run.
@@ -166,7 +186,14 @@ func (f *Forwarder) appendAll(ctx context.Context) bool {
 		if k == 0 {
 			return true
 		}
-		err := f.o.Store.AppendObservations(ctx, f.o.Replica, take)
+		send := take
+		if f.o.Completer != nil {
+			send = make([][]event.Observation, len(take))
+			for i, b := range take {
+				send[i] = f.complete(ctx, b)
+			}
+		}
+		err := f.o.Store.AppendObservations(ctx, f.o.Replica, send)
 		f.mu.Lock()
 		if err != nil {
 			f.stats.Failures++
@@ -192,4 +219,65 @@ func (f *Forwarder) appendAll(ctx context.Context) bool {
 
 func sameBatch(a, b []event.Observation) bool {
 	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
+}
+
+// maxCompleted bounds the completions remembered.
+const maxCompleted = 1024
+
+// complete returns b with the tasks of the ended execution it shows, and
+// the execution marked TasksFetched, when b is one tapped execution in a
+// completed state (see ForwarderOptions.Completer); b itself otherwise, or
+// when the fetch fails (the leader's tracker then fetches, as without a
+// Completer).
+func (f *Forwarder) complete(ctx context.Context, b []event.Observation) []event.Observation {
+	if len(b) != 1 || b[0].Source != event.SourceTap || b[0].Execution == nil || !event.Completed(b[0].Execution.State) {
+		return b
+	}
+	x := b[0].Execution
+	key := x.ID + "\x00" + x.State + "\x00" + deref(x.UpdatedAt)
+	if more, ok := f.completed[key]; ok {
+		return withTasks(b[0], more)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	more, err := f.o.Completer.Fetch(fctx, x.ID, true)
+	cancel()
+	if err != nil {
+		f.o.Logger.Debug("completing a tapped execution failed; the leader fetches its tasks", "execution", x.ID, "err", err)
+		return b
+	}
+	if f.completed == nil {
+		f.completed = map[string][]event.Observation{}
+	}
+	if len(f.order) >= maxCompleted {
+		delete(f.completed, f.order[0])
+		f.order = f.order[1:]
+	}
+	f.completed[key], f.order = more, append(f.order, key)
+	return withTasks(b[0], more)
+}
+
+// withTasks is the tapped execution, marked, then what was fetched with it (the
+// fetched copy of the execution itself is left out: the tap's sighting is
+// the one the client saw, and one batch names an entity once).
+func withTasks(tapped event.Observation, fetched []event.Observation) []event.Observation {
+	tapped.TasksFetched = true
+	out := make([]event.Observation, 0, len(fetched)+1)
+	out = append(out, tapped)
+	for _, o := range fetched {
+		if o.Execution != nil {
+			if o.Execution.ID == tapped.Execution.ID {
+				continue
+			}
+			o.TasksFetched = true // a sub-execution: its tasks came too
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

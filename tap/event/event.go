@@ -209,6 +209,12 @@ type Observation struct {
 	// Mistral's timestamps have whole-second resolution, so when two sightings
 	// carry the same updated_at the one from the later request wins.
 	RequestedAt time.Time
+	// TasksFetched marks a tapped execution in a completed state whose
+	// tasks the replica that tapped it fetched at once and forwarded with
+	// it (notifier/ha.Forwarder): the tracker, which sees it later, must
+	// not fetch them again, because by then a client may have rerun a task
+	// and the newer sighting would hide the failure the tap saw.
+	TasksFetched bool `json:",omitempty"`
 }
 
 // Event is a lifecycle event derived by the tracker. Exactly one of Execution

@@ -452,7 +452,7 @@ func (t *Tracker) complete(ctx context.Context, obs []event.Observation) []event
 		case o.Execution != nil:
 			x := o.Execution
 			known := t.entities[x.ID]
-			if o.Source == event.SourceTap && event.Completed(x.State) && (known == nil || known.state != x.State) {
+			if o.Source == event.SourceTap && !o.TasksFetched && event.Completed(x.State) && (known == nil || known.state != x.State) {
 				add(x.ID, true)
 			}
 		case o.Task != nil:

@@ -105,6 +105,8 @@ func at(o event.Observation, d time.Duration) event.Observation {
 
 func tap(o event.Observation) event.Observation { o.Source = event.SourceTap; return o }
 
+func tasksFetched(o event.Observation) event.Observation { o.TasksFetched = true; return o }
+
 // names renders events as "TYPE entity" (with a * for inferred) for
 // readable comparisons.
 func names(evs []event.Event) string {
@@ -604,6 +606,17 @@ func TestTrackerCompletesOutOfOrderSightings(t *testing.T) {
 				batch(sub("e2", "RUNNING", "t1", "e1", 1, 1), tk("t1", "call", "e1", "SUCCESS", 0, 2, 0))},
 			want:  "WORKFLOW_LAUNCHED e1, TASK_LAUNCHED t1*, WORKFLOW_LAUNCHED e2*, TASK_LAUNCHED t2*, TASK_SUCCEEDED t2, WORKFLOW_SUCCEEDED e2, TASK_SUCCEEDED t1",
 			calls: "e2 tasks=true",
+		},
+		{
+			// Replicas: the replica that tapped the failure forwarded the
+			// tasks it fetched at once; by the time the leader consumes
+			// them the client has rerun the task, which a fetch now would
+			// show in the same second, hiding the failure.
+			name: "a tapped end forwarded with its tasks is not fetched again",
+			engine: engineNow{execs: map[string]event.Observation{"e1": ex("e1", "RUNNING", 0, 2)},
+				tasks: map[string][]event.Observation{"e1": {tk("t1", "a", "e1", "RUNNING", 0, 2, 0)}}},
+			batches: [][]event.Observation{batch(tasksFetched(tap(ex("e1", "ERROR", 0, 2))), tap(tk("t1", "a", "e1", "ERROR", 0, 2, 0)))},
+			want:    "WORKFLOW_LAUNCHED e1*, TASK_LAUNCHED t1*, TASK_FAILED t1, WORKFLOW_FAILED e1",
 		},
 		{
 			name:    "a task of a known execution fetches nothing",

@@ -141,7 +141,7 @@ func (a *app) openStore(ctx context.Context, _ Options) error {
 	a.st = st
 	a.onClose(func() { st.Close() })
 	if pg != nil {
-		a.node = newHANode(a.cfg, pg, a.log)
+		a.node = newHANode(a.cfg, pg, fetcherFor(a.cfg, a.engine), a.log)
 	}
 	return nil
 }

@@ -42,13 +42,13 @@ type haNode struct {
 	electWake, feedWake chan struct{}
 }
 
-func newHANode(cfg *config.Config, pg *pgstore.Store, log *slog.Logger) *haNode {
+func newHANode(cfg *config.Config, pg *pgstore.Store, completer ha.Completer, log *slog.Logger) *haNode {
 	id := replicaID()
 	log = log.With("replica", id)
 	n := &haNode{pg: pg, id: id, log: log, electWake: make(chan struct{}, 1), feedWake: make(chan struct{}, 1)}
 	n.elector = ha.NewElector(ha.ElectorOptions{Store: pg, Name: leaseName, Holder: id, TTL: cfg.Store.LeaseTTL,
 		Wake: n.electWake, Logger: log.With("component", "elector")})
-	n.fwd = ha.NewForwarder(ha.ForwarderOptions{Store: pg, Replica: id, Logger: log.With("component", "forward")})
+	n.fwd = ha.NewForwarder(ha.ForwarderOptions{Store: pg, Replica: id, Completer: completer, Logger: log.With("component", "forward")})
 	return n
 }
 

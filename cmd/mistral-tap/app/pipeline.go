@@ -45,13 +45,11 @@ func (b pipelineBuilder) build(ctx context.Context, observer func(*track.Tracker
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	fetcher := track.FetchFrom(b.engine)
 	var projects watch.Projects
 	if perProject(cfg) {
-		fetcher = track.FetchAcrossProjects(b.engine, trackProjects{projectEngines{b.engine}})
 		projects = watchProjects{projectEngines{b.engine}}
 	}
-	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: fetcher, States: states,
+	tr, err := track.New(track.Options{Sink: b.metrics.CountEvents(b.disp), Fetcher: fetcherFor(cfg, b.engine), States: states,
 		Horizon: horizon, Logger: b.log.With("component", "track"), Retention: cfg.Tracker.Retention})
 	if err != nil {
 		return nil, fmt.Errorf("app: tracker: %w", err)
@@ -76,4 +74,14 @@ func (b pipelineBuilder) build(ctx context.Context, observer func(*track.Tracker
 		return nil, fmt.Errorf("app: watcher: %w", err)
 	}
 	return &pipeline{w: w, tr: tr}, nil
+}
+
+// fetcherFor is how the tracker completes tapped observations, and, with
+// replicas, how the replica that tapped an execution's end fetches its tasks
+// before forwarding it (ha.ForwarderOptions.Completer).
+func fetcherFor(cfg *config.Config, engine *mistral.Client) track.Fetcher {
+	if perProject(cfg) {
+		return track.FetchAcrossProjects(engine, trackProjects{projectEngines{engine}})
+	}
+	return track.FetchFrom(engine)
 }
