@@ -122,16 +122,6 @@ func TestReplicasOnRealMistral(t *testing.T) {
 			continue
 		}
 		t.Run(scn.name, func(t *testing.T) {
-			if scn.name == "task-rerun" && os.Getenv("MISTRAL_E2E_HA_PARITY") == "" {
-				// Issue 12: fails when the machine is quiet. The POST's
-				// response shows the execution ERROR; the leader completes
-				// that tapped end by fetching its tasks ~100-250 ms late,
-				// after the client reran the task, so the fetch (RUNNING,
-				// task SUCCESS, same second) wins over the tapped ERROR and
-				// the failure and rerun events are lost. Needs the tapping
-				// replica to complete before forwarding (docs/design.md).
-				t.Skip("known to fail intermittently across replicas (issue 12); set MISTRAL_E2E_HA_PARITY=1 to run it")
-			}
 			e.t = t
 			defer func() { e.t = nil }()
 			s := &sc{t: t, e: e, name: scn.name, ctx: ctxFor(t, 2*time.Minute)}
