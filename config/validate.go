@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Formats are the accepted callback payload formats.
@@ -166,7 +168,7 @@ func (cb *Callback) validate(p *problems, i int, names map[string]int) {
 	}
 
 	cb.validateTransport(c)
-	if !isToken(cb.Method) {
+	if !httpguts.ValidHeaderFieldName(cb.Method) {
 		c.add("method", cb.Method, fmt.Sprintf("%q is not an HTTP method token", cb.Method))
 	}
 	for _, h := range checkHeaders(cb.Headers) {
@@ -331,7 +333,7 @@ type headerProblem struct{ name, msg string }
 func checkHeaders(h map[string]string) []headerProblem {
 	var out []headerProblem
 	for _, name := range slices.Sorted(maps.Keys(h)) {
-		if !isToken(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			out = append(out, headerProblem{name, fmt.Sprintf("%q is not a valid header name", name)})
 		}
 		if strings.ContainsAny(h[name], "\r\n\x00") {
@@ -339,21 +341,4 @@ func checkHeaders(h map[string]string) []headerProblem {
 		}
 	}
 	return out
-}
-
-// isToken reports whether s is an RFC 9110 token (methods, header names).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

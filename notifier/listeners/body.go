@@ -20,6 +20,8 @@ import (
 	"github.com/mistral-tap/mistral-tap/notifier/payload"
 	"github.com/mistral-tap/mistral-tap/notifier/sign"
 	"github.com/mistral-tap/mistral-tap/tap/event"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Scope kinds: the body field that names what a listener listens to.
@@ -324,7 +326,7 @@ func checkHeaders(h map[string]string) error {
 		}
 		seen[canon] = name
 		switch {
-		case !isToken(name) || len(name) > maxHeaderName:
+		case !httpguts.ValidHeaderFieldName(name) || len(name) > maxHeaderName:
 			return bad("header name %q is not a valid header name", truncate(name, 64))
 		case forbiddenHeaders[strings.ToLower(name)]:
 			return bad("header %s is set by mistral-tap or the connection, not by a listener", name)
@@ -415,23 +417,6 @@ func checkGlob(p string) error {
 		return bad("workflow_name %q is a bad glob: %v", p, err)
 	}
 	return nil
-}
-
-// isToken reports whether s is an RFC 9110 token (header names).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {
