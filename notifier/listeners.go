@@ -68,7 +68,7 @@ func (d *Dispatcher) SetListenerMatcher(m Matcher) {
 // run one at a time. It fails with ErrNotRunning while Run
 // is not running; on any other failure the route is removed again (its
 // rows, if any, stay pending) and the caller retries.
-func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots []string, keep func(*event.Event) bool) (int, error) {
+func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots Roots, keep func(*event.Event) bool) (int, error) {
 	name := rt.Callback.Name
 	if !IsListener(name) {
 		return 0, fmt.Errorf("notifier: listener route %q does not start with %q", name, ListenerPrefix)
@@ -100,8 +100,12 @@ func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots []string, 
 		serr = <-barrier
 	}
 	n, err := 0, serr
+	var rs []string
+	if err == nil && roots != nil {
+		rs, err = roots(ctx)
+	}
 	if err == nil {
-		n, err = d.backfill(ctx, l, roots, keep)
+		n, err = d.backfill(ctx, l, rs, keep)
 	}
 	if err != nil {
 		d.dropListener(name, l)
@@ -109,6 +113,17 @@ func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots []string, 
 	}
 	l.release()
 	return n, nil
+}
+
+// Roots names the roots whose history a new listener is backfilled with.
+// AddListener calls it after its barrier, not before: a root whose first
+// event was accepted between a caller's own reading and the route going
+// live would be in neither the backfill nor the live stream. nil: none.
+type Roots func(ctx context.Context) ([]string, error)
+
+// RootsOf is the Roots that are always ids.
+func RootsOf(ids ...string) Roots {
+	return func(context.Context) ([]string, error) { return ids, nil }
 }
 
 // setListenerRoute adds (rt) or removes (nil) a listener route, copying the

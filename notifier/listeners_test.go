@@ -70,7 +70,7 @@ func listenerHarness(t *testing.T, s *fakeSender, tune func(*Options)) (*harness
 
 func (h *harness) addListener(id string, roots []string, keep func(*event.Event) bool) int {
 	h.t.Helper()
-	n, err := h.d.AddListener(context.Background(), listenerRoute(id), roots, keep)
+	n, err := h.d.AddListener(context.Background(), listenerRoute(id), RootsOf(roots...), keep)
 	if err != nil {
 		h.t.Fatalf("AddListener(%s): %v", id, err)
 	}

@@ -105,7 +105,7 @@ func TestListenerAcrossFailOverOnPostgres(t *testing.T) {
 	add := func(d *notifier.Dispatcher) int {
 		t.Helper()
 		for {
-			n, err := d.AddListener(ctx, route, []string{"r1"}, nil)
+			n, err := d.AddListener(ctx, route, notifier.RootsOf("r1"), nil)
 			if err == nil {
 				return n
 			}

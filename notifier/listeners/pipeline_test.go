@@ -135,7 +135,7 @@ type signalDispatcher struct {
 	removed chan string
 }
 
-func (s *signalDispatcher) AddListener(ctx context.Context, rt notifier.Route, roots []string, keep func(*event.Event) bool) (int, error) {
+func (s *signalDispatcher) AddListener(ctx context.Context, rt notifier.Route, roots notifier.Roots, keep func(*event.Event) bool) (int, error) {
 	n, err := s.Dispatcher.AddListener(ctx, rt, roots, keep)
 	if err == nil {
 		s.added <- struct{}{}

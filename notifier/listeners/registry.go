@@ -56,7 +56,7 @@ type RootsReader interface {
 
 // Dispatcher runs the listeners' routes; *notifier.Dispatcher is one.
 type Dispatcher interface {
-	AddListener(ctx context.Context, rt notifier.Route, roots []string, keep func(*event.Event) bool) (int, error)
+	AddListener(ctx context.Context, rt notifier.Route, roots notifier.Roots, keep func(*event.Event) bool) (int, error)
 	RemoveListener(name, reason string)
 	ListenerIdle(name string) bool
 }
@@ -291,14 +291,17 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	if err != nil {
 		return r.failure(l.ID, err)
 	}
-	roots, err := r.backfillRoots(ctx, l)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.ID, err)
+	if l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask) {
+		r.prime(ctx, lv, []string{l.RootID})
 	}
-	r.prime(ctx, lv, roots)
 	if !r.index(lv) {
 		return nil // deactivated meanwhile
 	}
+	// The roots are read by the dispatcher after its barrier (see
+	// notifier.Roots): an execution started while this listener is being
+	// activated (a new leader draining its queue) is then in the backfill
+	// or matched live, never in neither.
+	roots := func(ctx context.Context) ([]string, error) { return r.backfillRoots(ctx, l) }
 	n, err := r.o.Dispatcher.AddListener(ctx, rt, roots, func(ev *event.Event) bool { return lv.match(ev, r.o.Now) })
 	switch {
 	case errors.Is(err, notifier.ErrNotRunning):

@@ -40,11 +40,18 @@ func newFakeDispatcher() *fakeDispatcher {
 	}
 }
 
-func (d *fakeDispatcher) AddListener(_ context.Context, rt notifier.Route, roots []string, keep func(*event.Event) bool) (int, error) {
+func (d *fakeDispatcher) AddListener(ctx context.Context, rt notifier.Route, rootsOf notifier.Roots, keep func(*event.Event) bool) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {
 		return 0, d.fail
+	}
+	var roots []string
+	if rootsOf != nil {
+		var err error
+		if roots, err = rootsOf(ctx); err != nil {
+			return 0, err
+		}
 	}
 	name := rt.Callback.Name
 	d.routes[name], d.roots[name] = rt, roots

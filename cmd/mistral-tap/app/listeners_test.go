@@ -381,7 +381,7 @@ func TestListenersOnReplicas(t *testing.T) {
 		}
 		return out
 	}
-	run := func(proxy string) {
+	run := func(phase, proxy string) {
 		t.Helper()
 		code, m := post(proxy, "/v2/executions", `{"workflow_name": "t_success"}`)
 		if code != 201 {
@@ -407,19 +407,19 @@ func TestListenersOnReplicas(t *testing.T) {
 		}
 		reqs, err := r.all.WaitUntil(ctx, func(reqs []receiver.Request) bool { return len(of(reqs)) >= len(want) })
 		if err != nil {
-			t.Fatalf("listener got %v of %v: %v", of(r.all.Requests()), want, err)
+			t.Fatalf("%s: listener got %v of %v: %v", phase, of(r.all.Requests()), want, err)
 		}
 		if got := of(reqs); !slices.Equal(multiset(got), multiset(want)) {
 			t.Errorf("listener got %v, want %v", got, want)
 		}
 	}
-	run(r.proxy[1])
+	run("through a follower", r.proxy[1])
 	// The leader (replica 0, it started alone) stops: the next one delivers.
 	if err := r.stop[0](); err != nil {
 		t.Fatalf("stopping the leader: %v", err)
 	}
 	r.proxy = r.proxy[1:]
-	run(r.proxy[0])
+	run("after the fail-over", r.proxy[0])
 }
 
 // TestListenersAdminTokenReload: a reload of admin.token rotates it for
