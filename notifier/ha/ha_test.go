@@ -179,6 +179,11 @@ func TestForwarderNeverBlocksAndBoundsItsBuffer(t *testing.T) {
 		t.Fatalf("stats while stuck = %+v, want 3 buffered, 2 dropped", s)
 	}
 	close(app.hold) // the stuck append fails: the database is still down
+	// Wait for that failure: flipping down below before the stuck append
+	// has looked at it would let it succeed with a batch already dropped.
+	for deadline := time.Now().Add(10 * time.Second); f.Stats().Failures == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	f.ObserveAll(obs("f"))
 	if s := f.Stats(); s.Buffered != 3 || s.Dropped != 3 {
 		t.Fatalf("stats after one more = %+v, want 3 buffered, 3 dropped", s)
