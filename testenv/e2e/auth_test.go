@@ -216,19 +216,7 @@ func newAuthEnv(t *testing.T, w *authWorld, keystone, extra string, tune func(*T
 		Extra:       extra,
 		Watch:       w.authWatch(keystone, "${MISTRAL_E2E_AUTH_PASSWORD}"),
 	}
-	if tune != nil {
-		tune(&e.tapCfg)
-	}
-	e.startTap()
-	t.Cleanup(func() {
-		if e.tap != nil {
-			if err := e.tap.Stop(); err != nil {
-				t.Errorf("mistral-tap did not stop cleanly: %v\n%s", err, Tail(e.tap.Log, 30))
-			}
-		}
-	})
-	e.api = NewClient(e.tap.URL)
-	return e
+	return e.launch(tune)
 }
 
 // as returns a copy of e whose clients act as project p's user, directly

@@ -114,10 +114,17 @@ func newEnvTuned(t *testing.T, extraCallbacks string, tune func(*TapConfig)) *en
 		EnvelopeURL: serve(e.tapEnv) + "/envelope",
 		Extra:       extraCallbacks,
 	}
+	return e.launch(tune)
+}
+
+// launch applies tune to e's configuration, starts mistral-tap, stops it
+// when the test ends, and points e.api at it.
+func (e *env) launch(tune func(*TapConfig)) *env {
 	if tune != nil {
 		tune(&e.tapCfg)
 	}
 	e.startTap()
+	t := e.t // subtests swap e.t; the cleanup belongs to the test that launched
 	t.Cleanup(func() {
 		if e.tap != nil {
 			if err := e.tap.Stop(); err != nil {

@@ -66,32 +66,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 # signals exactly the group it started (never a name pattern).
 
 # pgid_of NAME: the live process group recorded in NAME.pid.
-pgid_of() {
-	local f=$STATE_DIR/$1.pid
-	[[ -f $f ]] || return 1
-	local pid
-	pid=$(cat "$f")
-	pgrep -g "$pid" >/dev/null 2>&1 || return 1
-	echo "$pid"
-}
-
-stop_group() {
-	local name=$1 pgid
-	if pgid=$(pgid_of "$name"); then
-		kill -TERM -- "-$pgid" 2>/dev/null || true
-		local deadline=$((SECONDS + STOP_GRACE))
-		while pgrep -g "$pgid" >/dev/null 2>&1 && ((SECONDS < deadline)); do
-			sleep 0.3
-		done
-		# mistral-server exits slowly on SIGTERM (it waits on its engine
-		# server); its state is in PostgreSQL, so SIGKILL is safe.
-		if pgrep -g "$pgid" >/dev/null 2>&1; then
-			log "$name still running ${STOP_GRACE}s after SIGTERM; SIGKILL"
-			kill -KILL -- "-$pgid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$STATE_DIR/$name.pid"
-}
+pgid_of() { group_of "$STATE_DIR/$1.pid"; }
 
 # ---------------------------------------------------------------------------
 # install
@@ -423,9 +398,10 @@ cmd_start() {
 
 cmd_stop() {
 	local t0=$SECONDS
-	stop_group mistral
-	stop_group keystone-short
-	stop_group keystone
+	local name
+	for name in mistral keystone-short keystone; do
+		stop_group "$name" "$STATE_DIR/$name.pid"
+	done
 	local p busy=
 	for p in "$API_PORT" "$KS_PORT" "$KS_SHORT_PORT"; do
 		if port_open "$p"; then

@@ -30,3 +30,35 @@ installed() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
 	done
 }
+
+# group_of PIDFILE: the live process group recorded in PIDFILE. The servers
+# are started with setsid, so the recorded pid is their group's id; any
+# member of the group still alive counts.
+group_of() {
+	[[ -f $1 ]] || return 1
+	local pid
+	pid=$(cat "$1")
+	pgrep -g "$pid" >/dev/null 2>&1 || return 1
+	echo "$pid"
+}
+
+# stop_group NAME PIDFILE: SIGTERM the group recorded in PIDFILE, SIGKILL
+# it after STOP_GRACE seconds, remove PIDFILE. mistral-server exits slowly
+# or never on SIGTERM (its parent waits on its engine server, and ignores
+# SIGTERM without a broker); every server's state is in PostgreSQL or
+# files, so SIGKILL after the grace is safe.
+stop_group() {
+	local name=$1 pidfile=$2 pgid
+	if pgid=$(group_of "$pidfile"); then
+		kill -TERM -- "-$pgid" 2>/dev/null || true
+		local deadline=$((SECONDS + STOP_GRACE))
+		while pgrep -g "$pgid" >/dev/null 2>&1 && ((SECONDS < deadline)); do
+			sleep 0.3
+		done
+		if pgrep -g "$pgid" >/dev/null 2>&1; then
+			log "$name still running ${STOP_GRACE}s after SIGTERM; SIGKILL"
+			kill -KILL -- "-$pgid" 2>/dev/null || true
+		fi
+	fi
+	rm -f "$pidfile"
+}

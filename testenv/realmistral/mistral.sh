@@ -252,15 +252,7 @@ migrate_db() {
 	touch "$STATE_DIR/db.done"
 }
 
-mistral_pgid() {
-	[[ -f $MISTRAL_PID ]] || return 1
-	local pid
-	pid=$(cat "$MISTRAL_PID")
-	# setsid made the server a session and group leader: pid == pgid. Any
-	# member of that group still alive counts.
-	pgrep -g "$pid" >/dev/null 2>&1 || return 1
-	echo "$pid"
-}
+mistral_pgid() { group_of "$MISTRAL_PID"; }
 
 start_mistral() {
 	if mistral_pgid >/dev/null && api_up; then
@@ -282,25 +274,7 @@ start_mistral() {
 	fi
 }
 
-stop_mistral() {
-	local pgid
-	if pgid=$(mistral_pgid); then
-		kill -TERM -- "-$pgid" 2>/dev/null || true
-		local deadline=$((SECONDS + STOP_GRACE))
-		while pgrep -g "$pgid" >/dev/null 2>&1 && ((SECONDS < deadline)); do
-			sleep 0.3
-		done
-		# Observed on Mistral 15: after SIGTERM the API worker exits but the
-		# parent logs "Stopping an engine server [graceful=True, timeout=60]"
-		# and never returns (and with no broker it ignores SIGTERM). The
-		# state is in PostgreSQL, so SIGKILL after the grace is safe.
-		if pgrep -g "$pgid" >/dev/null 2>&1; then
-			log "mistral still running ${STOP_GRACE}s after SIGTERM; SIGKILL"
-			kill -KILL -- "-$pgid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$MISTRAL_PID"
-}
+stop_mistral() { stop_group mistral "$MISTRAL_PID"; }
 
 # ---------------------------------------------------------------------------
 # commands
