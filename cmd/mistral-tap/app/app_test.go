@@ -233,6 +233,23 @@ func waitMetrics(t *testing.T, ops string, cond func(m func(string) float64) boo
 
 // metric sums every sample of the named metric (or, with a label set in
 // the name, of that series) on the ops endpoint at ops.
+// reloadCounter returns a wait for one more reload with result ("success"
+// or "failure") than now. It first waits for the reloader's own initial
+// load, which Run performs (and counts as a success) asynchronously after
+// the proxy is already serving: counted from before it, that load would
+// pass for the reload under test.
+func reloadCounter(t *testing.T, ops, result string) func() {
+	t.Helper()
+	initial := `mistral_tap_config_reloads_total{result="success"}`
+	waitMetrics(t, ops, func(m func(string) float64) bool { return m(initial) >= 1 })
+	series := `mistral_tap_config_reloads_total{result="` + result + `"}`
+	n := metric(t, ops, series) + 1
+	return func() {
+		t.Helper()
+		waitMetrics(t, ops, func(m func(string) float64) bool { return m(series) >= n })
+	}
+}
+
 func metric(t *testing.T, ops, name string) float64 {
 	t.Helper()
 	_, body := get(t, "http://"+ops+"/metrics")

@@ -462,10 +462,9 @@ func TestListenersAdminTokenReload(t *testing.T) {
 	if a, b := list(old), list(rotated); a != 200 || b != 401 {
 		t.Fatalf("before the reload: old %d, new %d; want 200, 401", a, b)
 	}
-	series := `mistral_tap_config_reloads_total{result="success"}`
-	n := metric(t, ops, series) + 1
+	applied := reloadCounter(t, ops, "success")
 	writeCfg(rotated)
-	waitMetrics(t, ops, func(m func(string) float64) bool { return m(series) >= n })
+	applied()
 	if a, b := list(old), list(rotated); a != 401 || b != 200 {
 		t.Fatalf("after the reload: old %d, new %d; want 401, 200", a, b)
 	}

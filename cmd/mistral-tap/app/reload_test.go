@@ -93,14 +93,7 @@ func TestLiveReload(t *testing.T) {
 	wait(first, 1)
 
 	// reloaded waits until the reloader reported one more result.
-	reloaded := func(result string) func() {
-		series := `mistral_tap_config_reloads_total{result="` + result + `"}`
-		n := metric(t, ops, series) + 1
-		return func() {
-			t.Helper()
-			waitMetrics(t, ops, func(m func(string) float64) bool { return m(series) >= n })
-		}
-	}
+	reloaded := func(result string) func() { return reloadCounter(t, ops, result) }
 
 	// Replace the callback: new executions go to the new one only.
 	applied := reloaded("success")
