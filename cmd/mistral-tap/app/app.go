@@ -146,13 +146,21 @@ func (a *app) run(ctx context.Context, o Options) error {
 		// The proxy stops first, the forwarder then flushes what it
 		// tapped, and the leader (if this replica is it) stops its
 		// pipeline in a single instance's order and resigns.
-		middle.start("forwarder", a.node.fwd.Run)
-		back.start("replica", func(ctx context.Context) error { return a.node.run(ctx, a.disp) })
+		// All three wait for the shared schema (schemaGate): a replica
+		// started while the database is down proxies meanwhile.
+		gate := a.node.schema
+		back.start("schema", gate.Run)
+		middle.start("forwarder", gate.after(a.node.fwd.Run))
+		back.start("replica", gate.after(func(ctx context.Context) error { return a.node.run(ctx, a.disp) }))
 	}
 	if a.registry != nil {
 		// Every replica syncs its registry (Match needs the listeners);
 		// it stops after the proxy, before the dispatcher.
-		middle.start("listeners", a.registry.Run)
+		sync := a.registry.Run
+		if a.node != nil {
+			sync = a.node.schema.after(sync)
+		}
+		middle.start("listeners", sync)
 	}
 	front.start("proxy", func(ctx context.Context) error { return a.serveProxy(ctx) })
 	front.start("workbooks", a.wb.Run)

@@ -133,17 +133,37 @@ func (a *app) initLogger(base *slog.Logger) {
 	}
 }
 
+// openStore opens the store. A replica migrates the shared schema once
+// here; if the database does not answer yet it starts anyway, and the
+// schema gate keeps trying (schemaGate).
 func (a *app) openStore(ctx context.Context, _ Options) error {
-	st, pg, err := openStore(ctx, a.cfg, a.log)
+	st, pg, err := openStore(a.cfg, a.log)
 	if err != nil {
 		return err
 	}
 	a.st = st
 	a.onClose(func() { st.Close() })
-	if pg != nil {
-		a.node = newHANode(a.cfg, pg, fetcherFor(a.cfg, a.engine), a.log)
+	if pg == nil {
+		return nil
+	}
+	a.node = newHANode(a.cfg, pg, fetcherFor(a.cfg, a.engine), a.log)
+	a.node.schema = newSchemaGate(pg, a.log.With("component", "store"))
+	if err := a.node.schema.try(ctx); err != nil {
+		if !retryable(err) || ctx.Err() != nil {
+			return fmt.Errorf("app: opening the PostgreSQL store: %w", err)
+		}
+		a.log.Warn("PostgreSQL store not reachable; starting anyway: proxying, buffering what the tap sees, retrying", "err", err)
 	}
 	return nil
+}
+
+// storeHealth is the store's part of /readyz: on a replica, whether the
+// schema is migrated yet, then whether the store answers.
+func (a *app) storeHealth(ctx context.Context) error {
+	if a.node != nil {
+		return a.node.schema.health(ctx, a.st.Health)
+	}
+	return a.st.Health(ctx)
 }
 
 // buildDelivery builds the sending client, the workbook resolver the
@@ -272,7 +292,7 @@ func (a *app) buildEndpoints(_ context.Context, o Options) error {
 		a.adminAPI, a.adminHandler = h, h
 	}
 	if cfg.Ops.Listen != "" {
-		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.st, a.disp.StoreHealthy, a.engine.LastContact, &a.cur, a.node != nil, &a.draining)...))
+		a.opsHandler = ops.Handler(a.metrics, ops.NewHealth(0, readiness(cfg, a.upstream, a.storeHealth, a.disp.StoreHealthy, a.engine.LastContact, &a.cur, a.node != nil, &a.draining)...))
 	}
 	if o.Source.Path != "" {
 		// Every reload compiles the callbacks once, in the load's check;

@@ -38,6 +38,8 @@ type haNode struct {
 	// listeners, when the API is on, activates the stored listeners in
 	// the dispatcher while this replica leads (its dispatcher runs).
 	listeners interface{ SetActive(bool) }
+	// schema gates everything above that uses the store (schemaGate).
+	schema *schemaGate
 
 	electWake, feedWake chan struct{}
 }

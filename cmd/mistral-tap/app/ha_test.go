@@ -310,3 +310,35 @@ func TestDatabaseOutage(t *testing.T) {
 	px.Restore()
 	r.checkAllowing(roots, true)
 }
+
+// TestReplicaStartsDuringDatabaseOutage: a replica started while
+// PostgreSQL does not answer serves the API at once (it used to wait for
+// the database before listening), and once the database is back it
+// migrates, leads and delivers every event of what ran meanwhile.
+func TestReplicaStartsDuringDatabaseOutage(t *testing.T) {
+	dsn := pgtest.Database(t)
+	px, via := pgtest.NewProxy(t, dsn)
+	px.Cut()
+	r := startReplicas(t, 0, nil)
+	r.add(via)
+	// A client that gives up after 10s: a replica waiting for the
+	// database would hold the request until the end of the outage.
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Post(r.proxy[0]+"/v2/workflows", "text/plain", strings.NewReader(workflows))
+	if err != nil {
+		t.Fatalf("defining workflows through a replica started during the outage: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("defining workflows: %d", resp.StatusCode)
+	}
+	roots := map[string]bool{}
+	for _, wf := range []string{"t_success", "t_parent"} {
+		id := r.startExec(false, wf)
+		r.wait(id)
+		roots[id] = true
+	}
+	px.Restore()
+	r.waitLeader(dsn)
+	r.check(roots)
+}

@@ -21,7 +21,7 @@ import (
 // still ready), the store's files are in place, sound and answering and
 // it commits (commits: the dispatcher's StoreHealthy), the engine was
 // reached recently, and the process is not draining.
-func readiness(cfg *config.Config, upstream *url.URL, st durable, commits func() error, lastContact func() time.Time,
+func readiness(cfg *config.Config, upstream *url.URL, storeHealth func(context.Context) error, commits func() error, lastContact func() time.Time,
 	cur *atomic.Pointer[pipeline], replicated bool, draining *atomic.Bool) []ops.Check {
 	h := http.Header{}
 	for k, v := range cfg.Watch.Headers {
@@ -55,7 +55,7 @@ func readiness(cfg *config.Config, upstream *url.URL, st durable, commits func()
 		// replica ready: the proxy keeps serving and what happens
 		// meanwhile is derived once the database is back.
 		{Name: "store", Informational: replicated, Run: func(ctx context.Context) error {
-			if err := st.Health(ctx); err != nil {
+			if err := storeHealth(ctx); err != nil {
 				return err
 			}
 			return commits()

@@ -31,7 +31,7 @@ func TestReadinessStoreCheckFailsWhileCommitsFail(t *testing.T) {
 		return nil
 	}
 	var check func(context.Context) error
-	for _, c := range readiness(&cfg, up, st, commits, nil, &atomic.Pointer[pipeline]{}, false, &draining) {
+	for _, c := range readiness(&cfg, up, st.Health, commits, nil, &atomic.Pointer[pipeline]{}, false, &draining) {
 		if c.Name == "store" {
 			check = c.Run
 		}

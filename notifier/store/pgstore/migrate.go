@@ -122,7 +122,7 @@ var migrations = []string{
 // SchemaVersion is the schema version this binary migrates to.
 func SchemaVersion() int { return len(migrations) }
 
-// ErrSchemaTooNew is returned by Open when the database was migrated by a
+// ErrSchemaTooNew is returned by Open and Migrate when the database was migrated by a
 // newer binary.
 var ErrSchemaTooNew = errors.New("pgstore: database schema is newer than this binary")
 
@@ -130,7 +130,11 @@ var ErrSchemaTooNew = errors.New("pgstore: database schema is newer than this bi
 // (transaction-scoped, so it also works behind a transaction pooler).
 const migrateLock = 0x6d74617001 // "mtap" 1
 
-func (s *Store) migrate(ctx context.Context) error {
+// Migrate brings the schema up to SchemaVersion under the migration lock
+// (Open does it). It fails with ErrSchemaTooNew, never touching the
+// schema, when a newer binary migrated the database; any other error
+// (the database not answering) may go away with a retry.
+func (s *Store) Migrate(ctx context.Context) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return s.wrap("starting migration", err)

@@ -109,6 +109,23 @@ func server(c *pgconn.Config) string {
 
 // Open connects, migrates (see the package doc) and returns the store.
 func Open(ctx context.Context, o Options) (*Store, error) {
+	s, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns the store without touching the database: the pool connects
+// on first use. Until Migrate has succeeded its methods may fail on a
+// missing or older schema, so a caller that starts before the database
+// answers (a replica during an outage) uses nothing but Migrate and
+// Health until then. Only a DSN that does not parse is an error here.
+func New(o Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(o.DSN)
 	if err != nil {
 		// pgx's parse errors quote the DSN; never pass them on.
@@ -129,12 +146,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+	// NewWithConfig connects nothing in the foreground (MinConns are
+	// opened in the background), so it fails only on a config it refuses.
+	if s.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
 		return nil, s.wrap("connecting", err)
-	}
-	if err := s.migrate(ctx); err != nil {
-		s.pool.Close()
-		return nil, err
 	}
 	return s, nil
 }
