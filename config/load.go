@@ -109,6 +109,10 @@ func (b bytesProvider) Read() (map[string]any, error) {
 	return nil, errors.New("bytesProvider: Read unsupported")
 }
 
+// load is Load, also returning what it read for the reloader. Layers go
+// into one koanf instance in precedence order (defaults, file,
+// environment, flags), are decoded once, then expanded and checked; every
+// step adds to one list of problems so that a run reports them all.
 func load(src Source) (*Config, *loaded, error) {
 	environ := src.Environ
 	if environ == nil {
@@ -116,45 +120,98 @@ func load(src Source) (*Config, *loaded, error) {
 	}
 	envList := environ()
 	info := &loaded{}
-	var probs problems
 	k := koanf.New(".")
 	if err := k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
 		return nil, info, fmt.Errorf("loading defaults: %w", err)
 	}
-
-	var ix *fileIndex
-	var cbNodes []*yaml.Node // the file's callbacks, when koanf has not got them
-	strictTypeErr := map[string]bool{}
-	if src.Path != "" {
-		data, err := os.ReadFile(src.Path)
-		if err != nil {
-			return nil, info, &FieldError{File: src.Path, Msg: fmt.Sprintf("cannot read config file: %v", unwrapPathErr(err))}
-		}
-		info.fileData = data
-		var sp problems
-		ix, sp = strictCheck(src.Path, data)
-		if len(sp) == 1 && errors.Is(sp[0], ErrSyntax) {
-			return nil, info, sp.err()
-		}
-		for _, e := range sp {
-			strictTypeErr[e.Path] = true
-		}
-		probs = append(probs, sp...)
-		// koanf gets the file without its callbacks when it can: only
-		// the file sets callbacks, and decodeCallbacks reads them from
-		// the strict pass's tree at a fraction of koanf's cost.
-		if rest, nodes, ok := splitCallbacks(ix); ok && fastCallbacks && k.Load(bytesProvider(rest), kyaml.Parser()) == nil {
-			cbNodes = nodes
-		} else if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
-			if len(sp) > 0 {
-				return nil, info, sp.err()
-			}
-			return nil, info, yamlSyntaxError(src.Path, err)
-		}
+	f, err := loadFile(k, src.Path, info)
+	if err != nil {
+		return nil, info, err
+	}
+	probs := f.probs
+	leaves := leafKeys()
+	overridden := map[string]bool{} // keys the environment or flags set
+	envProbs, err := loadEnv(k, envList, leaves, overridden)
+	if err != nil {
+		return nil, info, err
+	}
+	probs = append(probs, envProbs...)
+	if err := loadFlags(k, src.Flags, leaves, overridden); err != nil {
+		return nil, info, err
 	}
 
-	overridden := map[string]bool{}
-	leaves := leafKeys()
+	c := decodeConfig(k, &f, &probs)
+	c.inherit()
+	// A key with a type or expansion problem is reported once: validate
+	// would only complain again about its placeholder value.
+	suppress := f.typeErr
+	n := len(probs)
+	info.secretFiles = c.resolveSecrets(&probs, envLookup(envList), filepath.Dir(src.Path))
+	for _, e := range probs[n:] {
+		suppress[e.Path] = true
+	}
+	probs = c.appendChecks(probs, suppress, src.Check)
+	if len(probs) > 0 {
+		placeProblems(probs, f.ix, overridden)
+		return nil, info, probs.err()
+	}
+	return c, info, nil
+}
+
+// fileLayer is what load took from the configuration file.
+type fileLayer struct {
+	ix *fileIndex // nil without a file
+	// cbNodes are the file's callbacks when koanf has not got them (see
+	// loadFile); decodeConfig decodes them itself.
+	cbNodes []*yaml.Node
+	// typeErr holds the keys the strict pass found a problem at.
+	typeErr map[string]bool
+	probs   problems // the strict pass's
+}
+
+// loadFile reads the file at path (none when "") into k, after the strict
+// pass has checked it against Config. It returns an error, and load
+// stops, only when there is nothing to decode: the file cannot be read or
+// is not YAML. Otherwise the strict pass's problems are in the layer.
+func loadFile(k *koanf.Koanf, path string, info *loaded) (fileLayer, error) {
+	f := fileLayer{typeErr: map[string]bool{}}
+	if path == "" {
+		return f, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, &FieldError{File: path, Msg: fmt.Sprintf("cannot read config file: %v", unwrapPathErr(err))}
+	}
+	info.fileData = data
+	f.ix, f.probs = strictCheck(path, data)
+	if len(f.probs) == 1 && errors.Is(f.probs[0], ErrSyntax) {
+		return f, f.probs.err()
+	}
+	for _, e := range f.probs {
+		f.typeErr[e.Path] = true
+	}
+	// koanf gets the file without its callbacks when it can: only
+	// the file sets callbacks, and decodeNode reads them from
+	// the strict pass's tree at a fraction of koanf's cost.
+	if rest, nodes, ok := splitCallbacks(f.ix); ok && fastCallbacks && k.Load(bytesProvider(rest), kyaml.Parser()) == nil {
+		f.cbNodes = nodes
+	} else if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
+		// The strict pass's problems explain the failure better when it
+		// found any; otherwise YAML decoding refused what parsing
+		// accepted (a duplicate key).
+		if len(f.probs) > 0 {
+			return f, f.probs.err()
+		}
+		return f, yamlSyntaxError(path, err)
+	}
+	return f, nil
+}
+
+// loadEnv loads the MISTRAL_TAP_* variables of envList into k and marks
+// the keys they set in overridden. It returns the problems of unknown
+// variables and bad values, sorted by variable name (the environment's
+// order means nothing), and an error only if koanf fails.
+func loadEnv(k *koanf.Koanf, envList []string, leaves map[string]reflect.Type, overridden map[string]bool) (problems, error) {
 	envErr := problems{}
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
@@ -178,56 +235,72 @@ func load(src Source) (*Config, *loaded, error) {
 			return key, val
 		},
 	}), nil); err != nil {
-		return nil, info, fmt.Errorf("loading environment: %w", err)
+		return nil, fmt.Errorf("loading environment: %w", err)
 	}
 	slices.SortFunc(envErr, func(a, b *FieldError) int { return cmp.Compare(a.Field, b.Field) })
-	probs = append(probs, envErr...)
+	return envErr, nil
+}
 
-	if src.Flags != nil {
-		byFlag := map[string]string{}
-		for key := range leaves {
-			byFlag[strings.NewReplacer(".", "-", "_", "-").Replace(key)] = key
-		}
-		if err := k.Load(posflag.ProviderWithFlag(src.Flags, ".", k, func(f *pflag.Flag) (string, any) {
-			key, ok := byFlag[f.Name]
-			if !ok || !f.Changed {
-				return "", nil
-			}
-			overridden[key] = true
-			return key, posflag.FlagVal(src.Flags, f)
-		}), nil); err != nil {
-			return nil, info, fmt.Errorf("loading flags: %w", err)
-		}
+// loadFlags loads into k the flags of fs that the user set and that name
+// a key (see Source.Flags), and marks those keys in overridden.
+func loadFlags(k *koanf.Koanf, fs *pflag.FlagSet, leaves map[string]reflect.Type, overridden map[string]bool) error {
+	if fs == nil {
+		return nil
 	}
+	byFlag := map[string]string{}
+	for key := range leaves {
+		byFlag[strings.NewReplacer(".", "-", "_", "-").Replace(key)] = key
+	}
+	if err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+		key, ok := byFlag[f.Name]
+		if !ok || !f.Changed {
+			return "", nil
+		}
+		overridden[key] = true
+		return key, posflag.FlagVal(fs, f)
+	}), nil); err != nil {
+		return fmt.Errorf("loading flags: %w", err)
+	}
+	return nil
+}
 
+// decodeConfig decodes k's merged layers, and the callbacks f kept from
+// koanf, into a Config. A decoding failure is a problem only when the
+// strict pass found none: it would be their consequence. It then drops
+// the file's parsed tree, which load no longer needs.
+func decodeConfig(k *koanf.Koanf, f *fileLayer, probs *problems) *Config {
 	// Pre-populating Callbacks makes the decoder fill each element in place
 	// (mapstructure reuses existing slice elements), so keys absent from a
 	// callback keep the callback defaults.
 	// Only the file sets callbacks, so the strict pass has counted them
 	// (k.Get would deep-copy the whole list just to count it).
 	var c Config
-	if ix != nil && ix.callbacks > 0 {
-		c.Callbacks = make([]Callback, ix.callbacks)
+	if f.ix != nil && f.ix.callbacks > 0 {
+		c.Callbacks = make([]Callback, f.ix.callbacks)
 		for i := range c.Callbacks {
 			c.Callbacks[i] = defaultCallback()
 		}
 	}
-	if err := k.Unmarshal("", &c); err != nil && len(strictTypeErr) == 0 {
+	if err := k.Unmarshal("", &c); err != nil && len(f.typeErr) == 0 {
 		probs.add(FieldError{Msg: fmt.Sprintf("decoding configuration: %v", err)})
 	}
-	if cbNodes != nil {
+	if f.cbNodes != nil {
 		// koanf decoded the default (no callbacks) over the slice.
-		c.Callbacks = make([]Callback, len(cbNodes))
-		for i, n := range cbNodes {
+		c.Callbacks = make([]Callback, len(f.cbNodes))
+		for i, n := range f.cbNodes {
 			c.Callbacks[i] = defaultCallback()
 			decodeNode(n, reflect.ValueOf(&c.Callbacks[i]).Elem())
 		}
-		cbNodes = nil
+		f.cbNodes = nil
 	}
-	ix.release()
+	f.ix.release()
+	c.nilEmpty()
+	return &c
+}
 
-	// Keys that merge to empty maps or lists come back as nil, like in
-	// Default(), so that an empty file loads to exactly Default().
+// nilEmpty sets the maps and lists that merged to empty back to nil, as
+// in Default(), so that an empty file loads to exactly Default().
+func (c *Config) nilEmpty() {
 	if len(c.Watch.Headers) == 0 {
 		c.Watch.Headers = nil
 	}
@@ -240,15 +313,13 @@ func load(src Source) (*Config, *loaded, error) {
 	if len(c.Callbacks) == 0 {
 		c.Callbacks = nil
 	}
-	c.inherit()
-	// A key with a type or expansion problem is reported once: Validate
-	// would only complain again about its placeholder value.
-	suppress := strictTypeErr
-	n := len(probs)
-	info.secretFiles = c.resolveSecrets(&probs, envLookup(envList), filepath.Dir(src.Path))
-	for _, e := range probs[n:] {
-		suppress[e.Path] = true
-	}
+}
+
+// appendChecks appends to probs the problems validate finds at keys not
+// in suppress, then those of check (Source.Check) at keys that have none
+// yet (see appendNew). check sees c even when it has problems, so that
+// one run reports everything.
+func (c *Config) appendChecks(probs problems, suppress map[string]bool, check func(*Config) error) problems {
 	var vp problems
 	c.validate(&vp)
 	for _, e := range vp {
@@ -256,29 +327,31 @@ func load(src Source) (*Config, *loaded, error) {
 			probs = append(probs, e)
 		}
 	}
-	if src.Check != nil {
-		probs = appendNew(probs, Problems(src.Check(&c)))
+	if check != nil {
+		probs = appendNew(probs, Problems(check(c)))
 	}
+	return probs
+}
+
+// placeProblems locates probs in the file, except at keys the environment
+// or flags set (the file's value is not the one in use), and orders them:
+// located problems first, in file order; the rest keep their discovery
+// order.
+func placeProblems(probs problems, ix *fileIndex, overridden map[string]bool) {
 	for _, e := range probs {
 		if !overridden[e.Path] {
 			ix.locate(e)
 		}
 	}
-	if len(probs) > 0 {
-		slices.SortStableFunc(probs, func(a, b *FieldError) int {
-			// Located problems first, in file order; the rest keep
-			// their discovery order.
-			if (a.Line == 0) != (b.Line == 0) {
-				if a.Line == 0 {
-					return 1
-				}
-				return -1
+	slices.SortStableFunc(probs, func(a, b *FieldError) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
 			}
-			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
-		})
-		return nil, info, probs.err()
-	}
-	return &c, info, nil
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
 }
 
 // appendNew appends the problems of more whose key has no problem in
