@@ -278,126 +278,188 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path, cb, rel string) 
 		return
 	}
 	n = deref(n)
-	field := rel
-	if cb == "" {
-		field = path
-	}
-	bad := func(want string) {
-		if path == "" {
-			want += " of keys (listen, upstream, callbacks, ...)"
-		}
-		w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: redactIfSecret(rel, n.Value), Msg: fmt.Sprintf("want %s, got %s", want, describe(n))})
-	}
 	if isNull(n) {
-		return // null leaves the default in place, as in koanf
+		// Not a type error: koanf decodes it to the key's zero value,
+		// decodeNode leaves a callback's default in place.
+		return
 	}
-	switch {
-	case t == durationType:
-		if n.Kind != yaml.ScalarNode {
-			bad("a duration (e.g. 5s, 7d)")
-			return
-		}
-		if n.Tag == "!!int" || n.Tag == "!!float" {
-			if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f == 0 {
-				return
-			}
-			w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: n.Value, Msg: fmt.Sprintf("duration %s needs a unit (e.g. %ss)", n.Value, n.Value)})
-			return
-		}
-		if _, err := parseDuration(n.Value); err != nil {
-			w.errs.add(FieldError{Path: path, Callback: cb, Field: field, Value: n.Value, Msg: fmt.Sprintf("invalid duration %q (e.g. 500ms, 5s, 10m, 7d)", n.Value)})
-		}
+	l := loc{n: n, path: path, cb: cb, rel: rel}
+	if t == durationType { // before the kinds: its kind is int64
+		w.walkDuration(l)
 		return
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		w.walk(n, t.Elem(), path, cb, rel)
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			bad("a string")
-		}
-	case reflect.Int, reflect.Int64:
-		if n.Kind != yaml.ScalarNode {
-			bad("an integer")
-		} else if _, err := strconv.ParseInt(n.Value, 0, 64); err != nil {
-			bad("an integer")
-		}
-	case reflect.Float64:
-		if n.Kind != yaml.ScalarNode {
-			bad("a number")
-		} else if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
-			bad("a number")
-		}
-	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode {
-			bad("true or false")
-		} else if _, err := strconv.ParseBool(n.Value); err != nil {
-			bad("true or false")
-		}
 	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			bad("a list")
-			return
-		}
-		if path == "callbacks" {
-			w.ix.callbacks = len(n.Content)
-		}
-		for i, item := range n.Content {
-			p := join(path, strconv.Itoa(i))
-			if path == "callbacks" {
-				w.walk(item, t.Elem(), p, callbackLabelNode(deref(item), i), "")
-				continue
-			}
-			w.walk(item, t.Elem(), p, cb, rel)
-		}
+		w.walkList(l, t.Elem())
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			bad("a mapping")
-			return
-		}
-		kvs, err := appendPairs(nil, n)
-		if err != nil {
-			w.fatal = err
-			return
-		}
-		for _, kv := range kvs {
-			w.walk(kv.val, t.Elem(), join(path, kv.key.Value), cb, rel)
-		}
+		w.walkMap(l, t.Elem())
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			bad("a mapping")
-			return
-		}
-		fields := structFields(t)
-		kvs, err := appendPairs(nil, n)
-		if err != nil {
-			w.fatal = err
-			return
-		}
-		for _, kv := range kvs {
-			k := kv.key.Value
-			f, ok := fields[k]
-			if !ok {
-				if path == "" && strings.HasPrefix(k, "x-") {
-					continue
-				}
-				kp, kr := join(path, k), join(rel, k)
-				msg := "unknown key"
-				if s := closest(k, fields); s != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				kf := kr
-				if cb == "" {
-					kf = kp
-				}
-				// Located at the key itself: it has no value node of its own.
-				w.errs = append(w.errs, &FieldError{Path: kp, Callback: cb, Field: kf, Value: k, Msg: msg,
-					File: w.ix.file, Line: kv.key.Line, Column: kv.key.Column})
-				continue
-			}
-			w.walk(kv.val, f.Type, join(path, k), cb, join(rel, k))
+		w.walkStruct(l, t)
+	default:
+		if s, ok := scalarKinds[t.Kind()]; ok {
+			w.walkScalar(l, s)
 		}
 	}
+}
+
+// loc is where the walk is: the (dereferenced) node, its absolute key
+// path and, inside a callback, the callback's label and the path relative
+// to it.
+type loc struct {
+	n             *yaml.Node
+	path, cb, rel string
+}
+
+// field is the key as a problem shows it: relative inside a callback,
+// absolute outside.
+func (l loc) field() string {
+	if l.cb == "" {
+		return l.path
+	}
+	return l.rel
+}
+
+// problem records a problem of the value at l.
+func (w *strictWalker) problem(l loc, value, msg string) {
+	w.errs.add(FieldError{Path: l.path, Callback: l.cb, Field: l.field(), Value: value, Msg: msg})
+}
+
+// bad records a value of the wrong kind or syntax at l; want says what
+// was expected. The value is redacted when the key holds a secret.
+func (w *strictWalker) bad(l loc, want string) {
+	if l.path == "" {
+		want += " of keys (listen, upstream, callbacks, ...)"
+	}
+	w.problem(l, redactIfSecret(l.rel, l.n.Value), fmt.Sprintf("want %s, got %s", want, describe(l.n)))
+}
+
+// walkDuration checks a duration the way koanf's decode hook reads it:
+// a time.ParseDuration string or koanf's "d" unit. A bare number is
+// accepted only when 0: any other needs a unit to mean something.
+func (w *strictWalker) walkDuration(l loc) {
+	n := l.n
+	if n.Kind != yaml.ScalarNode {
+		w.bad(l, "a duration (e.g. 5s, 7d)")
+		return
+	}
+	if n.Tag == "!!int" || n.Tag == "!!float" {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f == 0 {
+			return
+		}
+		w.problem(l, n.Value, fmt.Sprintf("duration %s needs a unit (e.g. %ss)", n.Value, n.Value))
+		return
+	}
+	if _, err := parseDuration(n.Value); err != nil {
+		w.problem(l, n.Value, fmt.Sprintf("invalid duration %q (e.g. 500ms, 5s, 10m, 7d)", n.Value))
+	}
+}
+
+// scalarKind is what a scalar field wants, as a problem names it, and
+// whether a value parses as it (nil: any scalar will do).
+type scalarKind struct {
+	want   string
+	parses func(string) bool
+}
+
+// scalarKinds are the scalar kinds Config's fields have; the walk checks
+// no other kind.
+var scalarKinds = map[reflect.Kind]scalarKind{
+	reflect.String:  {"a string", nil},
+	reflect.Int:     {"an integer", parsesInt},
+	reflect.Int64:   {"an integer", parsesInt},
+	reflect.Float64: {"a number", func(s string) bool { _, err := strconv.ParseFloat(s, 64); return err == nil }},
+	reflect.Bool:    {"true or false", func(s string) bool { _, err := strconv.ParseBool(s); return err == nil }},
+}
+
+func parsesInt(s string) bool { _, err := strconv.ParseInt(s, 0, 64); return err == nil }
+
+// walkScalar checks a string, number or boolean value.
+func (w *strictWalker) walkScalar(l loc, s scalarKind) {
+	if l.n.Kind != yaml.ScalarNode || (s.parses != nil && !s.parses(l.n.Value)) {
+		w.bad(l, s.want)
+	}
+}
+
+// walkList checks a list's items against elem. It counts the callbacks
+// (decodeConfig sizes its slice with it), and each callback's items are
+// reported under its label with paths relative to it.
+func (w *strictWalker) walkList(l loc, elem reflect.Type) {
+	if l.n.Kind != yaml.SequenceNode {
+		w.bad(l, "a list")
+		return
+	}
+	if l.path == "callbacks" {
+		w.ix.callbacks = len(l.n.Content)
+	}
+	for i, item := range l.n.Content {
+		p := join(l.path, strconv.Itoa(i))
+		if l.path == "callbacks" {
+			w.walk(item, elem, p, callbackLabelNode(deref(item), i), "")
+			continue
+		}
+		w.walk(item, elem, p, l.cb, l.rel)
+	}
+}
+
+// walkMap checks a map's values (header maps) against elem, merge keys
+// expanded. A bad merge or an alias blow-up makes the file invalid as a
+// whole (w.fatal), as it does for koanf.
+func (w *strictWalker) walkMap(l loc, elem reflect.Type) {
+	if l.n.Kind != yaml.MappingNode {
+		w.bad(l, "a mapping")
+		return
+	}
+	kvs, err := appendPairs(nil, l.n)
+	if err != nil {
+		w.fatal = err
+		return
+	}
+	for _, kv := range kvs {
+		w.walk(kv.val, elem, join(l.path, kv.key.Value), l.cb, l.rel)
+	}
+}
+
+// walkStruct checks a mapping's keys against t's yaml tags and their
+// values against the fields' types, merge keys expanded as in walkMap.
+// Top-level "x-" keys are skipped: they hold shared anchors.
+func (w *strictWalker) walkStruct(l loc, t reflect.Type) {
+	if l.n.Kind != yaml.MappingNode {
+		w.bad(l, "a mapping")
+		return
+	}
+	fields := structFields(t)
+	kvs, err := appendPairs(nil, l.n)
+	if err != nil {
+		w.fatal = err
+		return
+	}
+	for _, kv := range kvs {
+		k := kv.key.Value
+		f, ok := fields[k]
+		switch {
+		case ok:
+			w.walk(kv.val, f.Type, join(l.path, k), l.cb, join(l.rel, k))
+		case l.path == "" && strings.HasPrefix(k, "x-"):
+		default:
+			w.unknownKey(l, kv.key, fields)
+		}
+	}
+}
+
+// unknownKey records key, which names no field of the struct at l, with
+// the closest field name as a hint. It is located at the key itself: it
+// has no value node of its own.
+func (w *strictWalker) unknownKey(l loc, key *yaml.Node, fields map[string]reflect.StructField) {
+	k := key.Value
+	at := loc{path: join(l.path, k), cb: l.cb, rel: join(l.rel, k)}
+	msg := "unknown key"
+	if s := closest(k, fields); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	w.errs = append(w.errs, &FieldError{Path: at.path, Callback: at.cb, Field: at.field(), Value: k, Msg: msg,
+		File: w.ix.file, Line: key.Line, Column: key.Column})
 }
 
 // callbackLabelNode is CallbackLabel for a raw callback mapping.
