@@ -28,6 +28,9 @@ func (c *Config) Validate() error {
 	return p.err()
 }
 
+// validate records every problem of c in p, section by section in the
+// order of Config's fields, so that problems without a position in the
+// file keep a stable order.
 func (c *Config) validate(p *problems) {
 	checkAddr(p, "listen", c.Listen, true)
 	checkUpstream(p, c.Upstream)
@@ -35,89 +38,130 @@ func (c *Config) validate(p *problems) {
 		p.key("state_dir", "", "must not be empty")
 	}
 	c.Store.validate(p)
-
-	// proxy
-	if c.Proxy.PathPrefix != "" && !strings.HasPrefix(c.Proxy.PathPrefix, "/") {
-		p.key("proxy.path_prefix", c.Proxy.PathPrefix, fmt.Sprintf("%q must start with /", c.Proxy.PathPrefix))
-	}
-	if c.Proxy.MaxTapBody <= 0 {
-		p.key("proxy.max_tap_body", strconv.FormatInt(c.Proxy.MaxTapBody, 10), fmt.Sprintf("must be > 0, got %d", c.Proxy.MaxTapBody))
-	}
-	positive(p, "proxy.dial_timeout", c.Proxy.DialTimeout.String(), c.Proxy.DialTimeout > 0)
-	positive(p, "proxy.response_header_timeout", c.Proxy.ResponseHeaderTimeout.String(), c.Proxy.ResponseHeaderTimeout > 0)
-	atLeast(p.field("proxy.max_idle_conns_per_host"), c.Proxy.MaxIdleConnsPerHost, 1)
-	atLeast(p.field("proxy.max_connections"), c.Proxy.MaxConnections, 1)
-	positive(p, "proxy.idle_timeout", c.Proxy.IdleTimeout.String(), c.Proxy.IdleTimeout > 0)
-
-	// watch
-	if c.Watch.Interval < 0 {
-		p.key("watch.interval", c.Watch.Interval.String(), fmt.Sprintf("must be >= 0 (0 turns the watcher off), got %s", c.Watch.Interval))
-	}
-	atLeast(p.field("watch.page_size"), c.Watch.PageSize, 1)
-	if c.Watch.Replay < 0 {
-		p.key("watch.replay", c.Watch.Replay.String(), fmt.Sprintf("must be >= 0, got %s", c.Watch.Replay))
-	}
-	for _, h := range checkHeaders(c.Watch.Headers) {
-		p.add(FieldError{Path: "watch.headers." + h.name, Field: "watch.headers", Value: redacted, Msg: h.msg})
-	}
-	if ks := c.Watch.Keystone; ks.AuthURL != "" {
-		if u, err := url.Parse(ks.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.key("watch.keystone.auth_url", RedactURL(ks.AuthURL), "must be an absolute http(s) URL of Keystone's v3 API")
-		}
-		for _, f := range []struct{ field, v string }{{"username", ks.Username}, {"password", ks.Password}, {"project_name", ks.ProjectName}} {
-			if field, v := f.field, f.v; v == "" {
-				p.key("watch.keystone."+field, "", "required with watch.keystone.auth_url")
-			}
-		}
-	}
-
+	c.Proxy.validate(p)
+	c.Watch.validate(p)
 	if c.Tracker.Retention < time.Minute {
 		p.key("tracker.retention", c.Tracker.Retention.String(), "must be at least 1m (finished entities must outlive the watcher's overlap and a client's next look)")
 	}
+	c.Delivery.validate(p)
+	c.Log.validate(p)
+	c.Admin.validate(p)
+	if c.Ops.Listen != "" {
+		checkAddr(p, "ops.listen", c.Ops.Listen, false)
+	}
+	c.validateDistinctAddrs(p)
+	c.validateListeners(p)
 
-	// delivery
-	positive(p, "delivery.timeout", c.Delivery.Timeout.String(), c.Delivery.Timeout > 0)
-	atLeast(p.field("delivery.retries"), c.Delivery.Retries, 0)
-	if c.Delivery.RetryWaitMin < 0 {
-		p.key("delivery.retry_wait_min", c.Delivery.RetryWaitMin.String(), "must be >= 0")
+	names := map[string]int{}
+	for i := range c.Callbacks {
+		c.Callbacks[i].validate(p, i, names)
+		c.validateProject(p, i)
 	}
-	if c.Delivery.RetryWaitMax < c.Delivery.RetryWaitMin {
-		p.key("delivery.retry_wait_max", c.Delivery.RetryWaitMax.String(),
-			fmt.Sprintf("%s is less than retry_wait_min %s", c.Delivery.RetryWaitMax, c.Delivery.RetryWaitMin))
+}
+
+// validate checks the proxy section.
+func (x *Proxy) validate(p *problems) {
+	if x.PathPrefix != "" && !strings.HasPrefix(x.PathPrefix, "/") {
+		p.key("proxy.path_prefix", x.PathPrefix, fmt.Sprintf("%q must start with /", x.PathPrefix))
 	}
-	for i, n := range c.Delivery.AllowNetworks {
+	if x.MaxTapBody <= 0 {
+		p.key("proxy.max_tap_body", strconv.FormatInt(x.MaxTapBody, 10), fmt.Sprintf("must be > 0, got %d", x.MaxTapBody))
+	}
+	positive(p, "proxy.dial_timeout", x.DialTimeout.String(), x.DialTimeout > 0)
+	positive(p, "proxy.response_header_timeout", x.ResponseHeaderTimeout.String(), x.ResponseHeaderTimeout > 0)
+	atLeast(p.field("proxy.max_idle_conns_per_host"), x.MaxIdleConnsPerHost, 1)
+	atLeast(p.field("proxy.max_connections"), x.MaxConnections, 1)
+	positive(p, "proxy.idle_timeout", x.IdleTimeout.String(), x.IdleTimeout > 0)
+}
+
+// validate checks the watch section. Header values are secrets: their
+// problems show redact.Marker.
+func (w *Watch) validate(p *problems) {
+	if w.Interval < 0 {
+		p.key("watch.interval", w.Interval.String(), fmt.Sprintf("must be >= 0 (0 turns the watcher off), got %s", w.Interval))
+	}
+	atLeast(p.field("watch.page_size"), w.PageSize, 1)
+	if w.Replay < 0 {
+		p.key("watch.replay", w.Replay.String(), fmt.Sprintf("must be >= 0, got %s", w.Replay))
+	}
+	for _, h := range checkHeaders(w.Headers) {
+		p.add(FieldError{Path: "watch.headers." + h.name, Field: "watch.headers", Value: redacted, Msg: h.msg})
+	}
+	w.Keystone.validate(p)
+}
+
+// validate checks watch.keystone, which is off without an auth_url. The
+// password is a secret: its problem never shows it.
+func (ks *Keystone) validate(p *problems) {
+	if ks.AuthURL == "" {
+		return
+	}
+	if u, err := url.Parse(ks.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.key("watch.keystone.auth_url", RedactURL(ks.AuthURL), "must be an absolute http(s) URL of Keystone's v3 API")
+	}
+	for _, f := range []struct{ field, v string }{{"username", ks.Username}, {"password", ks.Password}, {"project_name", ks.ProjectName}} {
+		if f.v == "" {
+			p.key("watch.keystone."+f.field, "", "required with watch.keystone.auth_url")
+		}
+	}
+}
+
+// validate checks the delivery section (callbacks' shared defaults and
+// the networks deliveries may reach).
+func (d *Delivery) validate(p *problems) {
+	positive(p, "delivery.timeout", d.Timeout.String(), d.Timeout > 0)
+	atLeast(p.field("delivery.retries"), d.Retries, 0)
+	if d.RetryWaitMin < 0 {
+		p.key("delivery.retry_wait_min", d.RetryWaitMin.String(), "must be >= 0")
+	}
+	if d.RetryWaitMax < d.RetryWaitMin {
+		p.key("delivery.retry_wait_max", d.RetryWaitMax.String(),
+			fmt.Sprintf("%s is less than retry_wait_min %s", d.RetryWaitMax, d.RetryWaitMin))
+	}
+	for i, n := range d.AllowNetworks {
 		if _, err := netip.ParsePrefix(strings.TrimSpace(n)); err != nil {
 			p.add(FieldError{Path: fmt.Sprintf("delivery.allow_networks.%d", i), Field: "delivery.allow_networks", Value: n, Msg: fmt.Sprintf("%q is not a CIDR (e.g. 127.0.0.0/8)", n)})
 		}
 	}
-	atLeast(p.field("delivery.breaker_threshold"), c.Delivery.BreakerThreshold, 1)
-	positive(p, "delivery.breaker_probe_max", c.Delivery.BreakerProbeMax.String(), c.Delivery.BreakerProbeMax > 0)
+	atLeast(p.field("delivery.breaker_threshold"), d.BreakerThreshold, 1)
+	positive(p, "delivery.breaker_probe_max", d.BreakerProbeMax.String(), d.BreakerProbeMax > 0)
+}
 
-	// log
-	switch strings.ToLower(c.Log.Level) {
+// validate checks the log section.
+func (l *Log) validate(p *problems) {
+	switch strings.ToLower(l.Level) {
 	case "debug", "info", "warn", "error":
 	default:
-		p.key("log.level", c.Log.Level, fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.Log.Level))
+		p.key("log.level", l.Level, fmt.Sprintf("unknown level %q (want debug, info, warn or error)", l.Level))
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "text", "json":
 	default:
-		p.key("log.format", c.Log.Format, fmt.Sprintf("unknown format %q (want text or json)", c.Log.Format))
+		p.key("log.format", l.Format, fmt.Sprintf("unknown format %q (want text or json)", l.Format))
 	}
+}
 
-	// admin and ops
-	if c.Admin.Listen != "" {
-		checkAddr(p, "admin.listen", c.Admin.Listen, false)
-		switch n := len(c.Admin.Token); {
-		case n == 0:
-			p.key("admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
-		case n < MinAdminTokenLen:
-			p.key("admin.token", "", fmt.Sprintf("too short: %d characters, want at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinAdminTokenLen))
-		}
+// validate checks the admin API, which is off without a listen address
+// and then needs a token long enough not to be guessed. The token is a
+// secret: its problems never show it.
+func (a *Admin) validate(p *problems) {
+	if a.Listen == "" {
+		return
 	}
-	if c.Ops.Listen != "" {
-		checkAddr(p, "ops.listen", c.Ops.Listen, false)
+	checkAddr(p, "admin.listen", a.Listen, false)
+	switch n := len(a.Token); {
+	case n == 0:
+		p.key("admin.token", "", "required when admin.listen is set (e.g. token: ${ADMIN_TOKEN})")
+	case n < MinAdminTokenLen:
+		p.key("admin.token", "", fmt.Sprintf("too short: %d characters, want at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinAdminTokenLen))
 	}
+}
+
+// validateDistinctAddrs reports an admin or ops address already used by
+// the proxy or the admin API: the second listener could not bind it. Port
+// 0 picks a free port each time, so it may repeat; an address that is not
+// host:port has its own problem already.
+func (c *Config) validateDistinctAddrs(p *problems) {
 	seen := map[string]string{c.Listen: "listen"}
 	for _, l := range []struct{ key, addr string }{{"admin.listen", c.Admin.Listen}, {"ops.listen", c.Ops.Listen}} {
 		if l.addr == "" {
@@ -130,14 +174,6 @@ func (c *Config) validate(p *problems) {
 			p.key(l.key, l.addr, fmt.Sprintf("%q is already used by %s", l.addr, other))
 		}
 		seen[l.addr] = l.key
-	}
-
-	c.validateListeners(p)
-
-	names := map[string]int{}
-	for i := range c.Callbacks {
-		c.Callbacks[i].validate(p, i, names)
-		c.validateProject(p, i)
 	}
 }
 
