@@ -155,52 +155,124 @@ func (c *Client) Send(ctx context.Context, r Request) Result {
 	return res
 }
 
+// send validates r, runs the series of attempts and classifies what the
+// last one got: a response (classifyResponse) or a transport error
+// (classifyError). Send conceals the secrets of the returned error.
 func (c *Client) send(ctx context.Context, r Request, hide concealer) Result {
-	method := r.Method
-	if method == "" {
-		method = http.MethodPost
-	}
-	u, err := url.Parse(r.URL)
+	o, err := c.prepare(ctx, r, hide)
 	if err != nil {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: invalid URL %s", hide.url(r.URL))}
+		return Result{Outcome: Permanent, Err: err}
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: URL %s: want an absolute http or https URL", hide.url(r.URL))}
+	var attempts atomic.Int32
+	resp, err := c.retrier(ctx, r, o, &attempts).Do(o.req)
+	res := Result{Attempts: int(attempts.Load())}
+	if resp != nil {
+		return c.classifyResponse(res, resp, o.method, o.redacted)
 	}
-	body := r.Body
-	if noBody(method) {
-		body = nil
+	return classifyError(res, err, hide, o.method, o.redacted)
+}
+
+// outgoing is a validated Request ready for the series of attempts.
+type outgoing struct {
+	req    *retryablehttp.Request
+	method string // r.Method, POST when empty
+	// body is what each attempt sends and signs: nil for the methods
+	// that carry none (noBody), whatever Request.Body holds.
+	body     []byte
+	signer   *sign.Signer
+	redacted string // the URL as errors and logs may show it
+}
+
+// prepare checks r and builds its request. An error makes the delivery
+// Permanent: the same request would fail the same way every time.
+func (c *Client) prepare(ctx context.Context, r Request, hide concealer) (outgoing, error) {
+	o := outgoing{method: r.Method, body: r.Body, redacted: hide.url(r.URL)}
+	if o.method == "" {
+		o.method = http.MethodPost
+	}
+	if err := checkURL(r.URL, o.redacted); err != nil {
+		return outgoing{}, err
+	}
+	if noBody(o.method) {
+		o.body = nil
 	}
 	signer, err := sign.NewSigner(r.Secrets)
 	if err != nil {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: %w", err)}
+		return outgoing{}, fmt.Errorf("send: %w", err)
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.URL, body)
+	o.signer = signer
+	req, err := retryablehttp.NewRequestWithContext(ctx, o.method, r.URL, o.body)
 	if err != nil {
-		return Result{Outcome: Permanent, Err: fmt.Errorf("send: building %s request to %s: %w", method, hide.url(r.URL), hide.err(err))}
+		return outgoing{}, fmt.Errorf("send: building %s request to %s: %w", o.method, o.redacted, hide.err(err))
 	}
+	// Copies of the callback's header values: every delivery of the
+	// callback shares r.Header, and the attempts write to this map.
 	for k, vs := range r.Header {
 		req.Header[k] = append([]string(nil), vs...)
 	}
-	if body == nil {
+	if o.body == nil {
 		req.Header.Del("Content-Type")
 	}
 	req.Header.Set("User-Agent", c.ua)
 	if r.EventID != "" {
 		req.Header.Set("webhook-id", r.EventID)
 	}
+	o.req = req
+	return o, nil
+}
 
-	timeout := r.Timeout
+// checkURL accepts absolute http and https URLs. Its errors show the
+// redacted URL only: url.Parse's own error would quote the raw one.
+func checkURL(raw, redacted string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("send: invalid URL %s", redacted)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("send: URL %s: want an absolute http or https URL", redacted)
+	}
+	return nil
+}
+
+// retrier configures the series of attempts for r: its timeout, waits
+// and retries, our retry and backoff policies, and the per-attempt stamp,
+// which counts the attempts into attempts.
+func (c *Client) retrier(ctx context.Context, r Request, o outgoing, attempts *atomic.Int32) *retryablehttp.Client {
+	minWait, maxWait := retryWaits(r.RetryWaitMin, r.RetryWaitMax)
+	return &retryablehttp.Client{
+		HTTPClient:   c.attemptClient(r.Timeout),
+		Logger:       nil, // its default logger spams; we log per attempt (stamp)
+		RetryWaitMin: minWait,
+		RetryWaitMax: maxWait,
+		RetryMax:     max(r.Retries, 0),
+		CheckRetry:   checkRetry,
+		Backoff:      c.backoff,
+		// Return the last response instead of draining it, so its status,
+		// Retry-After and body excerpt reach the Result.
+		ErrorHandler: func(resp *http.Response, err error, _ int) (*http.Response, error) { return resp, err },
+		// RequestLogHook runs before every attempt, the first included
+		// (PrepareRetry only before retries), on the request about to be
+		// sent: the place to stamp and sign each attempt.
+		RequestLogHook: c.stamp(ctx, r, o, attempts),
+	}
+}
+
+// attemptClient is a copy of the shared client with this callback's
+// timeout (DefaultTimeout when not positive): Timeout on http.Client
+// bounds each attempt (headers and body), while ctx bounds the series.
+// The copy shares the transport, hence the pool.
+func (c *Client) attemptClient(timeout time.Duration) *http.Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	// A copy of the shared client with this callback's timeout: Timeout on
-	// http.Client bounds each attempt (headers and body), while ctx bounds
-	// the series. The copy shares the transport, hence the pool.
 	hc := *c.hc
 	hc.Timeout = timeout
+	return &hc
+}
 
-	minWait, maxWait := r.RetryWaitMin, r.RetryWaitMax
+// retryWaits applies the defaults to a Request's backoff bounds, and
+// raises a maximum below the minimum to it (backoff caps at the maximum).
+func retryWaits(minWait, maxWait time.Duration) (time.Duration, time.Duration) {
 	if minWait <= 0 {
 		minWait = DefaultRetryWaitMin
 	}
@@ -210,49 +282,38 @@ func (c *Client) send(ctx context.Context, r Request, hide concealer) Result {
 	if maxWait < minWait {
 		maxWait = minWait
 	}
-	retries := max(r.Retries, 0)
+	return minWait, maxWait
+}
 
-	var attempts atomic.Int32
-	redacted := hide.url(r.URL)
-	rc := &retryablehttp.Client{
-		HTTPClient:   &hc,
-		Logger:       nil, // its default logger spams; we log per attempt below
-		RetryWaitMin: minWait,
-		RetryWaitMax: maxWait,
-		RetryMax:     retries,
-		CheckRetry:   checkRetry,
-		Backoff:      c.backoff,
-		// Return the last response instead of draining it, so its status,
-		// Retry-After and body excerpt reach the Result.
-		ErrorHandler: func(resp *http.Response, err error, _ int) (*http.Response, error) { return resp, err },
-		// RequestLogHook runs before every attempt, the first included
-		// (PrepareRetry only before retries), on the request about to be
-		// sent: the place to stamp and sign each attempt.
-		RequestLogHook: func(_ retryablehttp.Logger, hr *http.Request, i int) {
-			attempts.Add(1)
-			if i > 0 {
-				// The header map is shared with the previous attempt's
-				// request, which the transport may still hold: write to a
-				// copy. The first attempt owns the map built above.
-				hr.Header = hr.Header.Clone()
-			}
-			ts := c.now()
-			hr.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-			if sig := signer.Sign(r.EventID, ts, body); sig != "" {
-				hr.Header.Set("webhook-signature", sig)
-			}
-			// Guarded: the arguments would be boxed on every attempt even
-			// with debug off.
-			if c.log.Enabled(ctx, slog.LevelDebug) {
-				c.log.Debug("webhook attempt", "callback", r.Callback, "event_id", r.EventID, "attempt", i+1, "method", method, "url", redacted)
-			}
-		},
+// stamp returns the hook that readies each attempt: it counts it, gives it
+// its own webhook-timestamp and, with secrets, its own webhook-signature
+// (a receiver rejects stale timestamps, so a retry cannot reuse the first
+// attempt's), and logs it at debug level.
+func (c *Client) stamp(ctx context.Context, r Request, o outgoing, attempts *atomic.Int32) retryablehttp.RequestLogHook {
+	return func(_ retryablehttp.Logger, hr *http.Request, i int) {
+		attempts.Add(1)
+		if i > 0 {
+			// The header map is shared with the previous attempt's
+			// request, which the transport may still hold: write to a
+			// copy. The first attempt owns the map built by prepare.
+			hr.Header = hr.Header.Clone()
+		}
+		ts := c.now()
+		hr.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+		if sig := o.signer.Sign(r.EventID, ts, o.body); sig != "" {
+			hr.Header.Set("webhook-signature", sig)
+		}
+		// Guarded: the arguments would be boxed on every attempt even
+		// with debug off.
+		if c.log.Enabled(ctx, slog.LevelDebug) {
+			c.log.Debug("webhook attempt", "callback", r.Callback, "event_id", r.EventID, "attempt", i+1, "method", o.method, "url", o.redacted)
+		}
 	}
-	resp, err := rc.Do(req)
-	res := Result{Attempts: int(attempts.Load())}
-	if resp != nil {
-		return c.classifyResponse(res, resp, method, redacted)
-	}
+}
+
+// classifyError classifies a series that ended without a response. Only
+// an SSRF refusal is Permanent: the guard answers the same every time.
+func classifyError(res Result, err error, hide concealer, method, redacted string) Result {
 	if err == nil {
 		err = errors.New("no response") // not expected from retryablehttp
 	}

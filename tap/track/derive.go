@@ -98,123 +98,172 @@ type policies struct {
 //
 // Unseen steps are marked inferred; the last step, which reaches the
 // observed state, is not.
+//
+// The phases run in the order Mistral goes through them: first sighting,
+// rerun, wait-before delay, retry cycles, wait-after delay, then whatever
+// state the observation skipped on the way to `to`.
 func pathFor(k event.Kind, from string, p0 policies, pending bool, to string, p1 policies) ([]step, bool) {
-	var out []step
-	cur := from
-	occ := p0.retry
-	walk := func(next string, inferred bool) {
-		if cur == next {
-			return
-		}
-		if t, ok := event.For(k, cur, next); ok {
-			out = append(out, step{typ: t, from: cur, to: next, inferred: inferred, occurrence: occ})
-		}
-		cur = next
-	}
-	// again emits the event of reaching `to` once more without moving:
-	// the first of the two completions around a wait-after delay.
-	again := func(next string) {
-		if t, ok := event.For(k, event.StateRunning, next); ok {
-			out = append(out, step{typ: t, from: event.StateRunning, to: next, inferred: true, occurrence: occ})
-		}
-	}
+	w := walker{kind: k, cur: from, occ: p0.retry}
 	task := k == event.KindTask
 	newBefore := task && p1.waitBefore && !p0.waitBefore
 	newAfter := task && p1.waitAfter && !p0.waitAfter
 
-	if cur == "" && task && p1.joined {
-		cur = event.StateWaiting // a join waited unseen; no event for that
+	if w.cur == "" && w.firstSighting(task && p1.joined, to, p1.retry == 0 && !newBefore) {
+		return w.out, false
 	}
-	if cur == "" {
-		// First sighting: Mistral's first notification is the launch, unless
-		// the entity is still waiting to start (IDLE, WAITING) where it sends
-		// none. Anything past RUNNING implies the launch happened unseen.
-		switch {
-		case to == event.StateIdle || to == event.StateWaiting:
-			return nil, false
-		case to == event.StateRunning && p1.retry == 0 && !newBefore:
-			walk(event.StateRunning, false)
-			return out, false
-		default:
-			walk(event.StateRunning, true)
-		}
-	}
-
 	// A finished task seen again with a later started_at was rerun
 	// in between (ERROR→RUNNING is TASK_RERUN).
-	if task && event.Completed(cur) && p0.started != 0 && p1.started > p0.started {
-		walk(event.StateRunning, true)
+	if task && event.Completed(w.cur) && p0.started != 0 && p1.started > p0.started {
+		w.walk(event.StateRunning, true)
 	}
-
-	// wait-before: RUNNING → DELAYED → RUNNING, each RUNNING a TASK_LAUNCHED.
 	if newBefore {
-		if cur != event.StateRunning && cur != event.StateDelayed {
-			walk(event.StateRunning, true)
-		}
-		walk(event.StateDelayed, true)
-		if to != event.StateDelayed {
-			walk(event.StateRunning, true)
-		}
+		w.waitBefore(to)
 	}
+	w.retryCycles(p0.retry, p1.retry, to)
+	if delayed, stillPending := w.waitAfter(newAfter, task && p1.waitAfter, pending, to); delayed {
+		return finish(w.out, to), stillPending
+	}
+	w.skipped(task, to)
+	w.walk(to, false)
+	return finish(w.out, to), false
+}
 
-	// Retry cycles that happened between the two observations: each one
-	// is RUNNING → ERROR (TASK_FAILED) → DELAYED → RUNNING (TASK_LAUNCHED
-	// again), exactly what Mistral's notifier sends for `retry:`.
-	for i := p0.retry; i < p1.retry; i++ {
-		if cur == event.StateDelayed || cur == event.StateWaiting || cur == event.StateIdle {
-			walk(event.StateRunning, true)
+// walker is pathFor's cursor: the state reached so far, the occurrence
+// the next steps belong to (it grows with each retry cycle) and the steps
+// collected.
+type walker struct {
+	kind event.Kind
+	cur  string
+	occ  int
+	out  []step
+}
+
+// walk moves to next, recording a step when Mistral's notifier names an
+// event for the transition; staying put records nothing.
+func (w *walker) walk(next string, inferred bool) {
+	if w.cur == next {
+		return
+	}
+	if t, ok := event.For(w.kind, w.cur, next); ok {
+		w.out = append(w.out, step{typ: t, from: w.cur, to: next, inferred: inferred, occurrence: w.occ})
+	}
+	w.cur = next
+}
+
+// again emits the event of reaching `next` once more without moving:
+// the first of the two completions around a wait-after delay.
+func (w *walker) again(next string) {
+	if t, ok := event.For(w.kind, event.StateRunning, next); ok {
+		w.out = append(w.out, step{typ: t, from: event.StateRunning, to: next, inferred: true, occurrence: w.occ})
+	}
+}
+
+// firstSighting starts the walk of an entity never seen before (cur ""),
+// and reports whether the path is already complete. joined: a task that
+// waited for several inbound tasks; plainLaunch: the observation shows a
+// first run with no retry and no new wait-before delay.
+func (w *walker) firstSighting(joined bool, to string, plainLaunch bool) (done bool) {
+	if joined {
+		w.cur = event.StateWaiting // a join waited unseen; no event for that
+		return false
+	}
+	// Mistral's first notification is the launch, unless the entity is
+	// still waiting to start (IDLE, WAITING) where it sends none. Anything
+	// past RUNNING implies the launch happened unseen.
+	switch {
+	case to == event.StateIdle || to == event.StateWaiting:
+		return true
+	case to == event.StateRunning && plainLaunch:
+		w.walk(event.StateRunning, false)
+		return true
+	default:
+		w.walk(event.StateRunning, true)
+		return false
+	}
+}
+
+// waitBefore walks a wait-before delay that appeared since the last
+// sighting: RUNNING → DELAYED → RUNNING, each RUNNING a TASK_LAUNCHED.
+func (w *walker) waitBefore(to string) {
+	if w.cur != event.StateRunning && w.cur != event.StateDelayed {
+		w.walk(event.StateRunning, true)
+	}
+	w.walk(event.StateDelayed, true)
+	if to != event.StateDelayed {
+		w.walk(event.StateRunning, true)
+	}
+}
+
+// retryCycles walks the retries that happened between the two
+// observations (retry_no went from r0 to r1): each one is RUNNING → ERROR
+// (TASK_FAILED) → DELAYED → RUNNING (TASK_LAUNCHED again), exactly what
+// Mistral's notifier sends for `retry:`.
+func (w *walker) retryCycles(r0, r1 int, to string) {
+	for i := r0; i < r1; i++ {
+		if w.cur == event.StateDelayed || w.cur == event.StateWaiting || w.cur == event.StateIdle {
+			w.walk(event.StateRunning, true)
 		}
-		walk(event.StateError, true)
-		walk(event.StateDelayed, true)
-		occ = i + 1
-		last := i == p1.retry-1
+		w.walk(event.StateError, true)
+		w.walk(event.StateDelayed, true)
+		w.occ = i + 1
+		last := i == r1-1
 		// Unless the observation caught the last cycle still delayed, it
 		// ran again (and may have failed for good: retry_no stays at the
 		// count of retries, so a final ERROR comes after a last RUNNING).
 		if !last || to != event.StateDelayed {
-			walk(event.StateRunning, true)
+			w.walk(event.StateRunning, true)
 		}
 	}
+}
 
-	// wait-after: the task completes (TASK_SUCCEEDED), waits DELAYED, and
-	// completes again (a second TASK_SUCCEEDED), as Mistral's notifier does.
+// waitAfter walks a task's wait-after delay: the task completes
+// (TASK_SUCCEEDED), waits DELAYED, and completes again (a second
+// TASK_SUCCEEDED), as Mistral's notifier does. newAfter: the delay
+// appeared since the last sighting; hasAfter: the task has one now.
+// delayed reports that the observation caught the task inside a new
+// delay, which ends the path; stillPending then says its first
+// completion was not seen.
+func (w *walker) waitAfter(newAfter, hasAfter, pending bool, to string) (delayed, stillPending bool) {
 	switch {
 	case newAfter && event.Completed(to):
-		if cur == event.StateDelayed {
-			walk(event.StateRunning, true)
+		if w.cur == event.StateDelayed {
+			w.walk(event.StateRunning, true)
 		}
-		walk(to, true) // a no-op when the first completion was seen
-		walk(event.StateDelayed, true)
-		walk(to, false)
+		w.walk(to, true) // a no-op when the first completion was seen
+		w.walk(event.StateDelayed, true)
+		w.walk(to, false)
 	case newAfter && to == event.StateDelayed:
 		// Completed unseen; with what outcome shows when the delay ends.
-		pending = !event.Completed(cur)
-		walk(event.StateDelayed, false)
-		return finish(out, to), pending
-	case task && p1.waitAfter && cur == event.StateDelayed && event.Completed(to):
+		stillPending = !event.Completed(w.cur)
+		w.walk(event.StateDelayed, false)
+		return true, stillPending
+	case hasAfter && w.cur == event.StateDelayed && event.Completed(to):
 		if pending {
-			again(to)
+			w.again(to)
 		}
-		walk(to, false)
+		w.walk(to, false)
 	}
+	return false, false
+}
 
+// skipped inserts the RUNNING that an observation skipped on the way to
+// `to`, where Mistral's engine must have gone through it.
+func (w *walker) skipped(task bool, to string) {
 	// A delayed task (wait-before, retry delay) that ends in ERROR ran
 	// first: Mistral's map allows DELAYED→ERROR, but the engine only takes
 	// that path when the execution is failed from outside, while a run
 	// that fails after its delay sends TASK_LAUNCHED before TASK_FAILED.
-	if task && cur == event.StateDelayed && to == event.StateError {
-		walk(event.StateRunning, true)
+	if task && w.cur == event.StateDelayed && to == event.StateError {
+		w.walk(event.StateRunning, true)
 	}
-	if cur != to && !valid(cur, to) && cur != "" {
+	if w.cur != to && !valid(w.cur, to) && w.cur != "" {
 		// The observation skipped a state: go through RUNNING where
 		// Mistral's state machine requires it (PAUSED→SUCCESS,
 		// DELAYED→SUCCESS, ERROR→SUCCESS after a rerun...).
-		if valid(cur, event.StateRunning) && valid(event.StateRunning, to) {
-			walk(event.StateRunning, true)
+		if valid(w.cur, event.StateRunning) && valid(event.StateRunning, to) {
+			w.walk(event.StateRunning, true)
 		}
 	}
-	walk(to, false)
-	return finish(out, to), false
 }
 
 // finish marks the step that reaches the observed state as seen, not

@@ -330,6 +330,21 @@ var derivationCases = []derivationCase{
 		want: "WORKFLOW_LAUNCHED e1, WORKFLOW_PAUSED e1, WORKFLOW_RESUMED e1",
 	},
 	{
+		name:    "wait-before appears on a waiting join: resumed, delayed, launched",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "WAITING", 0, 0, 0)), batch(tkp("t1", "SUCCESS", 2, true, false))},
+		want:    "TASK_RESUMED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1",
+	},
+	{
+		name:    "retry after a wait-before delay runs first",
+		batches: [][]event.Observation{batch(tk("t1", "a", "e1", "DELAYED", 0, 0, 0)), batch(tk("t1", "a", "e1", "ERROR", 0, 2, 1))},
+		want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1*, TASK_LAUNCHED t1*, TASK_FAILED t1",
+	},
+	{
+		name:    "wait-after appears after a wait-before delay: launched, completes twice",
+		batches: [][]event.Observation{batch(tkp("t1", "DELAYED", 0, true, false)), batch(tkp("t1", "SUCCESS", 2, true, true))},
+		want:    "TASK_LAUNCHED t1*, TASK_LAUNCHED t1*, TASK_SUCCEEDED t1*, TASK_SUCCEEDED t1",
+	},
+	{
 		name:    "never-updated entity uses created_at",
 		batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, -1)), batch(ex("e1", "RUNNING", 0, 0))},
 		want:    "WORKFLOW_LAUNCHED e1",
