@@ -193,9 +193,10 @@ func loadFile(k *koanf.Koanf, path string, info *loaded) (fileLayer, error) {
 	// koanf gets the file without its callbacks when it can: only
 	// the file sets callbacks, and decodeNode reads them from
 	// the strict pass's tree at a fraction of koanf's cost.
-	if rest, nodes, ok := splitCallbacks(f.ix); ok && fastCallbacks && k.Load(bytesProvider(rest), kyaml.Parser()) == nil {
+	parser := nullsKeepDefaults{kyaml.Parser()}
+	if rest, nodes, ok := splitCallbacks(f.ix); ok && fastCallbacks && k.Load(bytesProvider(rest), parser) == nil {
 		f.cbNodes = nodes
-	} else if err := k.Load(bytesProvider(data), kyaml.Parser()); err != nil {
+	} else if err := k.Load(bytesProvider(data), parser); err != nil {
 		// The strict pass's problems explain the failure better when it
 		// found any; otherwise YAML decoding refused what parsing
 		// accepted (a duplicate key).
@@ -205,6 +206,40 @@ func loadFile(k *koanf.Koanf, path string, info *loaded) (fileLayer, error) {
 		return f, yamlSyntaxError(path, err)
 	}
 	return f, nil
+}
+
+// nullsKeepDefaults is the YAML parser minus the file's null values at
+// the configuration's own keys: a key written with no value (`interval:`,
+// or a whole `watch:` left empty) keeps its default, as it does inside a
+// callback, instead of merging over it as a zero (which would silently
+// turn the watcher off, or fail with "0s is less than 200ms"). Nulls
+// inside maps (header values) are data and stay.
+type nullsKeepDefaults struct{ koanf.Parser }
+
+func (p nullsKeepDefaults) Unmarshal(b []byte) (map[string]any, error) {
+	m, err := p.Parser.Unmarshal(b)
+	if err == nil {
+		dropNulls(m, reflect.TypeOf(Config{}))
+	}
+	return m, err
+}
+
+// dropNulls deletes m's nil values at t's fields, recursing into sections.
+func dropNulls(m map[string]any, t reflect.Type) {
+	fields := structFields(t)
+	for k, v := range m {
+		f, ok := fields[k]
+		if !ok {
+			continue // an unknown key: the strict pass reports it
+		}
+		if v == nil {
+			delete(m, k)
+			continue
+		}
+		if sub, isMap := v.(map[string]any); isMap && f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			dropNulls(sub, f.Type)
+		}
+	}
 }
 
 // loadEnv loads the MISTRAL_TAP_* variables of envList into k and marks

@@ -35,10 +35,16 @@ func TestLoadCases(t *testing.T) {
 		{name: "process environment by default", yaml: "state_dir: /x\n",
 			osEnv: []string{"MISTRAL_TAP_LOG__LEVEL=loud"},
 			want:  `field log.level: unknown level "loud" (want debug, info, warn or error)`},
-		// Not a type error; koanf sets the key's zero value (both keys
-		// default to it here).
+		// Not a type error, and a key with no value keeps its default
+		// (nullsKeepDefaults), at any depth, a whole section included.
 		{name: "null is no type error", yaml: "watch:\n  replay: null\n  all_projects:\n",
 			mutate: func(*Config) {}},
+		{name: "null keeps a non-zero default", yaml: "watch:\n  interval:\n  page_size: ~\ndelivery:\n  retry_wait_max: null\n",
+			mutate: func(*Config) {}},
+		{name: "an empty section keeps its defaults", yaml: "watch:\nproxy:\nlisteners: null\n",
+			mutate: func(*Config) {}},
+		{name: "null next to values", yaml: "watch:\n  interval: 3s\n  page_size:\n",
+			mutate: func(c *Config) { c.Watch.Interval = 3 * time.Second }},
 		{name: "zero duration needs no unit", yaml: "watch:\n  interval: 0\n",
 			mutate: func(c *Config) { c.Watch.Interval = 0 }},
 		{name: "wrong kinds", yaml: "watch:\n  interval: [1s]\n  page_size: {a: 1}\n  all_projects: [true]\n" +
