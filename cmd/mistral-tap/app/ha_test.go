@@ -154,36 +154,10 @@ func (r *replicas) pauseResume(direct bool) string {
 
 // check compares the receiver's deliveries with the engine's notifier:
 // the same multiset, causal order per entity, one webhook-id per event.
-func (r *replicas) check(roots map[string]bool) { r.checkAllowing(roots, false) }
-
-// checkAllowing is check; with spurious set, events beyond the notifier's
-// (with webhook-ids of their own) are logged rather than failed: the known
-// issue of a re-derivation on equal updated_at seconds after a takeover
-// (docs/design.md). Nothing may be missing or delivered twice either way.
-func (r *replicas) checkAllowing(roots map[string]bool, spurious bool) {
+func (r *replicas) check(roots map[string]bool) {
 	r.t.Helper()
 	want := truth(r.engine, roots)
 	got := waitTree(r.t, r.all, want)
-	if spurious {
-		got = r.waitContains(want)
-		need := map[pair]int{}
-		for _, p := range want {
-			need[p]++
-		}
-		var kept, extra []pair
-		for _, p := range got {
-			if need[p] > 0 {
-				need[p]--
-				kept = append(kept, p)
-			} else {
-				extra = append(extra, p)
-			}
-		}
-		if len(extra) > 0 {
-			r.t.Logf("KNOWN ISSUE (docs/design.md): %d spurious events after the takeover: %v", len(extra), extra)
-		}
-		got = kept
-	}
 	if g, w := multiset(got), multiset(want); strings.Join(g, "\n") != strings.Join(w, "\n") {
 		r.t.Errorf("deliveries differ from the notifier's events:\n got %d %v\nwant %d %v", len(g), g, len(w), w)
 	}
@@ -197,45 +171,6 @@ func (r *replicas) checkAllowing(roots map[string]bool, spurious bool) {
 			r.t.Errorf("webhook-id %s delivered %d times", id, n)
 		}
 	}
-}
-
-// waitContains waits until every event of want was delivered (extras
-// allowed) and returns the deliveries of want's entities in arrival order.
-func (r *replicas) waitContains(want []pair) []pair {
-	r.t.Helper()
-	ids := map[string]bool{}
-	for _, p := range want {
-		ids[p.id] = true
-	}
-	ofTree := func(reqs []receiver.Request) []pair {
-		var out []pair
-		for _, p := range delivered(r.t, reqs) {
-			if ids[p.id] {
-				out = append(out, p)
-			}
-		}
-		return out
-	}
-	contains := func(reqs []receiver.Request) bool {
-		have := map[pair]int{}
-		for _, p := range ofTree(reqs) {
-			have[p]++
-		}
-		for _, p := range want {
-			if have[p] == 0 {
-				return false
-			}
-			have[p]--
-		}
-		return true
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	reqs, err := r.all.WaitUntil(ctx, contains)
-	if err != nil {
-		r.t.Errorf("waiting for every event: %v", err)
-	}
-	return ofTree(reqs)
 }
 
 // TestReplicasActAsOne runs three replicas on one database, drives the
@@ -308,7 +243,7 @@ func TestDatabaseOutage(t *testing.T) {
 	roots[r.pauseResume(false)] = true
 	time.Sleep(4 * time.Second) // past the lease: the replica steps down meanwhile
 	px.Restore()
-	r.checkAllowing(roots, true)
+	r.check(roots)
 }
 
 // TestReplicaStartsDuringDatabaseOutage: a replica started while
