@@ -503,7 +503,7 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 			l.reconfigure(lr, r.Delivery)
 			continue
 		}
-		l.remove()
+		l.remove(removedCallback)
 		delete(d.lanes, name)
 		d.abandon(name)
 	}
@@ -525,7 +525,11 @@ func (d *Dispatcher) SetRouting(r *Routing) {
 }
 
 // abandon dead-letters a removed callback's pending deliveries.
-func (d *Dispatcher) abandon(name string) { d.abandonAs(name, "callback removed") }
+func (d *Dispatcher) abandon(name string) { d.abandonAs(name, removedCallback) }
+
+// removedCallback is the dead letters' reason for a callback removed from
+// the configuration.
+const removedCallback = "callback removed"
 
 // abandonAs dead-letters a route's pending deliveries with reason.
 func (d *Dispatcher) abandonAs(name, reason string) {
@@ -714,7 +718,10 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 	var res send.Result
 	switch {
 	case !ok:
-		res = send.Result{Outcome: send.Retryable, Err: errors.New("callback removed")}
+		// The route went before this send: nothing is sent, the row is
+		// dead with the removal's reason (RemoveListener sets it first).
+		d.unsent(l, it)
+		return
 	case route.Format == nil:
 		res = send.Result{Outcome: send.Permanent, Err: errors.New("callback has no formatter")}
 	default:
@@ -732,7 +739,7 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 		shownURL = route.Callback.RedactedURL()
 	}
 	l.observe(it, res, shownURL, now)
-	u := decide(route.Callback.Retry, it, res, now, rand.Float64(), !ok)
+	u := decide(route.Callback.Retry, it, res, now, rand.Float64(), l.removal())
 	w := store.Write{Updates: []store.Update{u}}
 	if res.Outcome == send.Gone && ok {
 		w.Disable = []store.Disabled{{Name: l.name, Reason: "endpoint answered 410 Gone", URL: shownURL, Since: now}}
@@ -749,6 +756,19 @@ func (d *Dispatcher) attempt(l *lane, it *item) {
 	// and its root's successor is not released before the outcome is
 	// committed. Freeing after submit (which blocks when the committer's
 	// queue is full) keeps a slow disk throttling the sends.
+	l.sent()
+}
+
+// unsent records a delivery whose route was removed before it was sent:
+// dead, with the removal's reason, and no attempt counted.
+func (d *Dispatcher) unsent(l *lane, it *item) {
+	reason := l.removal()
+	if reason == "" {
+		reason = removedCallback
+	}
+	now := d.now()
+	u := store.Update{ID: it.id, State: store.Dead, Attempts: it.attempts, LastError: reason, UpdatedAt: now, NextAt: now}
+	d.save(l, it, &outcome{w: store.Write{Updates: []store.Update{u}}, u: u})
 	l.sent()
 }
 

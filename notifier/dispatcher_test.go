@@ -455,16 +455,16 @@ func TestPolicyBackoff(t *testing.T) {
 	}
 	now := time.Now()
 	it := &item{id: "x", created: now.Add(-time.Minute)}
-	u := decide(p, it, send.Result{Outcome: send.Retryable, RetryAfter: time.Hour}, now, 0.5, false)
+	u := decide(p, it, send.Result{Outcome: send.Retryable, RetryAfter: time.Hour}, now, 0.5, "")
 	if u.NextAt.Sub(now) != 10*time.Second {
 		t.Errorf("Retry-After not capped at max_interval: wait %v", u.NextAt.Sub(now))
 	}
-	u = decide(p, it, send.Result{Outcome: send.Retryable, RetryAfter: 7 * time.Second}, now, 0.5, false)
+	u = decide(p, it, send.Result{Outcome: send.Retryable, RetryAfter: 7 * time.Second}, now, 0.5, "")
 	if u.NextAt.Sub(now) != 7*time.Second {
 		t.Errorf("Retry-After not honoured: wait %v", u.NextAt.Sub(now))
 	}
 	it.created = now.Add(-time.Hour + 3*time.Second)
-	u = decide(p, it, send.Result{Outcome: send.Retryable}, now.Add(0), 0.5, false)
+	u = decide(p, it, send.Result{Outcome: send.Retryable}, now.Add(0), 0.5, "")
 	if u.State != store.Pending || u.NextAt.After(it.created.Add(time.Hour)) {
 		t.Errorf("retry beyond max_age deadline: %+v", u)
 	}

@@ -89,6 +89,7 @@ type lane struct {
 	br          breaker
 	dis         disablement
 	removed     bool
+	removedAs   string        // why its deliveries are dead-lettered (remove, removing)
 	held        bool          // started by AddListener: no sends until its backfill is in
 	url         string        // the callback's URL, redacted: what the breaker judges
 	brMu        sync.Mutex    // orders breaker records (saveBreaker)
@@ -159,11 +160,34 @@ func (l *lane) enable(msg string) {
 }
 
 // remove stops the lane for good: its callback left the configuration.
-func (l *lane) remove() {
+// With a reason its deliveries are being dead-lettered (abandonAs): the
+// outcome of a send still under way is decided dead with that reason (the
+// stores never revive a dead letter, so one committed after the
+// abandonment changes nothing). Without one (an AddListener undone) the
+// rows stay pending for the next route.
+func (l *lane) remove(reason string) {
 	l.mu.Lock()
 	l.removed = true
+	if reason != "" {
+		l.removedAs = reason
+	}
 	l.mu.Unlock()
 	l.cancel()
+}
+
+// removing records why the lane is about to be removed, before its route
+// goes: a send that then finds no route records that reason.
+func (l *lane) removing(reason string) {
+	l.mu.Lock()
+	l.removedAs = reason
+	l.mu.Unlock()
+}
+
+// removal is the reason the lane is (being) removed with, "" if none.
+func (l *lane) removal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.removedAs
 }
 
 // release lets a held lane send.

@@ -149,7 +149,7 @@ func (d *Dispatcher) dropListener(name string, l *lane) {
 		delete(d.lanes, name)
 	}
 	d.mu.Unlock()
-	l.remove()
+	l.remove("")
 }
 
 // backfill inserts, as deliveries to l's route, the recorded events of
@@ -208,6 +208,12 @@ func (d *Dispatcher) RemoveListener(name, reason string) {
 	}
 	d.lops.Lock()
 	defer d.lops.Unlock()
+	d.mu.Lock()
+	if l := d.lanes[name]; l != nil {
+		// Before the route goes: a send that then finds none says why.
+		l.removing(reason)
+	}
+	d.mu.Unlock()
 	d.bar.Lock()
 	d.setListenerRoute(name, nil)
 	d.mu.Lock()
@@ -225,7 +231,7 @@ func (d *Dispatcher) RemoveListener(name, reason string) {
 	d.bar.Unlock()
 	<-barrier
 	if l != nil {
-		l.remove()
+		l.remove(reason)
 	}
 	d.abandonAs(name, reason)
 }

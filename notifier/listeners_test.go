@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mistral-tap/mistral-tap/config"
+	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
 )
@@ -219,9 +220,16 @@ func TestRemoveListenerAndReloadKeepsListeners(t *testing.T) {
 		t.Fatal("ListenerIdle with pending deliveries")
 	}
 	h.d.RemoveListener(ListenerPrefix+"gone", "listener deleted")
+	// A send under way when it was removed is dead with the reason and
+	// its own last error ("listener deleted; last error: …").
 	dead := h.rows(store.Filter{Callback: ListenerPrefix + "gone", State: store.Dead})
-	if len(dead) != 3 || dead[0].LastError != "listener deleted" {
+	if len(dead) != 3 {
 		t.Fatalf("dead letters of the removed listener: %+v", dead)
+	}
+	for _, r := range dead {
+		if !strings.HasPrefix(r.LastError, "listener deleted") {
+			t.Errorf("dead letter %s: last error %q, want the removal's reason", r.ID, r.LastError)
+		}
 	}
 	h.accept(evs("q", 2)...)
 	if rows := h.rows(store.Filter{Callback: ListenerPrefix + "gone"}); len(rows) != 3 {
@@ -433,5 +441,43 @@ func TestListenerIdleCountsAcceptInFlight(t *testing.T) {
 	}
 	if h.d.ListenerIdle(name) {
 		t.Fatal("ListenerIdle = true with a pending delivery")
+	}
+}
+
+// TestRemoveListenerDuringASend: a send under way when its listener is
+// removed changes nothing of the dead letter the removal made ("listener
+// deleted", not a retry left pending, not "callback removed").
+func TestRemoveListenerDuringASend(t *testing.T) {
+	s := newFakeSender()
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	s.set(ListenerClass, func(r send.Request, n int) send.Result {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+		return fail(503)(r, n)
+	})
+	h, m := listenerHarness(t, s, nil)
+	m.set(ListenerPrefix + "gone")
+	h.addListener("gone", nil, nil)
+	h.accept(evs("r", 2)...)
+	<-started
+	h.d.RemoveListener(ListenerPrefix+"gone", "listener deleted")
+	close(release)
+	// Run returns once the send and the commit of its outcome are done.
+	h.cancel()
+	if err := <-h.done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	h.cancel = nil
+	rows := h.rows(store.Filter{Callback: ListenerPrefix + "gone"})
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rows))
+	}
+	for _, r := range rows {
+		if r.State != store.Dead || r.LastError != "listener deleted" {
+			t.Errorf("row %s: %s %q, want dead \"listener deleted\"", r.ID, r.State, r.LastError)
+		}
 	}
 }

@@ -68,9 +68,10 @@ func errText(res send.Result) string {
 	return res.Outcome.String()
 }
 
-// decide turns a send result into the row update for it. removed means
-// the callback is no longer configured, so nothing is retried.
-func decide(p config.RetryPolicy, it *item, res send.Result, now time.Time, r float64, removed bool) store.Update {
+// decide turns a send result into the row update for it. removed, when
+// set, is why the callback's deliveries are being dead-lettered (it left
+// the configuration, the listener was deleted): nothing is retried.
+func decide(p config.RetryPolicy, it *item, res send.Result, now time.Time, r float64, removed string) store.Update {
 	u := store.Update{ID: it.id, Attempts: it.attempts + 1, LastStatus: res.Status, UpdatedAt: now, NextAt: now}
 	switch res.Outcome {
 	case send.Delivered:
@@ -83,14 +84,14 @@ func decide(p config.RetryPolicy, it *item, res send.Result, now time.Time, r fl
 		// The delivery stays pending: the callback is disabled and these
 		// resume when it is re-enabled (replay or a new URL).
 		u.State, u.LastError = store.Pending, errText(res)
-		if removed {
-			u.State, u.LastError = store.Dead, "callback removed; last error: "+u.LastError
+		if removed != "" {
+			u.State, u.LastError = store.Dead, removed+"; last error: "+u.LastError
 		}
 		return u
 	}
 	u.LastError = errText(res)
-	if removed {
-		u.State, u.LastError = store.Dead, "callback removed; last error: "+u.LastError
+	if removed != "" {
+		u.State, u.LastError = store.Dead, removed+"; last error: "+u.LastError
 		return u
 	}
 	p = policy(p)

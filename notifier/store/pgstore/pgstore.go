@@ -263,11 +263,13 @@ const (
 		root_id = excluded.root_id, state = excluded.state, updated_at = excluded.updated_at,
 		retry_count = excluded.retry_count, last_seq = excluded.last_seq, requested_ns = excluded.requested_ns,
 		policies = excluded.policies, started_at = excluded.started_at`
+	// Only pending rows: a send's outcome committed after its callback
+	// was removed must not revive the dead letter Abandon made of it.
 	bulkUpdate = `UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_at,
 		last_error = u.last_error, last_status = u.last_status, updated_at = u.updated_at
 		FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::bigint[])
 			AS u(id, state, attempts, next_at, last_error, last_status, updated_at)
-		WHERE d.id = u.id`
+		WHERE d.id = u.id AND d.state = 'pending'`
 )
 
 // Commit applies writes in one transaction, durable when it returns nil.

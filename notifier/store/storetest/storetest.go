@@ -338,6 +338,17 @@ func abandon(t *testing.T, s Store) {
 	if c, _ := s.CountPending(ctx); !reflect.DeepEqual(c, map[string]int{"kept": 1}) {
 		t.Fatalf("CountPending after Abandon = %v", c)
 	}
+	// The outcome of a send under way at the removal, decided as a retry
+	// and committed after the abandonment, leaves the dead letter alone.
+	late := store.Update{ID: a.ID, State: store.Pending, Attempts: 1, LastError: "HTTP 503",
+		NextAt: t0.Add(2 * time.Minute), UpdatedAt: t0.Add(2 * time.Minute)}
+	if err := s.Commit(ctx, store.Write{Updates: []store.Update{late}}); err != nil {
+		t.Fatal(err)
+	}
+	dead, err = s.List(ctx, store.Filter{Callback: "gone"})
+	if err != nil || len(dead) != 1 || dead[0].State != store.Dead || dead[0].LastError != "callback removed" {
+		t.Fatalf("a late update revived the dead letter: %+v, %v", dead, err)
+	}
 }
 
 func breakers(t *testing.T, s Store) {
