@@ -128,6 +128,8 @@ func TestFetch(t *testing.T) {
 		{"created, scoped by name", "", "", 201, "tok", expires, byName, "tok", now.Add(2 * time.Hour), "", "p9"},
 		{"ok, scoped by id", "p1", "", 200, "tok", expires, byID, "tok", now.Add(2 * time.Hour), "", "p9"},
 		{"no expiry: renew hourly", "", "", 201, "tok", `{"token": {}}`, byName, "tok", now.Add(time.Hour), "", ""},
+		{"expiry mistyped: renew hourly, project kept", "", "", 201, "tok", `{"token": {"project": {"id": "p9"}, "expires_at": 5}}`,
+			byName, "tok", now.Add(time.Hour), "", "p9"},
 		{"body not JSON: renew hourly", "", "", 201, "tok", `<html>`, byName, "tok", now.Add(time.Hour), "", ""},
 		{"no token header", "", "", 201, "", expires, byName, "", time.Time{}, "keystone: response has no X-Subject-Token header", ""},
 		{"refused", "", "", 403, "", `{"error": {"message": "no role"}}`, byName, "", time.Time{},
