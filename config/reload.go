@@ -185,90 +185,130 @@ func (r *Reloader) Run(ctx context.Context) error {
 			return fmt.Errorf("initial configuration: %w", err)
 		}
 	}
-	poll := time.NewTicker(r.PollInterval)
-	defer poll.Stop()
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
-	rearm := time.NewTimer(time.Hour)
-	rearm.Stop()
-	defer rearm.Stop()
-
-	events := make(chan struct{}, 1)
-	watchErr := make(chan error, 1)
-	var watched *file.File
-	arm := func() error {
-		if r.src.Path == "" {
-			return nil
-		}
-		// A fresh provider every time: after a failed Watch (e.g. the
-		// file does not exist) file.Provider v1.2.1 still holds its mutex,
-		// so the old one must never be touched again.
-		fp := file.Provider(r.src.Path)
-		err := fp.Watch(func(_ any, err error) {
-			if err != nil {
-				select {
-				case watchErr <- err:
-				default:
-				}
-				return
-			}
-			select {
-			case events <- struct{}{}:
-			default:
-			}
-		})
-		if err != nil {
-			return err
-		}
-		watched = fp
-		return nil
-	}
-	unwatch := func() {
-		if watched != nil {
-			_ = watched.Unwatch()
-			watched = nil
-		}
-	}
-	defer unwatch()
-	if err := arm(); err != nil {
-		r.log.Warn("cannot watch the configuration file; relying on polling", "file", r.src.Path, "err", err)
-		rearm.Reset(r.rearmDelay())
-	} else if r.src.Path != "" && r.changedOnDisk() {
-		// Changed between the last Reload and the watch's start.
-		debounce.Reset(r.Debounce)
-	}
-
+	t := newReloadTimers(r.PollInterval)
+	defer t.stop()
+	w := newFileWatch(r.src.Path)
+	defer w.unwatch()
+	r.startWatch(w, t)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
-			debounce.Reset(r.Debounce)
+		case <-w.events:
+			t.debounce.Reset(r.Debounce)
 		case <-r.trigger:
-			debounce.Reset(r.Debounce)
-		case err := <-watchErr:
+			t.debounce.Reset(r.Debounce)
+		case err := <-w.ended:
 			// The watch goroutine has exited (the file was removed or
 			// replaced by a non-atomic editor); re-arm once the file
 			// is back and reload, since the write may precede the arm.
 			r.log.Debug("configuration watch ended; re-arming", "file", r.src.Path, "err", err)
-			unwatch()
-			rearm.Reset(r.rearmDelay())
-		case <-rearm.C:
-			if err := arm(); err != nil {
-				rearm.Reset(r.rearmDelay())
+			w.unwatch()
+			t.rearm.Reset(r.rearmDelay())
+		case <-t.rearm.C:
+			if err := w.arm(); err != nil {
+				t.rearm.Reset(r.rearmDelay())
 				continue
 			}
-			debounce.Reset(r.Debounce)
-		case <-poll.C:
+			t.debounce.Reset(r.Debounce)
+		case <-t.poll.C:
 			if r.src.Path != "" && r.changedOnDisk() {
-				debounce.Reset(r.Debounce)
+				t.debounce.Reset(r.Debounce)
 			}
-		case <-debounce.C:
+		case <-t.debounce.C:
 			if err := r.Reload(); err != nil && !errors.Is(err, context.Canceled) {
 				continue // logged by Reload
 			}
 		}
+	}
+}
+
+// startWatch arms w for Run's loop. A file that cannot be watched yet is
+// left to the poll and to re-arming; a change made since the last Reload,
+// which the new watch cannot have seen, is reloaded.
+func (r *Reloader) startWatch(w *fileWatch, t *reloadTimers) {
+	if err := w.arm(); err != nil {
+		r.log.Warn("cannot watch the configuration file; relying on polling", "file", r.src.Path, "err", err)
+		t.rearm.Reset(r.rearmDelay())
+	} else if r.src.Path != "" && r.changedOnDisk() {
+		t.debounce.Reset(r.Debounce)
+	}
+}
+
+// reloadTimers are Run's clocks: the checksum poll, the debounce every
+// trigger restarts, and the re-arm of a watch that failed or ended. The two
+// timers start stopped.
+type reloadTimers struct {
+	poll     *time.Ticker
+	debounce *time.Timer
+	rearm    *time.Timer
+}
+
+func newReloadTimers(poll time.Duration) *reloadTimers {
+	return &reloadTimers{poll: time.NewTicker(poll), debounce: stoppedTimer(), rearm: stoppedTimer()}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+func (t *reloadTimers) stop() {
+	t.poll.Stop()
+	t.debounce.Stop()
+	t.rearm.Stop()
+}
+
+// fileWatch is the koanf file watch Run keeps armed on the configuration
+// file. Its callback runs on koanf's goroutine, so it only signals Run,
+// through channels of one slot: a pending signal already says it all.
+type fileWatch struct {
+	path    string
+	events  chan struct{} // the file changed
+	ended   chan error    // the watch goroutine exited
+	watched *file.File    // nil when not armed
+}
+
+func newFileWatch(path string) *fileWatch {
+	return &fileWatch{path: path, events: make(chan struct{}, 1), ended: make(chan error, 1)}
+}
+
+// arm starts watching; with no path (no file to watch) it does nothing.
+func (w *fileWatch) arm() error {
+	if w.path == "" {
+		return nil
+	}
+	// A fresh provider every time: after a failed Watch (e.g. the
+	// file does not exist) file.Provider v1.2.1 still holds its mutex,
+	// so the old one must never be touched again.
+	fp := file.Provider(w.path)
+	if err := fp.Watch(w.notify); err != nil {
+		return err
+	}
+	w.watched = fp
+	return nil
+}
+
+// notify is the watch's callback: an error means koanf's goroutine ended.
+func (w *fileWatch) notify(_ any, err error) {
+	if err != nil {
+		select {
+		case w.ended <- err:
+		default:
+		}
+		return
+	}
+	select {
+	case w.events <- struct{}{}:
+	default:
+	}
+}
+
+func (w *fileWatch) unwatch() {
+	if w.watched != nil {
+		_ = w.watched.Unwatch()
+		w.watched = nil
 	}
 }
 

@@ -237,3 +237,77 @@ func TestRunInitialLoadError(t *testing.T) {
 		t.Error("Current() set after a failed initial load")
 	}
 }
+
+// TestRunNoticesChanges covers the changes only Run's fallbacks see: the
+// watch follows the configuration file alone, so a secret file elsewhere
+// is left to the poll; a file missing when Run starts cannot be watched, so
+// Run re-arms until it returns. Each case first waits for a Trigger's
+// attempt, so the change happens while Run is in its loop (the check at
+// its start would otherwise see it).
+func TestRunNoticesChanges(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		poll   time.Duration
+		before func(t *testing.T, path, secret string) // after the first Reload, before Run
+		change func(t *testing.T, path, secret string)
+		want   func(c *Config) bool
+	}{
+		{"secret rotated, seen by the poll", 20 * time.Millisecond,
+			func(*testing.T, string, string) {},
+			func(t *testing.T, _, secret string) { write(t, secret, "two\n") },
+			func(c *Config) bool { return c.Callbacks[0].Secret == "two" }},
+		{"file missing at start, watch re-armed", time.Hour,
+			func(t *testing.T, path, _ string) {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, path, secret string) {
+				// Long enough for re-arms (every 50ms here) to fail first:
+				// no signal says they did, and a shorter wait only skips
+				// the retry, it cannot fail the test.
+				time.Sleep(200 * time.Millisecond)
+				write(t, path, cfgYAML("127.0.0.1:9006")+"    secret_file: "+secret+"\n")
+			},
+			func(c *Config) bool { return c.Listen == "127.0.0.1:9006" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, secretDir := t.TempDir(), t.TempDir()
+			path, secret := filepath.Join(dir, "c.yaml"), filepath.Join(secretDir, "s.txt")
+			write(t, secret, "one\n")
+			write(t, path, cfgYAML("127.0.0.1:9001")+"    secret_file: "+secret+"\n")
+			applied, outcomes := make(chan *Config, 16), make(chan error, 16)
+			r := NewReloader(Source{Path: path, Environ: environ()}, func(c *Config) error { applied <- c; return nil }, nil)
+			r.PollInterval, r.Debounce = tt.poll, 10*time.Millisecond
+			r.Observe = func(err error) { outcomes <- err }
+			if err := r.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			<-applied
+			<-outcomes
+			tt.before(t, path, secret)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- r.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			r.Trigger()
+			select {
+			case <-outcomes:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Trigger caused no reload attempt")
+			}
+			tt.change(t, path, secret)
+			timeout := time.After(5 * time.Second)
+			for {
+				select {
+				case c := <-applied:
+					if tt.want(c) {
+						return
+					}
+				case <-timeout:
+					t.Fatal("change not applied within 5s")
+				}
+			}
+		})
+	}
+}

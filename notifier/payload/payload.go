@@ -143,108 +143,165 @@ func New(s Spec) (*Formatter, error) {
 	if f.format == "" {
 		f.format = FormatMistral
 	}
-	switch f.format {
-	case FormatMistral, FormatEnvelope:
-		f.static.Set("Content-Type", ContentTypeJSON)
-	case FormatCloudEvents:
-		f.ceMode = s.CloudEventsMode
-		if f.ceMode == "" {
-			f.ceMode = ModeStructured
-		}
-		switch f.ceMode {
-		case ModeStructured:
-			f.static.Set("Content-Type", ContentTypeCloudEvents)
-		case ModeBinary:
-			f.static.Set("Content-Type", ContentTypeJSON)
-		default:
-			return nil, specErr("cloudevents.mode", fmt.Errorf("%q is not %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary))
-		}
-		f.source = s.Source
-		if f.source == "" {
-			f.source = DefaultSource
-		}
-	case FormatTemplate:
-		f.static.Set("Content-Type", ContentTypeJSON)
-	case FormatOslo:
-		// oslo.messaging drops notifications of any other content type.
-		f.static.Set("Content-Type", ContentTypeJSON)
-		f.publisher = cmp.Or(s.PublisherID, DefaultPublisherID)
-	default:
-		return nil, specErr("format", fmt.Errorf("%q is not one of mistral, envelope, cloudevents, template, oslo", s.Format))
+	if err := f.setFormat(s); err != nil {
+		return nil, err
 	}
 	if s.Format != FormatTemplate && s.Format != "" && s.Template != "" {
 		return nil, specErr("template", fmt.Errorf("set, but format is %q (want format: template)", s.Format))
 	}
-
-	f.method = strings.ToUpper(strings.TrimSpace(s.Method))
-	if f.method == "" {
-		f.method = http.MethodPost
-	}
-	if !validToken(f.method) {
-		return nil, specErr("method", fmt.Errorf("%q is not a valid HTTP method", s.Method))
-	}
-
-	names := make([]string, 0, len(s.Headers))
-	for name := range s.Headers {
-		names = append(names, name)
-	}
-	sort.Strings(names) // deterministic error reporting
-	for _, name := range names {
-		value := s.Headers[name]
-		if !validToken(name) {
-			return nil, specErr("headers."+name, errors.New("not a valid header name"))
-		}
-		canon := http.CanonicalHeaderKey(name)
-		if reserved[canon] {
-			return nil, specErr("headers."+name, errors.New("set by mistral-tap itself, cannot be configured"))
-		}
-		if !strings.Contains(value, "{{") {
-			if strings.ContainsAny(value, "\r\n\x00") {
-				return nil, specErr("headers."+name, errors.New("value contains a line break or NUL"))
-			}
-			f.static.Set(canon, value)
-			continue
-		}
-		t, err := parse("headers."+name, value)
-		if err != nil {
+	// The order of these steps is the order errors are reported in.
+	for _, step := range []func(Spec) error{f.setMethod, f.setHeaders, f.setBody, f.setURL, f.setRoutingKey} {
+		if err := step(s); err != nil {
 			return nil, err
 		}
-		// A header template replaces any format default of the same name.
-		f.static.Del(canon)
-		f.dynamic = append(f.dynamic, headerTemplate{name: canon, tmpl: t})
-	}
-
-	if f.format == FormatTemplate {
-		if strings.TrimSpace(s.Template) == "" {
-			return nil, specErr("template", errors.New("required for format template"))
-		}
-		t, err := parse("template", s.Template)
-		if err != nil {
-			return nil, err
-		}
-		f.body = t
-	}
-	if strings.Contains(s.URL, "{{") {
-		t, err := parseURLTemplate("url", s.URL)
-		if err != nil {
-			return nil, err
-		}
-		f.url = t
-	}
-	f.key = s.RoutingKey
-	if strings.Contains(s.RoutingKey, "{{") {
-		t, err := parse("routing_key", s.RoutingKey)
-		if err != nil {
-			return nil, err
-		}
-		f.keyT, f.key = t, ""
-	} else if err := checkKey(s.RoutingKey); err != nil {
-		return nil, specErr("routing_key", err)
 	}
 	if err := f.trial(); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// setFormat sets what f.format implies: the default Content-Type and the
+// format's own settings. Only the format's settings are read here; a field
+// of another format is ignored (except a body template, refused by New).
+func (f *Formatter) setFormat(s Spec) error {
+	switch f.format {
+	case FormatMistral, FormatEnvelope, FormatTemplate:
+		f.static.Set("Content-Type", ContentTypeJSON)
+	case FormatCloudEvents:
+		return f.setCloudEvents(s)
+	case FormatOslo:
+		// oslo.messaging drops notifications of any other content type.
+		f.static.Set("Content-Type", ContentTypeJSON)
+		f.publisher = cmp.Or(s.PublisherID, DefaultPublisherID)
+	default:
+		return specErr("format", fmt.Errorf("%q is not one of mistral, envelope, cloudevents, template, oslo", s.Format))
+	}
+	return nil
+}
+
+// setCloudEvents sets the CloudEvents mode, whose Content-Type differs
+// (structured mode sends the event itself, binary mode only its data), and
+// the source attribute.
+func (f *Formatter) setCloudEvents(s Spec) error {
+	f.ceMode = cmp.Or(s.CloudEventsMode, ModeStructured)
+	switch f.ceMode {
+	case ModeStructured:
+		f.static.Set("Content-Type", ContentTypeCloudEvents)
+	case ModeBinary:
+		f.static.Set("Content-Type", ContentTypeJSON)
+	default:
+		return specErr("cloudevents.mode", fmt.Errorf("%q is not %q or %q", s.CloudEventsMode, ModeStructured, ModeBinary))
+	}
+	f.source = cmp.Or(s.Source, DefaultSource)
+	return nil
+}
+
+// setMethod normalises the method so that "post " and "POST" are one
+// method, and refuses one net/http would send malformed.
+func (f *Formatter) setMethod(s Spec) error {
+	f.method = strings.ToUpper(strings.TrimSpace(s.Method))
+	if f.method == "" {
+		f.method = http.MethodPost
+	}
+	if !validToken(f.method) {
+		return specErr("method", fmt.Errorf("%q is not a valid HTTP method", s.Method))
+	}
+	return nil
+}
+
+// setHeaders checks the user's headers in name order, so that a spec with
+// several bad headers always reports the same one, and sorts them into
+// literal (f.static) and template (f.dynamic) headers.
+func (f *Formatter) setHeaders(s Spec) error {
+	names := make([]string, 0, len(s.Headers))
+	for name := range s.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := f.setHeader(name, s.Headers[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setHeader checks one header; errors name it but never quote value, a
+// secret.
+func (f *Formatter) setHeader(name, value string) error {
+	if !validToken(name) {
+		return specErr("headers."+name, errors.New("not a valid header name"))
+	}
+	canon := http.CanonicalHeaderKey(name)
+	if reserved[canon] {
+		return specErr("headers."+name, errors.New("set by mistral-tap itself, cannot be configured"))
+	}
+	if !strings.Contains(value, "{{") {
+		// A line break would let the value inject headers of its own.
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return specErr("headers."+name, errors.New("value contains a line break or NUL"))
+		}
+		f.static.Set(canon, value)
+		return nil
+	}
+	t, err := parse("headers."+name, value)
+	if err != nil {
+		return err
+	}
+	// A header template replaces any format default of the same name.
+	f.static.Del(canon)
+	f.dynamic = append(f.dynamic, headerTemplate{name: canon, tmpl: t})
+	return nil
+}
+
+// setBody compiles the body template, which format "template" requires
+// (New has already refused one for any other format).
+func (f *Formatter) setBody(s Spec) error {
+	if f.format != FormatTemplate {
+		return nil
+	}
+	if strings.TrimSpace(s.Template) == "" {
+		return specErr("template", errors.New("required for format template"))
+	}
+	t, err := parse("template", s.Template)
+	if err != nil {
+		return err
+	}
+	f.body = t
+	return nil
+}
+
+// setURL compiles a URL template; a literal URL is the transport's business
+// and stays out of the Formatter.
+func (f *Formatter) setURL(s Spec) error {
+	if !strings.Contains(s.URL, "{{") {
+		return nil
+	}
+	t, err := parseURLTemplate("url", s.URL)
+	if err != nil {
+		return err
+	}
+	f.url = t
+	return nil
+}
+
+// setRoutingKey keeps a literal key as it is, checked now since it never
+// changes, or compiles a template, whose output is checked per event.
+func (f *Formatter) setRoutingKey(s Spec) error {
+	if !strings.Contains(s.RoutingKey, "{{") {
+		if err := checkKey(s.RoutingKey); err != nil {
+			return specErr("routing_key", err)
+		}
+		f.key = s.RoutingKey
+		return nil
+	}
+	t, err := parse("routing_key", s.RoutingKey)
+	if err != nil {
+		return err
+	}
+	f.keyT = t
+	return nil
 }
 
 // SpecError is a problem of one Spec field: Field is format, method,

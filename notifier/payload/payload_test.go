@@ -204,6 +204,9 @@ func TestNewErrors(t *testing.T) {
 		{"template kind typo in guarded branch", Spec{Format: FormatTemplate, Template: `{{ with .Event.Task }}{"n": "{{ .Nmae }}"}{{ else }}{}{{ end }}`}, "template"},
 		{"template not json", Spec{Format: FormatTemplate, Template: `id={{ .Event.ID }}`}, "not valid JSON"},
 		{"template with other format", Spec{Format: FormatEnvelope, Template: `{}`}, "template"},
+		{"url template syntax", Spec{URL: "http://h/{{ .Event.ID "}, "url"},
+		{"routing key template syntax", Spec{RoutingKey: "x.{{ .Event.ID "}, "routing_key"},
+		{"routing key control character", Spec{RoutingKey: "x.\ty"}, "routing_key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(tt.spec)
@@ -215,7 +218,7 @@ func TestNewErrors(t *testing.T) {
 			}
 			// config maps errors to fields by this shape.
 			field, _, ok := strings.Cut(strings.TrimPrefix(err.Error(), "payload: "), ": ")
-			if !ok || !(field == "format" || field == "method" || field == "template" || field == "cloudevents.mode" || strings.HasPrefix(field, "headers.")) {
+			if !ok || !(field == "format" || field == "method" || field == "template" || field == "cloudevents.mode" || field == "url" || field == "routing_key" || strings.HasPrefix(field, "headers.")) {
 				t.Errorf("error %q is not \"payload: <field>: ...\"", err)
 			}
 			for _, v := range tt.spec.Headers {

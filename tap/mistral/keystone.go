@@ -137,32 +137,67 @@ func (s *tokenSource) invalidate() {
 	s.mu.Unlock()
 }
 
+// fetch asks Keystone for a token and returns it with the time it
+// expires, and records the project it is scoped to. Called with s.mu held.
 func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
-	var body struct {
-		Auth struct {
-			Identity struct {
-				Methods  []string `json:"methods"`
-				Password struct {
-					User struct {
-						Name     string `json:"name"`
-						Password string `json:"password"`
-						Domain   struct {
-							Name string `json:"name"`
-						} `json:"domain"`
-					} `json:"user"`
-				} `json:"password"`
-			} `json:"identity"`
-			Scope struct {
-				Project struct {
-					ID     string `json:"id,omitempty"`
-					Name   string `json:"name,omitempty"`
-					Domain *struct {
-						Name string `json:"name"`
-					} `json:"domain,omitempty"`
-				} `json:"project"`
-			} `json:"scope"`
-		} `json:"auth"`
+	b, err := json.Marshal(s.authRequest())
+	if err != nil {
+		return "", time.Time{}, err
 	}
+	status, header, rb, err := s.post(ctx, b)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if status != http.StatusCreated && status != http.StatusOK {
+		return "", time.Time{}, s.refusal(status, rb)
+	}
+	tok := header.Get("X-Subject-Token")
+	if tok == "" {
+		return "", time.Time{}, errors.New("keystone: response has no X-Subject-Token header")
+	}
+	expires, projectID, err := parseToken(rb)
+	if projectID != "" {
+		s.scopedID = projectID
+	}
+	if err != nil || expires.IsZero() {
+		// Without an expiry, renew hourly (Keystone's default lifetime).
+		return tok, s.now().Add(time.Hour), nil
+	}
+	return tok, expires, nil
+}
+
+// authRequest is the body of Keystone's POST /v3/auth/tokens for the
+// password method.
+type authRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password struct {
+				User struct {
+					Name     string     `json:"name"`
+					Password string     `json:"password"`
+					Domain   domainName `json:"domain"`
+				} `json:"user"`
+			} `json:"password"`
+		} `json:"identity"`
+		Scope struct {
+			Project struct {
+				ID     string      `json:"id,omitempty"`
+				Name   string      `json:"name,omitempty"`
+				Domain *domainName `json:"domain,omitempty"`
+			} `json:"project"`
+		} `json:"scope"`
+	} `json:"auth"`
+}
+
+type domainName struct {
+	Name string `json:"name"`
+}
+
+// authRequest scopes the token by project id when there is one: an id is
+// unique, while a name needs its domain.
+func (s *tokenSource) authRequest() *authRequest {
+	var body authRequest
 	a := &body.Auth
 	a.Identity.Methods = []string{"password"}
 	a.Identity.Password.User.Name = s.creds.Username
@@ -172,41 +207,47 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 		a.Scope.Project.ID = s.creds.ProjectID
 	} else {
 		a.Scope.Project.Name = s.creds.ProjectName
-		a.Scope.Project.Domain = &struct {
-			Name string `json:"name"`
-		}{s.creds.ProjectDomainName}
+		a.Scope.Project.Domain = &domainName{s.creds.ProjectDomainName}
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return "", time.Time{}, err
-	}
+	return &body
+}
+
+// post sends the token request and returns Keystone's answer, its body
+// read up to 1 MiB (a token body with a large catalog stays well below).
+// Errors never include the request body, which holds the password.
+func (s *tokenSource) post(ctx context.Context, body []byte) (int, http.Header, []byte, error) {
 	u := strings.TrimSuffix(s.creds.AuthURL, "/") + "/auth/tokens"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("keystone: %w", err)
+		return 0, nil, nil, fmt.Errorf("keystone: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("keystone: requesting a token: %w", err)
+		return 0, nil, nil, fmt.Errorf("keystone: requesting a token: %w", err)
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		// Keystone's error body names the problem and never echoes the
-		// password.
-		var e struct {
-			Error struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		_ = json.Unmarshal(rb, &e)
-		return "", time.Time{}, &KeystoneError{User: s.creds.Username, Project: s.project(), Status: resp.StatusCode, Message: e.Error.Message}
+	return resp.StatusCode, resp.Header, rb, nil
+}
+
+// refusal is Keystone's answer other than a token, as a KeystoneError.
+// Keystone's error body names the problem and never echoes the password.
+func (s *tokenSource) refusal(status int, body []byte) error {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
 	}
-	tok := resp.Header.Get("X-Subject-Token")
-	if tok == "" {
-		return "", time.Time{}, errors.New("keystone: response has no X-Subject-Token header")
-	}
+	_ = json.Unmarshal(body, &e)
+	return &KeystoneError{User: s.creds.Username, Project: s.project(), Status: status, Message: e.Error.Message}
+}
+
+// parseToken reads what the token body says of the token: when it
+// expires and the project it is scoped to. A body that does not decode
+// in full may still yield the project (encoding/json keeps the fields it
+// decoded before a mistyped one), which fetch records all the same.
+func parseToken(body []byte) (time.Time, string, error) {
 	var t struct {
 		Token struct {
 			ExpiresAt time.Time `json:"expires_at"`
@@ -215,15 +256,8 @@ func (s *tokenSource) fetch(ctx context.Context) (string, time.Time, error) {
 			} `json:"project"`
 		} `json:"token"`
 	}
-	err = json.Unmarshal(rb, &t)
-	if t.Token.Project.ID != "" {
-		s.scopedID = t.Token.Project.ID
-	}
-	if err != nil || t.Token.ExpiresAt.IsZero() {
-		// Without an expiry, renew hourly (Keystone's default lifetime).
-		return tok, s.now().Add(time.Hour), nil
-	}
-	return tok, t.Token.ExpiresAt, nil
+	err := json.Unmarshal(body, &t)
+	return t.Token.ExpiresAt, t.Token.Project.ID, err
 }
 
 func (s *tokenSource) project() string {

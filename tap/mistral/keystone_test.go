@@ -1,9 +1,11 @@
 package mistral
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,5 +97,82 @@ func TestBadPasswordErrorNamesUserNotPassword(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong-pass") {
 		t.Fatal("the password leaked into the error")
+	}
+}
+
+// TestFetch covers every outcome of one token request: the body sent
+// (exactly, scoped by name or by id), the answers Keystone may give and the
+// failures before it answers. A refusal names the user, never the password.
+func TestFetch(t *testing.T) {
+	const (
+		byName  = `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"tap","password":"s3cret","domain":{"name":"UD"}}}},"scope":{"project":{"name":"admin","domain":{"name":"Default"}}}}}`
+		byID    = `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"tap","password":"s3cret","domain":{"name":"UD"}}}},"scope":{"project":{"id":"p1"}}}}`
+		expires = `{"token": {"expires_at": "2026-11-28T12:00:00.000000Z", "project": {"id": "p9"}}}`
+	)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, tt := range []struct {
+		name      string
+		projectID string
+		authURL   string // "" is the test server
+		status    int
+		token     string // X-Subject-Token
+		body      string
+		wantSent  string // "" when nothing reaches the server
+		wantTok   string
+		wantExp   time.Time
+		wantErr   string // prefix of the error
+		wantScope string
+	}{
+		{"created, scoped by name", "", "", 201, "tok", expires, byName, "tok", now.Add(2 * time.Hour), "", "p9"},
+		{"ok, scoped by id", "p1", "", 200, "tok", expires, byID, "tok", now.Add(2 * time.Hour), "", "p9"},
+		{"no expiry: renew hourly", "", "", 201, "tok", `{"token": {}}`, byName, "tok", now.Add(time.Hour), "", ""},
+		{"expiry mistyped: renew hourly, project kept", "", "", 201, "tok", `{"token": {"project": {"id": "p9"}, "expires_at": 5}}`,
+			byName, "tok", now.Add(time.Hour), "", "p9"},
+		{"body not JSON: renew hourly", "", "", 201, "tok", `<html>`, byName, "tok", now.Add(time.Hour), "", ""},
+		{"no token header", "", "", 201, "", expires, byName, "", time.Time{}, "keystone: response has no X-Subject-Token header", ""},
+		{"refused", "", "", 403, "", `{"error": {"message": "no role"}}`, byName, "", time.Time{},
+			`keystone: token request for user "tap" in project "admin" answered 403: no role`, ""},
+		{"refused without a body", "p1", "", 500, "", ``, byID, "", time.Time{},
+			`keystone: token request for user "tap" in project "p1" answered 500: `, ""},
+		{"bad auth URL", "", "http://[::1", 0, "", "", "", "", time.Time{}, "keystone: parse ", ""},
+		{"unreachable", "", closed.URL + "/v3", 0, "", "", "", "", time.Time{}, "keystone: requesting a token: ", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sent string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v3/auth/tokens" || r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+					t.Errorf("%s %s, Content-Type %q", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
+				}
+				b, _ := io.ReadAll(r.Body)
+				sent = string(b)
+				if tt.token != "" {
+					w.Header().Set("X-Subject-Token", tt.token)
+				}
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			}))
+			defer srv.Close()
+			creds := Keystone{AuthURL: cmp.Or(tt.authURL, srv.URL+"/v3/"), Username: "tap", Password: "s3cret",
+				UserDomainName: "UD", ProjectName: "admin", ProjectID: tt.projectID}
+			s := newTokenSource(creds, srv.Client(), func() time.Time { return now })
+			tok, exp, err := s.fetch(context.Background())
+			if sent != tt.wantSent {
+				t.Errorf("sent\n%s\nwant\n%s", sent, tt.wantSent)
+			}
+			if tok != tt.wantTok || !exp.Equal(tt.wantExp) {
+				t.Errorf("fetch = %q, %s; want %q, %s", tok, exp, tt.wantTok, tt.wantExp)
+			}
+			if got := fmt.Sprint(err); (tt.wantErr == "") != (err == nil) || !strings.HasPrefix(got, tt.wantErr) {
+				t.Errorf("err = %v, want %q...", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the password leaked into %v", err)
+			}
+			if got := s.scopedProjectID(); got != tt.wantScope {
+				t.Errorf("scoped project %q, want %q", got, tt.wantScope)
+			}
+		})
 	}
 }
