@@ -548,11 +548,30 @@ func (t *Tracker) derive(obs []event.Observation) change {
 	n := len(obs)
 	c := change{updates: make(map[string]*entity, n), seqs: make(map[*root]uint64, n),
 		newRoots: make(map[string]*root, n), stateAt: make(map[string]int, n)}
+	newest, order := t.newestReads(obs)
+	t.statsMu.Lock()
+	t.stats.Observations += uint64(len(obs))
+	t.statsMu.Unlock()
+	nodes := t.deriveNodes(newest, order)
+	order = t.inferWorkflowReruns(nodes, order)
+	tops := batchTree(nodes, order)
+	now := t.now()
+	for _, n := range tops {
+		t.emitTree(&c, n, now)
+	}
+	t.recordSeqs(&c)
+	return c
+}
 
-	// Keep the newest observation of each entity: the path from the known
-	// state to it includes every transition in between.
-	newest := make(map[string]event.Observation, n)
-	order := make([]string, 0, n)
+// newestReads keeps the newest observation of each entity of a batch, and
+// the entities in the order they first appear: the path from the known
+// state to the newest read includes every transition in between, so the
+// older reads add nothing. Reads without an id or a state are skipped, and
+// reads in a state Mistral does not have are counted and skipped (see
+// unknownState).
+func (t *Tracker) newestReads(obs []event.Observation) (map[string]event.Observation, []string) {
+	newest := make(map[string]event.Observation, len(obs))
+	order := make([]string, 0, len(obs))
 	for _, o := range obs {
 		id, st, up := obsKey(o)
 		if id == "" || st == "" {
@@ -568,32 +587,36 @@ func (t *Tracker) derive(obs []event.Observation) change {
 			newest[id] = o
 			continue
 		}
+		// Mistral stamps whole seconds: within one, a read with another
+		// state requested later is the newer one.
 		_, pst, pup := obsKey(prev)
 		if up > pup || (up == pup && pst != st && o.RequestedAt.After(prev.RequestedAt)) {
 			newest[id] = o
 		}
 	}
+	return newest, order
+}
 
-	t.statsMu.Lock()
-	t.stats.Observations += uint64(len(obs))
-	t.statsMu.Unlock()
-
+// deriveNodes compares each entity's newest read with what is known (see
+// deriveOne), keeping the nodes that yield something. One clock reading
+// bounds the whole batch's trusted timestamps.
+func (t *Tracker) deriveNodes(newest map[string]event.Observation, order []string) map[string]*node {
 	nodes := make(map[string]*node, len(order))
 	limit := t.now().Add(t.maxSkew).Unix()
 	for _, id := range order {
-		o := newest[id]
-		n := t.deriveOne(o, limit)
-		if n == nil {
-			continue
+		if n := t.deriveOne(newest[id], limit); n != nil {
+			nodes[id] = n
 		}
-		nodes[id] = n
 	}
+	return nodes
+}
 
-	order = t.inferWorkflowReruns(nodes, order)
-
-	// Order: walk the batch as a tree (execution → tasks → sub-executions)
-	// so that an execution's start comes before its tasks' events and its
-	// end after them, whatever order the engine listed them in.
+// batchTree links the batch's nodes as a tree (execution → tasks →
+// sub-executions) and returns its tops, sorted, so that an execution's
+// start comes before its tasks' events and its end after them, whatever
+// order the engine listed them in. A node whose parent is not in the batch
+// is a top.
+func batchTree(nodes map[string]*node, order []string) []*node {
 	var tops []*node
 	for _, id := range order {
 		n := nodes[id]
@@ -607,24 +630,30 @@ func (t *Tracker) derive(obs []event.Observation) change {
 		}
 	}
 	sortSiblings(tops)
-	now := t.now()
-	var emit func(n *node)
-	emit = func(n *node) {
-		sortSiblings(n.children)
-		cut := len(n.steps)
-		if cut > 0 && (n.steps[cut-1].typ.Terminal() || n.steps[cut-1].typ == event.WorkflowPaused) {
-			cut--
-		}
-		t.emitSteps(&c, n, n.steps[:cut], now)
-		for _, ch := range n.children {
-			emit(ch)
-		}
-		t.emitSteps(&c, n, n.steps[cut:], now)
+	return tops
+}
+
+// emitTree emits a node's events around its children's: all but a final
+// terminal (or pause) step first, then the children's, then that step, so
+// that an execution ends (or pauses) after its tasks' events.
+func (t *Tracker) emitTree(c *change, n *node, now time.Time) {
+	sortSiblings(n.children)
+	cut := len(n.steps)
+	if cut > 0 && (n.steps[cut-1].typ.Terminal() || n.steps[cut-1].typ == event.WorkflowPaused) {
+		cut--
 	}
-	for _, n := range tops {
-		emit(n)
+	t.emitSteps(c, n, n.steps[:cut], now)
+	for _, ch := range n.children {
+		t.emitTree(c, ch, now)
 	}
-	// The root execution's row carries the sequence counter.
+	t.emitSteps(c, n, n.steps[cut:], now)
+}
+
+// recordSeqs puts each root's new sequence counter in the states to
+// persist: the root execution's row carries it, so a root not otherwise
+// changed by the batch gets its row (as known, or a placeholder when the
+// root itself was never seen).
+func (t *Tracker) recordSeqs(c *change) {
 	for r, seq := range c.seqs {
 		if i, ok := c.stateAt[r.id]; ok {
 			c.states[i].LastSeq = seq
@@ -637,7 +666,6 @@ func (t *Tracker) derive(obs []event.Observation) change {
 		st.LastSeq = seq
 		c.states = append(c.states, st)
 	}
-	return c
 }
 
 // inferWorkflowReruns adds WORKFLOW_RERUN where a task of the batch was

@@ -1,6 +1,7 @@
 package track
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -658,6 +659,86 @@ func TestTrackerCompletesOutOfOrderSightings(t *testing.T) {
 			}
 			if got := strings.Join(tt.engine.calls, ", "); got != tt.calls {
 				t.Errorf("fetches: got %q, want %q", got, tt.calls)
+			}
+		})
+	}
+}
+
+// TestTrackerBatchReads: what derive keeps of a batch's reads before it
+// derives anything. A read without an id or a state is skipped (counted as
+// an observation, not as an unknown state, and not logged), and of several
+// reads of one entity in a batch the newest wins wherever it stands; in the
+// same second, a read with another state requested later is the newer.
+func TestTrackerBatchReads(t *testing.T) {
+	tests := []struct {
+		name    string
+		batches [][]event.Observation
+		want    string
+		obs     uint64 // Stats.Observations
+	}{
+		{
+			name:    "a read of no entity is skipped",
+			batches: [][]event.Observation{batch(event.Observation{Source: event.SourceWatch}, ex("e1", "RUNNING", 0, 0))},
+			want:    "WORKFLOW_LAUNCHED e1",
+			obs:     2,
+		},
+		{
+			name:    "a read without a state is skipped",
+			batches: [][]event.Observation{batch(ex("e1", "", 0, 0)), batch(ex("e1", "RUNNING", 0, 1))},
+			want:    "WORKFLOW_LAUNCHED e1",
+			obs:     2,
+		},
+		{
+			name:    "a read without an id is skipped",
+			batches: [][]event.Observation{batch(tk("", "a", "e1", "RUNNING", 0, 0, 0))},
+			want:    "",
+			obs:     1,
+		},
+		{
+			name:    "a state-less read of a known entity keeps nothing of it",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 0)), batch(ex("e1", "", 0, 5)), batch(ex("e1", "SUCCESS", 0, 3))},
+			want:    "WORKFLOW_LAUNCHED e1, WORKFLOW_SUCCEEDED e1",
+			obs:     3,
+		},
+		{
+			name:    "an older read after a newer one in the batch loses",
+			batches: [][]event.Observation{batch(ex("e1", "SUCCESS", 0, 5), ex("e1", "RUNNING", 0, 1))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_SUCCEEDED e1",
+			obs:     2,
+		},
+		{
+			name:    "a newer read after an older one in the batch wins",
+			batches: [][]event.Observation{batch(ex("e1", "RUNNING", 0, 1), ex("e1", "SUCCESS", 0, 5))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_SUCCEEDED e1",
+			obs:     2,
+		},
+		{
+			name:    "same second: the later request wins when it comes first",
+			batches: [][]event.Observation{batch(at(ex("e1", "PAUSED", 0, 1), 2*time.Millisecond), at(ex("e1", "RUNNING", 0, 1), time.Millisecond))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_PAUSED e1",
+			obs:     2,
+		},
+		{
+			name:    "same second: the later request wins when it comes last",
+			batches: [][]event.Observation{batch(at(ex("e1", "RUNNING", 0, 1), time.Millisecond), at(ex("e1", "PAUSED", 0, 1), 2*time.Millisecond))},
+			want:    "WORKFLOW_LAUNCHED e1*, WORKFLOW_PAUSED e1",
+			obs:     2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sink{}
+			var log bytes.Buffer
+			tr := newLoggedTracker(t, s, &log)
+			feed(t, tr, tt.batches...)
+			if got := names(s.got()); got != tt.want {
+				t.Errorf("events:\n got  %s\n want %s", got, tt.want)
+			}
+			if st := tr.Stats(); st.Observations != tt.obs || st.UnknownStates != 0 {
+				t.Errorf("stats %+v, want %d observations and no unknown states", st, tt.obs)
+			}
+			if log.Len() != 0 {
+				t.Errorf("skipped reads must not be logged:\n%s", log.String())
 			}
 		})
 	}

@@ -230,8 +230,36 @@ func (w *Watcher) recovered() {
 // Poll lists what changed since the checkpoint, hands it to the Observer and
 // advances the checkpoint. Run calls it every Interval.
 func (w *Watcher) Poll(ctx context.Context) error {
+	cp, since := w.window()
+	requested := w.o.Now()
+	if w.perProject() {
+		if err := w.seed(ctx); err != nil {
+			return err
+		}
+	}
+	execs, err := w.pollExecutions(ctx, since)
+	if err != nil {
+		return err
+	}
+	var tasks []event.Task
+	if err := w.pollTasks(ctx, since, execs, &tasks); err != nil {
+		return err
+	}
+	obs, newest := w.observations(cp, execs, tasks, requested)
+	if err := w.record(ctx, cp, newest, obs); err != nil {
+		return err
+	}
+	w.advance(cp, newest, requested, len(obs))
+	return nil
+}
+
+// window returns the checkpoint (the clock's time if none was loaded) and
+// the time the poll's lists start from: the checkpoint minus the re-read
+// window, or, once it settled, the second after it (see settle). A
+// checkpoint that does not parse is used as it is.
+func (w *Watcher) window() (cp, since string) {
 	w.mu.Lock()
-	cp := w.checkpoint
+	cp = w.checkpoint
 	w.mu.Unlock()
 	if cp == "" {
 		cp = w.o.Now().UTC().Format(tsLayout)
@@ -239,7 +267,7 @@ func (w *Watcher) Poll(ctx context.Context) error {
 	w.mu.Lock()
 	settled := w.settled == cp
 	w.mu.Unlock()
-	since := cp
+	since = cp
 	if t, err := time.Parse(tsLayout, cp); err == nil {
 		since = t.Add(-w.overlap()).Format(tsLayout)
 		if settled {
@@ -247,37 +275,41 @@ func (w *Watcher) Poll(ctx context.Context) error {
 			since = t.Add(time.Second).Format(tsLayout)
 		}
 	}
-	requested := w.o.Now()
-	if w.perProject() {
-		if err := w.seed(ctx); err != nil {
-			return err
-		}
-	}
+	return cp, since
+}
 
+// pollExecutions lists the executions stamped since since, across projects
+// with AllProjects. Mistral leaves updated_at null until an entity's first
+// update, and an updated_at filter never matches null; a second list by
+// created_at finds those. With the tasks' two, four requests per poll,
+// whatever the load (per project, two more for each project with
+// unfinished executions).
+func (w *Watcher) pollExecutions(ctx context.Context, since string) ([]event.Execution, error) {
 	q := url.Values{}
 	q.Set("sort_dirs", "asc,asc")
 	if w.o.AllProjects {
 		q.Set("all_projects", "true")
 	}
 	var execs []event.Execution
-	var tasks []event.Task
-	// Mistral leaves updated_at null until an entity's first update, and
-	// an updated_at filter never matches null; a second list by created_at
-	// finds those. Four requests per poll, whatever the load (per project,
-	// two more for each project with unfinished executions).
 	for _, col := range []string{"updated_at", "created_at"} {
 		q.Set(col, "gte:"+since)
 		q.Set("sort_keys", col+",id")
 		err := collect(w, w.o.Engine.Executions(ctx, q), &execs)
 		q.Del(col)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := w.pollTasks(ctx, since, execs, &tasks); err != nil {
-		return err
-	}
+	return execs, nil
+}
 
+// observations turns a poll's rows into observations (each row once, see
+// unique) stamped with the poll's request time, and returns the newest
+// stamp among them, at least cp: the checkpoint once they are recorded.
+// Per project, tasks of executions neither listed nor known to be running
+// wait for a later poll (see deferOrphans), and the checkpoint counts only
+// the rows kept.
+func (w *Watcher) observations(cp string, execs []event.Execution, tasks []event.Task, requested time.Time) ([]event.Observation, string) {
 	execs, tasks = unique(execs, execID), unique(tasks, taskID)
 	obs := make([]event.Observation, 0, len(execs)+len(tasks))
 	newest := cp
@@ -295,6 +327,13 @@ func (w *Watcher) Poll(ctx context.Context) error {
 		obs = w.deferOrphans(execs, obs)
 		newest = newestOf(cp, obs)
 	}
+	return obs, newest
+}
+
+// record hands obs to the Observer, and only once it has recorded them
+// saves the new checkpoint: a crash in between repeats the poll rather than
+// skipping rows.
+func (w *Watcher) record(ctx context.Context, cp, newest string, obs []event.Observation) error {
 	if len(obs) > 0 {
 		if err := w.o.Observer.ObserveSync(ctx, obs); err != nil {
 			return fmt.Errorf("watch: recording a poll: %w", err)
@@ -305,17 +344,24 @@ func (w *Watcher) Poll(ctx context.Context) error {
 			return fmt.Errorf("watch: saving checkpoint: %w", err)
 		}
 	}
+	return nil
+}
+
+// advance moves the in-memory checkpoint from cp to newest after a good
+// poll that started at requested and observed n rows, and updates what the
+// next poll's window depends on (the poll's duration, settle) and the
+// counters.
+func (w *Watcher) advance(cp, newest string, requested time.Time, n int) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.lastDur = w.o.Now().Sub(requested)
 	w.settle(cp, newest, requested)
 	w.checkpoint = newest
 	w.stats.Polls++
-	w.stats.Resources += uint64(len(obs))
+	w.stats.Resources += uint64(n)
 	if t, err := time.Parse(tsLayout, newest); err == nil {
 		w.stats.Lag = max(0, w.o.Now().Sub(t))
 	}
-	w.mu.Unlock()
-	return nil
 }
 
 // newestOf is the newest stamp of obs, at least cp.

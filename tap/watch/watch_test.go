@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -404,5 +405,135 @@ func TestPollKeepsTheLaterReadOfARow(t *testing.T) {
 	}
 	if states["a"] != "SUCCESS" || states["b"] != "RUNNING" {
 		t.Errorf("task states handed to the tracker = %v, want a SUCCESS, b RUNNING", states)
+	}
+}
+
+// failingLists is an Engine whose lists named in fail answer boom.
+type failingLists struct {
+	Engine
+	fail string // "executions" or "tasks"
+}
+
+var boom = errors.New("boom")
+
+func (f failingLists) Executions(ctx context.Context, q url.Values) iter.Seq2[[]event.Execution, error] {
+	if f.fail == "executions" {
+		return func(yield func([]event.Execution, error) bool) { yield(nil, boom) }
+	}
+	return f.Engine.Executions(ctx, q)
+}
+
+func (f failingLists) Tasks(ctx context.Context, q url.Values) iter.Seq2[[]event.Task, error] {
+	if f.fail == "tasks" {
+		return func(yield func([]event.Task, error) bool) { yield(nil, boom) }
+	}
+	return f.Engine.Tasks(ctx, q)
+}
+
+type failingObserver struct{}
+
+func (failingObserver) ObserveSync(context.Context, []event.Observation) error { return boom }
+
+type failingCP struct{ memCP }
+
+func (*failingCP) SetCheckpoint(context.Context, string, string) error { return boom }
+
+// TestPollFailureKeepsCheckpoint: a poll that fails at any step returns an
+// error naming the step (wrapping the cause), and neither moves the
+// checkpoint nor counts as a poll, so that the next poll reads the same
+// rows again.
+func TestPollFailureKeepsCheckpoint(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	start := now.Format(tsLayout)
+	tests := []struct {
+		name       string
+		fail       string // the list that fails, if any
+		perProject bool
+		observer   Observer
+		cp         Checkpoints
+		want       string
+		wantReqs   uint64
+	}{
+		{name: "executions list", fail: "executions", want: "watch: boom", wantReqs: 1},
+		{name: "tasks list", fail: "tasks", want: "watch: boom", wantReqs: 3}, // two execution lists (one page each), then tasks
+		{name: "seeding the unfinished executions", fail: "executions", perProject: true,
+			want: "watch: listing unfinished executions: watch: boom", wantReqs: 1},
+		{name: "recording the observations", observer: failingObserver{}, want: "watch: recording a poll: boom", wantReqs: 4},
+		{name: "saving the checkpoint", cp: &failingCP{}, want: "watch: saving checkpoint: boom", wantReqs: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &engine{}
+			e.add("exec", "e1", "RUNNING", "2026-11-28 10:00:01")
+			e.add("task", "t1", "RUNNING", "2026-11-28 10:00:01")
+			o := Options{Engine: failingLists{Engine: client(t, e, 10, nil), fail: tt.fail}, Interval: time.Second,
+				Observer: tt.observer, Checkpoints: tt.cp, Now: func() time.Time { return now }}
+			if o.Observer == nil {
+				o.Observer = &observer{}
+			}
+			if o.Checkpoints == nil {
+				o.Checkpoints = &memCP{}
+			}
+			if tt.perProject {
+				o.AllProjects, o.Projects = true, scopes{}
+			}
+			w, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.loadCheckpoint(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			err = w.Poll(context.Background())
+			if err == nil || err.Error() != tt.want || !errors.Is(err, boom) {
+				t.Fatalf("error = %v, want %q wrapping the cause", err, tt.want)
+			}
+			w.mu.Lock()
+			cp := w.checkpoint
+			w.mu.Unlock()
+			if cp != start {
+				t.Errorf("checkpoint moved to %s after a failed poll, want %s", cp, start)
+			}
+			if saved, _ := o.Checkpoints.Checkpoint(context.Background(), checkpointKey); saved != "" {
+				t.Errorf("checkpoint %q saved after a failed poll", saved)
+			}
+			if s := w.Stats(); s.Polls != 0 || s.Resources != 0 || s.Requests != tt.wantReqs {
+				t.Errorf("stats %+v, want no poll, no resources, %d requests", s, tt.wantReqs)
+			}
+		})
+	}
+}
+
+// TestPollWithoutCheckpoint: Poll called before Run loaded a checkpoint
+// starts from the clock (minus the overlap) and moves on from there.
+func TestPollWithoutCheckpoint(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	e := &engine{}
+	e.add("exec", "old", "SUCCESS", "2026-11-28 09:59:00")
+	e.add("exec", "e1", "RUNNING", "2026-11-28 09:59:59")
+	e.add("exec", "e2", "RUNNING", "2026-11-28 10:00:03")
+	o := &observer{}
+	w, err := New(Options{Engine: client(t, e, 10, nil), Interval: time.Second, Observer: o, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.reqs()[0].Query().Get("updated_at"); got != "gte:2026-11-28 09:59:58" {
+		t.Errorf("first list updated_at = %q, want the clock minus the overlap", got)
+	}
+	var ids []string
+	for _, ob := range o.obs {
+		ids = append(ids, ob.Execution.ID)
+	}
+	if !slices.Equal(ids, []string{"e1", "e2"}) {
+		t.Errorf("observed %v, want [e1 e2]", ids)
+	}
+	w.mu.Lock()
+	cp := w.checkpoint
+	w.mu.Unlock()
+	if cp != "2026-11-28 10:00:03" {
+		t.Errorf("checkpoint = %q, want the newest row's", cp)
 	}
 }
