@@ -156,7 +156,7 @@ func TestErrorsAndValidation(t *testing.T) {
 		{"unknown sort key", "GET", "/v2/executions?sort_keys=created_at,bogus", "", 400, `"faultstring": "Invalid sort key: bogus"`},
 		{"fields of an empty list", "GET", "/v2/workbooks?fields=bogus,nope", "", 400,
 			`"faultstring": "Some fields do not exist  [bogus, nope], please choose from [id, name, namespace, definition, tags, scope, project_id, created_at, updated_at]"`},
-		// The checks run in Mistral's order: the first bad argument wins.
+		// The checks run in a fixed order: the first bad argument wins.
 		{"unknown argument before limit", "GET", "/v2/executions?bogus=1&limit=0", "", 400, `Unknown argument: \"bogus\"`},
 		{"limit before sort", "GET", "/v2/executions?limit=0&sort_dirs=up", "", 400, "Limit must be positive."},
 		{"sort length before direction", "GET", "/v2/executions?sort_keys=id&sort_dirs=up,up", "", 400, "Length of sort_keys"},

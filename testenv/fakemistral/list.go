@@ -190,7 +190,7 @@ type reject struct {
 	msg    string
 }
 
-// listQuery is a list request's arguments, checked in Mistral's order.
+// listQuery is a list request's arguments once checked.
 type listQuery struct {
 	limit              int // 0: no limit
 	sortKeys, sortDirs []string
@@ -200,8 +200,8 @@ type listQuery struct {
 	includeOutput      bool
 }
 
-// checkArgNames refuses the first argument the endpoint does not know, as
-// Mistral's WSME signature does before looking at any value.
+// checkArgNames refuses an argument the endpoint does not declare (WSME's
+// "Unknown argument" in Mistral), before any value is looked at.
 func checkArgNames(q url.Values, c listConf) *reject {
 	allowed := map[string]bool{"marker": true, "limit": true, "sort_keys": true, "sort_dirs": true, "fields": true}
 	for _, f := range c.filters {
@@ -227,8 +227,8 @@ func (e *Engine) listFields(c listConf, items []obj) []string {
 	return e.fieldsOf(c)
 }
 
-// parseListQuery checks limit, sorting, fields and filter values in that
-// order (Mistral's), so the first problem reported is the one it reports.
+// parseListQuery checks limit, sorting, fields and filter values, always
+// in that order, so a request with several problems gets the same one.
 func parseListQuery(q url.Values, c listConf, all []string, fixed map[string]string) (listQuery, *reject) {
 	isField := map[string]bool{}
 	for _, f := range all {
