@@ -153,6 +153,18 @@ func TestErrorsAndValidation(t *testing.T) {
 		{"more dirs than keys", "GET", "/v2/executions?sort_keys=id&sort_dirs=asc,asc", "", 400, "Length of sort_keys"},
 		{"unknown field", "GET", "/v2/executions?fields=id,bogus", "", 400, "Some fields do not exist"},
 		{"bad marker", "GET", "/v2/executions?marker=nope", "", 404, "WorkflowExecution not found [id=nope]"},
+		{"unknown sort key", "GET", "/v2/executions?sort_keys=created_at,bogus", "", 400, `"faultstring": "Invalid sort key: bogus"`},
+		{"fields of an empty list", "GET", "/v2/workbooks?fields=bogus,nope", "", 400,
+			`"faultstring": "Some fields do not exist  [bogus, nope], please choose from [id, name, namespace, definition, tags, scope, project_id, created_at, updated_at]"`},
+		// The checks run in a fixed order: the first bad argument wins.
+		{"unknown argument before limit", "GET", "/v2/executions?bogus=1&limit=0", "", 400, `Unknown argument: \"bogus\"`},
+		{"limit before sort", "GET", "/v2/executions?limit=0&sort_dirs=up", "", 400, "Limit must be positive."},
+		{"sort length before direction", "GET", "/v2/executions?sort_keys=id&sort_dirs=up,up", "", 400, "Length of sort_keys"},
+		{"sort direction before key", "GET", "/v2/executions?sort_keys=bogus&sort_dirs=up", "", 400, "Unknown sort direction"},
+		{"sort key before fields", "GET", "/v2/executions?sort_keys=bogus&fields=nope", "", 400, "Invalid sort key: bogus"},
+		{"fields before filter values", "GET", "/v2/executions?fields=nope&state=FOO", "", 400, "Some fields do not exist  [nope]"},
+		{"filter values before marker", "GET", "/v2/executions?state=FOO&marker=nope", "", 400,
+			`"faultstring": "Invalid input for field/attribute state. Value: 'FOO'. Value should be one of: IDLE, RUNNING, SUCCESS, ERROR, PAUSED, CANCELLED"`},
 		{"unknown workflow", "POST", "/v2/executions", `{"workflow_name":"nope"}`, 404, "Workflow not found [workflow_identifier=nope"},
 		{"no workflow", "POST", "/v2/executions", `{}`, 400, "Workflow ID or workflow name must be provided"},
 		{"unexpected input", "POST", "/v2/executions", `{"workflow_name":"seq3","input":{"x":1}}`, 400, "unexpected=[x]"},
@@ -269,6 +281,8 @@ func TestListFiltersSortFields(t *testing.T) {
 		{"created_at=lt:2026-05-01 10:00:02", []string{all[0]}},
 		{"sort_keys=created_at&sort_dirs=desc", []string{all[4], all[3], all[2], all[1], all[0]}},
 		{"sort_keys=workflow_name,created_at&sort_dirs=asc,desc", []string{all[3], all[1], all[4], all[2], all[0]}},
+		// Missing directions are asc.
+		{"sort_keys=workflow_name,created_at&sort_dirs=desc", []string{all[0], all[2], all[4], all[1], all[3]}},
 		{"root_execution_id=" + all[0], nil},
 	}
 	for _, tt := range tests {
@@ -294,9 +308,69 @@ func TestListFiltersSortFields(t *testing.T) {
 	if _, ok := item["output"]; ok {
 		t.Error("list item has output")
 	}
-	item = a.js("GET", "/v2/executions?include_output=true", "", 200)["executions"].([]any)[0].(map[string]any)
-	if item["output"] != `{"greeting":"hi"}` {
-		t.Errorf("include_output item output = %v", item["output"])
+	for _, tt := range []struct {
+		query      string
+		withOutput bool
+	}{
+		{"include_output=true", true},
+		{"include_output=True", true},
+		{"include_output=yes", false},
+		{"include_output=true&fields=state", false}, // fields win
+	} {
+		item = a.js("GET", "/v2/executions?"+tt.query, "", 200)["executions"].([]any)[0].(map[string]any)
+		if out, ok := item["output"]; ok != tt.withOutput || (ok && out != `{"greeting":"hi"}`) {
+			t.Errorf("%s: item output = %v (present %v), want present %v", tt.query, out, ok, tt.withOutput)
+		}
+		if _, ok := item["published_global"]; ok {
+			t.Errorf("%s: item has published_global", tt.query)
+		}
+	}
+}
+
+// TestNextLinkSources checks where the next link's parts come from: the
+// scheme from the connection, filters implied by the path like any other.
+func TestNextLinkSources(t *testing.T) {
+	a := newAPI(t)
+	id := a.start("seq3", "{}")
+	a.wait(id)
+	tlsSrv := httptest.NewTLSServer(a.e)
+	defer tlsSrv.Close()
+	tests := []struct {
+		name string
+		base string
+		path string
+		want string // next link without "<base>/v2/" and the marker value
+	}{
+		{"plain", a.srv.URL, "/v2/executions?limit=1",
+			"executions?sort_keys=created_at,id&sort_dirs=asc,asc&limit=1&marker="},
+		{"tls", tlsSrv.URL, "/v2/executions?limit=1",
+			"executions?sort_keys=created_at,id&sort_dirs=asc,asc&limit=1&marker="},
+		{"filter implied by the path", a.srv.URL, "/v2/executions/" + id + "/tasks?limit=1&sort_keys=name&sort_dirs=desc",
+			"tasks?sort_keys=name,id&sort_dirs=desc,asc&workflow_execution_id=" + id + "&limit=1&marker="},
+		{"id as a sort key", a.srv.URL, "/v2/executions?limit=1&sort_keys=id,created_at&fields=id",
+			"executions?sort_keys=id,created_at&sort_dirs=asc,asc&limit=1&marker="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := http.DefaultClient
+			if strings.HasPrefix(tt.base, "https") {
+				c = tlsSrv.Client()
+			}
+			resp, err := c.Get(tt.base + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var page map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, %v", resp.StatusCode, err)
+			}
+			next, _ := page["next"].(string)
+			want := tt.base + "/v2/" + tt.want
+			if !strings.HasPrefix(next, want) || len(next) == len(want) {
+				t.Errorf("next = %q, want %q followed by a marker", next, want)
+			}
+		})
 	}
 }
 

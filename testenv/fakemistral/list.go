@@ -3,6 +3,7 @@ package fakemistral
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,6 +160,49 @@ func (f filter) match(o obj) bool {
 // the `next` link. items are complete objects (every field).
 func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, items []obj, fixed map[string]string) {
 	q := r.URL.Query()
+	if bad := checkArgNames(q, c); bad != nil {
+		writeErr(w, bad.status, bad.msg)
+		return
+	}
+	items = e.visible(items)
+	lq, bad := parseListQuery(q, c, e.listFields(c, items), fixed)
+	if bad != nil {
+		writeErr(w, bad.status, bad.msg)
+		return
+	}
+	marker, bad := findMarker(items, q.Get("marker"), c.notFound)
+	if bad != nil {
+		writeErr(w, bad.status, bad.msg)
+		return
+	}
+	page := lq.selectPage(items, marker)
+	body := obj{{c.key, lq.shape(page, c)}}
+	if lq.limit > 0 && len(page) == lq.limit {
+		// A full page may have a successor; Mistral does not look.
+		body = append(body, kv{"next", lq.nextLink(r, c.key, page[len(page)-1])})
+	}
+	writeJSON(w, 200, body)
+}
+
+// reject is a list request refused: the status and Mistral's message.
+type reject struct {
+	status int
+	msg    string
+}
+
+// listQuery is a list request's arguments once checked.
+type listQuery struct {
+	limit              int // 0: no limit
+	sortKeys, sortDirs []string
+	fields             []string // nil: every field but the hidden ones
+	filters            []filter
+	linkArgs           []string // the filters as the next link repeats them
+	includeOutput      bool
+}
+
+// checkArgNames refuses an argument the endpoint does not declare (WSME's
+// "Unknown argument" in Mistral), before any value is looked at.
+func checkArgNames(q url.Values, c listConf) *reject {
 	allowed := map[string]bool{"marker": true, "limit": true, "sort_keys": true, "sort_dirs": true, "fields": true}
 	for _, f := range c.filters {
 		allowed[f] = true
@@ -168,85 +212,121 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 	}
 	for k := range q {
 		if !allowed[k] {
-			writeErr(w, 400, fmt.Sprintf("Unknown argument: %q", k))
-			return
+			return &reject{400, fmt.Sprintf("Unknown argument: %q", k)}
 		}
 	}
-	items = e.visible(items)
-	var all []string
+	return nil
+}
+
+// listFields is the resource's field names in render order, taken from an
+// item when there is one so they match what is served.
+func (e *Engine) listFields(c listConf, items []obj) []string {
 	if len(items) > 0 {
-		all = items[0].keys()
-	} else {
-		all = e.fieldsOf(c)
+		return items[0].keys()
 	}
+	return e.fieldsOf(c)
+}
+
+// parseListQuery checks limit, sorting, fields and filter values, always
+// in that order, so a request with several problems gets the same one.
+func parseListQuery(q url.Values, c listConf, all []string, fixed map[string]string) (listQuery, *reject) {
 	isField := map[string]bool{}
 	for _, f := range all {
 		isField[f] = true
 	}
+	var lq listQuery
+	var bad *reject
+	if lq.limit, bad = parseLimit(q.Get("limit")); bad != nil {
+		return lq, bad
+	}
+	if lq.sortKeys, lq.sortDirs, bad = parseSort(q.Get("sort_keys"), q.Get("sort_dirs"), isField); bad != nil {
+		return lq, bad
+	}
+	if lq.fields, bad = parseFields(q.Get("fields"), all, isField); bad != nil {
+		return lq, bad
+	}
+	if lq.filters, lq.linkArgs, bad = parseFilters(q, c, fixed); bad != nil {
+		return lq, bad
+	}
+	lq.includeOutput = q.Get("include_output") == "true" || q.Get("include_output") == "True"
+	return lq, nil
+}
 
-	limit := 0
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			writeErr(w, 400, fmt.Sprintf("Invalid input for field/attribute limit. Value: '%s'. unable to convert to int", s))
-			return
-		}
-		if n <= 0 {
-			writeErr(w, 400, "Limit must be positive.")
-			return
-		}
-		limit = n
+// parseLimit reads limit; 0 means none was given.
+func parseLimit(s string) (int, *reject) {
+	if s == "" {
+		return 0, nil
 	}
-	sortKeys := splitList(q.Get("sort_keys"))
-	if len(sortKeys) == 0 {
-		sortKeys = []string{"created_at"}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, &reject{400, fmt.Sprintf("Invalid input for field/attribute limit. Value: '%s'. unable to convert to int", s)}
 	}
-	sortDirs := splitList(q.Get("sort_dirs"))
-	if len(sortDirs) == 0 {
-		sortDirs = []string{"asc"}
+	if n <= 0 {
+		return 0, &reject{400, "Limit must be positive."}
 	}
-	if len(sortKeys) < len(sortDirs) {
-		writeErr(w, 400, "Length of sort_keys must be equal or greater than sort_dirs.")
-		return
+	return n, nil
+}
+
+// parseSort reads sort_keys and sort_dirs (default created_at asc), pads
+// the directions with asc and appends id as the tie-breaker, which makes
+// the order total so marker paging neither skips nor repeats items.
+func parseSort(keysArg, dirsArg string, isField map[string]bool) (keys, dirs []string, bad *reject) {
+	keys = splitList(keysArg)
+	if len(keys) == 0 {
+		keys = []string{"created_at"}
 	}
-	for len(sortDirs) < len(sortKeys) {
-		sortDirs = append(sortDirs, "asc")
+	dirs = splitList(dirsArg)
+	if len(dirs) == 0 {
+		dirs = []string{"asc"}
 	}
-	for _, d := range sortDirs {
+	if len(keys) < len(dirs) {
+		return nil, nil, &reject{400, "Length of sort_keys must be equal or greater than sort_dirs."}
+	}
+	for len(dirs) < len(keys) {
+		dirs = append(dirs, "asc")
+	}
+	for _, d := range dirs {
 		if d != "asc" && d != "desc" {
-			writeErr(w, 400, "Unknown sort direction, must be 'desc' or 'asc'.")
-			return
+			return nil, nil, &reject{400, "Unknown sort direction, must be 'desc' or 'asc'."}
 		}
 	}
-	for _, k := range sortKeys {
+	for _, k := range keys {
 		if !isField[k] {
-			writeErr(w, 400, fmt.Sprintf("Invalid sort key: %s", k))
-			return
+			return nil, nil, &reject{400, fmt.Sprintf("Invalid sort key: %s", k)}
 		}
 	}
-	if !contains(sortKeys, "id") {
-		sortKeys = append(sortKeys, "id")
-		sortDirs = append(sortDirs, "asc")
+	if !contains(keys, "id") {
+		keys = append(keys, "id")
+		dirs = append(dirs, "asc")
 	}
-	fields := splitList(q.Get("fields"))
-	if len(fields) > 0 {
-		var bad []string
-		for _, f := range fields {
-			if !isField[f] {
-				bad = append(bad, f)
-			}
-		}
-		if len(bad) > 0 {
-			writeErr(w, 400, fmt.Sprintf("Some fields do not exist  [%s], please choose from [%s]", strings.Join(bad, ", "), strings.Join(all, ", ")))
-			return
-		}
-		if !contains(fields, "id") {
-			fields = append([]string{"id"}, fields...)
-		}
-	}
+	return keys, dirs, nil
+}
 
-	var filters []filter
-	var linkArgs []string
+// parseFields reads fields, naming every unknown one at once as Mistral
+// does; id always comes back, first, since clients page by it.
+func parseFields(s string, all []string, isField map[string]bool) ([]string, *reject) {
+	fields := splitList(s)
+	if len(fields) == 0 {
+		return fields, nil
+	}
+	var bad []string
+	for _, f := range fields {
+		if !isField[f] {
+			bad = append(bad, f)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &reject{400, fmt.Sprintf("Some fields do not exist  [%s], please choose from [%s]", strings.Join(bad, ", "), strings.Join(all, ", "))}
+	}
+	if !contains(fields, "id") {
+		fields = append([]string{"id"}, fields...)
+	}
+	return fields, nil
+}
+
+// parseFilters reads the filters in the controller's argument order (the
+// order the next link repeats them in), checking enum values.
+func parseFilters(q url.Values, c listConf, fixed map[string]string) (filters []filter, linkArgs []string, bad *reject) {
 	for _, f := range c.filters {
 		raw, ok := q[f]
 		if !ok {
@@ -259,75 +339,92 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 			continue
 		}
 		if allowedVals, ok := c.enums[f]; ok && !contains(allowedVals, raw[0]) {
-			writeErr(w, 400, fmt.Sprintf("Invalid input for field/attribute %s. Value: '%s'. Value should be one of: %s", f, raw[0], strings.Join(allowedVals, ", ")))
-			return
+			return nil, nil, &reject{400, fmt.Sprintf("Invalid input for field/attribute %s. Value: '%s'. Value should be one of: %s", f, raw[0], strings.Join(allowedVals, ", "))}
 		}
 		filters = append(filters, parseFilter(f, raw[0]))
 		linkArgs = append(linkArgs, f+"="+raw[0])
 	}
+	return filters, linkArgs, nil
+}
 
-	less := func(a, b obj) int {
-		for i, k := range sortKeys {
-			av, _ := a.get(k)
-			bv, _ := b.get(k)
-			as, aok := valueString(av)
-			bs, bok := valueString(bv)
-			cmp := strings.Compare(as, bs)
-			if aok != bok {
-				// PostgreSQL orders NULL after every value (NULLS LAST for
-				// asc, FIRST for desc).
-				cmp = 1
-				if aok {
-					cmp = -1
-				}
-			}
-			if cmp != 0 {
-				if sortDirs[i] == "desc" {
-					return -cmp
-				}
-				return cmp
-			}
-		}
-		return 0
+// findMarker finds the item a page starts after; an unknown marker is a
+// 404 naming the model, as in Mistral.
+func findMarker(items []obj, m, notFound string) (obj, *reject) {
+	if m == "" {
+		return nil, nil
 	}
 	var marker obj
-	if m := q.Get("marker"); m != "" {
-		for _, it := range items {
-			if id, _ := it.get("id"); id == m {
-				marker = it
-			}
-		}
-		if marker == nil {
-			writeErr(w, 404, fmt.Sprintf("%s not found [id=%s]", c.notFound, m))
-			return
+	for _, it := range items {
+		if id, _ := it.get("id"); id == m {
+			marker = it
 		}
 	}
+	if marker == nil {
+		return nil, &reject{404, fmt.Sprintf("%s not found [id=%s]", notFound, m)}
+	}
+	return marker, nil
+}
+
+// compare orders two items by the sort keys and directions.
+func (lq listQuery) compare(a, b obj) int {
+	for i, k := range lq.sortKeys {
+		av, _ := a.get(k)
+		bv, _ := b.get(k)
+		as, aok := valueString(av)
+		bs, bok := valueString(bv)
+		cmp := strings.Compare(as, bs)
+		if aok != bok {
+			// PostgreSQL orders NULL after every value (NULLS LAST for
+			// asc, FIRST for desc).
+			cmp = 1
+			if aok {
+				cmp = -1
+			}
+		}
+		if cmp != 0 {
+			if lq.sortDirs[i] == "desc" {
+				return -cmp
+			}
+			return cmp
+		}
+	}
+	return 0
+}
+
+// selectPage keeps the items that pass every filter and sort after the
+// marker, sorted, at most limit of them.
+func (lq listQuery) selectPage(items []obj, marker obj) []obj {
 	var page []obj
 	for _, it := range items {
 		ok := true
-		for _, f := range filters {
+		for _, f := range lq.filters {
 			if !f.match(it) {
 				ok = false
 				break
 			}
 		}
-		if ok && (marker == nil || less(it, marker) > 0) {
+		if ok && (marker == nil || lq.compare(it, marker) > 0) {
 			page = append(page, it)
 		}
 	}
-	sort.SliceStable(page, func(i, j int) bool { return less(page[i], page[j]) < 0 })
-	if limit > 0 && len(page) > limit {
-		page = page[:limit]
+	sort.SliceStable(page, func(i, j int) bool { return lq.compare(page[i], page[j]) < 0 })
+	if lq.limit > 0 && len(page) > lq.limit {
+		page = page[:lq.limit]
 	}
-	includeOutput := q.Get("include_output") == "true" || q.Get("include_output") == "True"
+	return page
+}
+
+// shape cuts the page's items to the asked fields, or else drops the
+// fields Mistral leaves out of lists (output unless include_output).
+func (lq listQuery) shape(page []obj, c listConf) []obj {
 	out := make([]obj, len(page))
 	for i, it := range page {
 		switch {
-		case len(fields) > 0:
-			it = it.pick(fields)
+		case len(lq.fields) > 0:
+			it = it.pick(lq.fields)
 		default:
 			for _, h := range c.hidden {
-				if h == "output" && includeOutput {
+				if h == "output" && lq.includeOutput {
 					continue
 				}
 				it = it.without(h)
@@ -335,24 +432,26 @@ func (e *Engine) serveList(w http.ResponseWriter, r *http.Request, c listConf, i
 		}
 		out[i] = it
 	}
-	body := obj{{c.key, out}}
-	if limit > 0 && len(page) == limit {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		args := "sort_keys=" + strings.Join(sortKeys, ",") + "&sort_dirs=" + strings.Join(sortDirs, ",") + "&"
-		for _, a := range linkArgs {
-			args += a + "&"
-		}
-		last, _ := page[len(page)-1].get("id")
-		link := fmt.Sprintf("%s://%s/v2/%s?%slimit=%d&marker=%v", scheme, r.Host, c.key, args, limit, last)
-		if len(fields) > 0 {
-			link += "&fields=" + strings.Join(fields, ",")
-		}
-		body = append(body, kv{"next", link})
+	return out
+}
+
+// nextLink builds the next page's URL exactly as Mistral does: from the
+// request's Host, not URL-encoded, every sort key and filter repeated.
+func (lq listQuery) nextLink(r *http.Request, key string, last obj) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	writeJSON(w, 200, body)
+	args := "sort_keys=" + strings.Join(lq.sortKeys, ",") + "&sort_dirs=" + strings.Join(lq.sortDirs, ",") + "&"
+	for _, a := range lq.linkArgs {
+		args += a + "&"
+	}
+	lastID, _ := last.get("id")
+	link := fmt.Sprintf("%s://%s/v2/%s?%slimit=%d&marker=%v", scheme, r.Host, key, args, lq.limit, lastID)
+	if len(lq.fields) > 0 {
+		link += "&fields=" + strings.Join(lq.fields, ",")
+	}
+	return link
 }
 
 // fieldsOf lists a resource's fields when there is no item to look at.

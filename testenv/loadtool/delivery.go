@@ -45,34 +45,60 @@ func delivery(args []string) error {
 	c := newClient(4)
 
 	fmt.Printf("# loadtool delivery — %s\n\n", cpuModel())
-	// Throughput: lists of 1,000 new RUNNING executions, one WORKFLOW_LAUNCHED each.
+	if err := deliveryThroughput(c, base, rcv, tp, *events, *conc); err != nil {
+		return err
+	}
+	tapped, err := tappedLatency(c, base, rcv, *samples)
+	if err != nil {
+		return err
+	}
+	fmt.Print(latencyRow("tapped: response → webhook", tapped))
+	watched, err := watchedLatency(up.info["canned"], rcv, *wsamples)
+	if err != nil {
+		return err
+	}
+	fmt.Print(latencyRow("watched (interval 1s): change → webhook", watched))
+	fmt.Printf("| mistral-tap RSS after | %.1f MiB |\n", float64(tp.rss())/(1<<20))
+	return nil
+}
+
+// deliveryThroughput has mistral-tap list 1,000 new RUNNING executions at a
+// time, one WORKFLOW_LAUNCHED each, until events are due, waits (at most 3
+// minutes) for the receiver to have them all, and prints the table's head
+// with the rate and mistral-tap's CPU per 1,000 deliveries.
+func deliveryThroughput(c *http.Client, base string, rcv *receiver, tp *child, events, conc int) error {
 	rcv.reset()
 	cpu0 := tp.cpu()
 	t0 := time.Now()
-	for range *events / 1000 {
+	for range events / 1000 {
 		if _, ok := do(c, base, workload{method: "GET", path: "/v2/executions?fresh=1000"}); !ok {
 			return fmt.Errorf("fresh list through the tap failed")
 		}
 	}
 	deadline := time.Now().Add(3 * time.Minute)
-	for rcv.count.Load() < int64(*events) && time.Now().Before(deadline) {
+	for rcv.count.Load() < int64(events) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	got := rcv.count.Load()
 	el := rcv.lastArrival().Sub(t0)
 	fmt.Println("| measure | value |")
 	fmt.Println("|---|---|")
-	fmt.Printf("| durable deliveries (outbox fsync, callback concurrency %d) | %d events in %.2f s = **%.0f events/s** |\n", *conc, got, el.Seconds(), float64(got)/el.Seconds())
+	fmt.Printf("| durable deliveries (outbox fsync, callback concurrency %d) | %d events in %.2f s = **%.0f events/s** |\n", conc, got, el.Seconds(), float64(got)/el.Seconds())
 	fmt.Printf("| mistral-tap CPU per 1,000 deliveries | %.3f s |\n", (tp.cpu()-cpu0).Seconds()/float64(got)*1000)
+	return nil
+}
 
-	// Tapped latency: the POST response reveals the new execution.
+// tappedLatency measures, n times, from a POST's response through
+// mistral-tap (which reveals the new execution) to its webhook; the pause
+// between samples keeps them from queueing behind each other.
+func tappedLatency(c *http.Client, base string, rcv *receiver, n int) ([]time.Duration, error) {
 	var tapped []time.Duration
-	for range *samples {
+	for range n {
 		req, _ := http.NewRequest("POST", base+"/v2/executions", strings.NewReader(postBody))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := c.Do(req)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -81,35 +107,41 @@ func delivery(args []string) error {
 		json.Unmarshal(b, &x)
 		at, ok := rcv.wait(x.ID, 5*time.Second)
 		if !ok {
-			return fmt.Errorf("no webhook for tapped execution %s within 5s", x.ID)
+			return nil, fmt.Errorf("no webhook for tapped execution %s within 5s", x.ID)
 		}
 		tapped = append(tapped, at.Sub(done))
 		time.Sleep(50 * time.Millisecond)
 	}
-	slices.Sort(tapped)
-	fmt.Printf("| tapped: response → webhook (n=%d) | p50 %s ms, p99 %s ms, max %s ms |\n", len(tapped),
-		ms(tapped[len(tapped)/2]), ms(tapped[len(tapped)*99/100]), ms(tapped[len(tapped)-1]))
+	return tapped, nil
+}
 
-	// Watched latency: an execution appears behind the proxy's back.
+// watchedLatency measures, n times, from an execution appearing behind the
+// proxy's back (the canned upstream's /ctl/spawn) to its webhook, which
+// the watcher finds on its next poll.
+func watchedLatency(canned string, rcv *receiver, n int) ([]time.Duration, error) {
 	var watched []time.Duration
-	for i := range *wsamples {
+	for i := range n {
 		time.Sleep(time.Duration(i%7) * 137 * time.Millisecond) // spread over the poll phase
 		t := time.Now()
-		resp, err := http.Post(up.info["canned"]+"/ctl/spawn", "text/plain", nil)
+		resp, err := http.Post(canned+"/ctl/spawn", "text/plain", nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		at, ok := rcv.wait(string(b), 5*time.Second)
 		if !ok {
-			return fmt.Errorf("no webhook for watched execution %s within 5s", b)
+			return nil, fmt.Errorf("no webhook for watched execution %s within 5s", b)
 		}
 		watched = append(watched, at.Sub(t))
 	}
-	slices.Sort(watched)
-	fmt.Printf("| watched (interval 1s): change → webhook (n=%d) | p50 %s ms, p99 %s ms, max %s ms |\n", len(watched),
-		ms(watched[len(watched)/2]), ms(watched[len(watched)*99/100]), ms(watched[len(watched)-1]))
-	fmt.Printf("| mistral-tap RSS after | %.1f MiB |\n", float64(tp.rss())/(1<<20))
-	return nil
+	return watched, nil
+}
+
+// latencyRow is the table row for a latency sample: p50, p99 and max of d,
+// which it sorts in place. d must not be empty.
+func latencyRow(label string, d []time.Duration) string {
+	slices.Sort(d)
+	return fmt.Sprintf("| %s (n=%d) | p50 %s ms, p99 %s ms, max %s ms |\n", label, len(d),
+		ms(d[len(d)/2]), ms(d[len(d)*99/100]), ms(d[len(d)-1]))
 }
