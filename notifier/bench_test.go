@@ -2,6 +2,8 @@ package notifier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"syscall"
 	"testing"
@@ -19,16 +21,20 @@ func (ackSender) Send(context.Context, send.Request) send.Result {
 	return send.Result{Outcome: send.Delivered, Status: 204}
 }
 
-// benchEvents makes n events spread over roots roots, like a busy engine.
+// benchEvents makes n events spread over roots roots, like a busy engine:
+// ids as the tracker makes them (event.NewID) and Mistral's UUIDs, whose
+// length and randomness are what the store's indexes pay for.
 func benchEvents(prefix string, n, roots int) []event.Event {
 	out := make([]event.Event, n)
 	now := time.Now()
 	for i := range out {
-		root := fmt.Sprintf("%s-root-%d", prefix, i%roots)
+		root := benchUUID(fmt.Sprintf("%s-root-%d", prefix, i%roots))
+		task := benchUUID(fmt.Sprintf("%s-t%d", prefix, i))
 		out[i] = event.Event{
-			ID: fmt.Sprintf("evt_%s_%d", prefix, i), Type: event.TaskSucceeded, Sequence: uint64(i/roots + 1),
+			ID:   event.NewID(event.KindTask, task, event.TaskSucceeded, event.StateSuccess, "2025-01-01 00:00:00", 0),
+			Type: event.TaskSucceeded, Sequence: uint64(i/roots + 1),
 			RootExecutionID: root, Time: now, Source: event.SourceTap,
-			Task: &event.Task{ID: fmt.Sprintf("%s-t%d", prefix, i), Name: "task", WorkflowExecutionID: root,
+			Task: &event.Task{ID: task, Name: "task", WorkflowExecutionID: root,
 				WorkflowName: "wb.wf", State: event.StateSuccess, Type: "ACTION", ProjectID: "p",
 				CreatedAt: "2025-01-01 00:00:00"},
 		}
@@ -78,6 +84,13 @@ func BenchmarkDurableDelivery(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/delivery")
 		})
 	}
+}
+
+// benchUUID is a UUID (Mistral's id format) derived from s.
+func benchUUID(s string) string {
+	h := sha256.Sum256([]byte(s))
+	x := hex.EncodeToString(h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
 func cpuTime() time.Duration {
