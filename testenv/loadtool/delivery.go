@@ -22,6 +22,9 @@ func delivery(args []string) error {
 	conc := fs.Int("concurrency", 16, "callback concurrency")
 	profile := fs.String("tap-cpuprofile", "", "write mistral-tap's CPU profile (whole run) to this file")
 	fs.Parse(args)
+	if *events < 1000 || *events%1000 != 0 || *samples < 1 || *wsamples < 1 || *conc < 1 {
+		return fmt.Errorf("delivery: -events must be a positive multiple of 1000, -samples, -watched and -concurrency at least 1")
+	}
 
 	up, err := spawn("-role", "upstream", "-execs", "10")
 	if err != nil {

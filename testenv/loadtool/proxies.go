@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,8 +106,14 @@ func runTap(upstream, receiver string, interval time.Duration, concurrency int, 
 	if tapStoreDSN != "" {
 		cfgText += fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", tapStoreDSN)
 	}
-	if tapNoListeners {
+	switch {
+	case tapNoListeners:
 		cfgText += "listeners:\n  enabled: false\n"
+	case tapStoreDSN != "":
+		// Replicas share sealed listeners, so PostgreSQL needs a key.
+		key := make([]byte, 24)
+		rand.Read(key)
+		cfgText += fmt.Sprintf("listeners:\n  key: %x\n", key)
 	}
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		return err
