@@ -92,53 +92,29 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	out := &lockedWriter{w: stdout}
 	rec := receiver.New()
-	console := receiver.ConsolePrinter(out)
-	recURL, stopRec, err := serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		console.ServeHTTP(w, r)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec.ServeHTTP(httpDiscard{}, r)
-	}))
+	recURL, stopRec, err := serveLoopback(demoReceiver(rec, out))
 	if err != nil {
 		return err
 	}
 	defer stopRec()
 
-	cfgPath := filepath.Join(dir, "mistral-tap.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, demoConfig, engineURL, filepath.Join(dir, "state"), recURL), 0o600); err != nil {
+	cfgPath, cfg, err := writeDemoConfig(dir, engineURL, recURL)
+	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(config.Source{Path: cfgPath})
-	if err != nil {
-		return fmt.Errorf("demo config: %w", err)
-	}
-	logOut := io.Discard
-	if *verbose {
-		logOut = stderr
-	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := demoLogger(*verbose, stderr)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	proxyURL := "http://" + ln.Addr().String()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(runCtx, app.Options{Config: cfg, Logger: log, Version: version, Listener: ln}) }()
+	proxyURL, done, err := startDemoProxy(runCtx, cfg, log)
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "mistral-tap demo\n  fake Mistral   %s\n  mistral-tap    %s   (clients talk to this)\n  receiver       %s/hook (prints below)\n  config         %s\n\n", engineURL, proxyURL, recURL, cfgPath)
 
-	c := &demoClient{base: proxyURL + "/v2", out: out}
-	err = c.script(runCtx)
-	if err == nil {
-		// Wait for the notifications to settle: nothing new for a second.
-		err = settle(runCtx, rec, time.Second, 15*time.Second)
-		fmt.Fprintf(out, "\n%d notifications delivered.\n", len(rec.Requests()))
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	// Ctrl-C during the script is a normal way to end the demo, not a failure.
+	if err := driveDemo(runCtx, proxyURL, out, rec); err != nil && !errors.Is(err, context.Canceled) {
 		stop()
 		<-done
 		return err
@@ -149,6 +125,71 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	stop()
 	return <-done
+}
+
+// demoReceiver prints each notification on out and also records it in rec,
+// which settle watches to tell when the notifications have stopped coming.
+// Both read the body, so it is buffered and handed to each in turn.
+func demoReceiver(rec *receiver.Receiver, out io.Writer) http.Handler {
+	console := receiver.ConsolePrinter(out)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		console.ServeHTTP(w, r)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec.ServeHTTP(httpDiscard{}, r)
+	})
+}
+
+// writeDemoConfig writes the demo's configuration into dir and loads it
+// back through config.Load, so the demo runs on exactly what a user's file
+// would give (defaults, validation) and the banner can show the file.
+func writeDemoConfig(dir, engineURL, recURL string) (string, *config.Config, error) {
+	cfgPath := filepath.Join(dir, "mistral-tap.yaml")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, demoConfig, engineURL, filepath.Join(dir, "state"), recURL), 0o600); err != nil {
+		return "", nil, err
+	}
+	cfg, err := config.Load(config.Source{Path: cfgPath})
+	if err != nil {
+		return "", nil, fmt.Errorf("demo config: %w", err)
+	}
+	return cfgPath, cfg, nil
+}
+
+// demoLogger discards mistral-tap's own logs unless --verbose: the demo's
+// output is the script and the notifications.
+func demoLogger(verbose bool, stderr io.Writer) *slog.Logger {
+	logOut := io.Discard
+	if verbose {
+		logOut = stderr
+	}
+	return slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// startDemoProxy runs mistral-tap on a fresh loopback port until ctx ends;
+// done receives Run's result. The listener is bound before Run starts so
+// that the banner can show the address and the script can use it at once.
+func startDemoProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) (proxyURL string, done <-chan error, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- app.Run(ctx, app.Options{Config: cfg, Logger: log, Version: version, Listener: ln}) }()
+	return "http://" + ln.Addr().String(), ch, nil
+}
+
+// driveDemo runs the scripted workflows through the proxy, then waits for
+// their notifications to settle (nothing new for a second) and says how
+// many arrived. The count is printed even when settling was cut short.
+func driveDemo(ctx context.Context, proxyURL string, out io.Writer, rec *receiver.Receiver) error {
+	c := &demoClient{base: proxyURL + "/v2", out: out}
+	if err := c.script(ctx); err != nil {
+		return err
+	}
+	err := settle(ctx, rec, time.Second, 15*time.Second)
+	fmt.Fprintf(out, "\n%d notifications delivered.\n", len(rec.Requests()))
+	return err
 }
 
 // settle waits until the receiver has been quiet for quiet, or max passed.
