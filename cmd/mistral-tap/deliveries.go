@@ -34,80 +34,117 @@ func cmdDeliveries(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{fmt.Errorf("want 'list' or 'replay'")}
 	}
 	verb := args[0]
-	fs := pflag.NewFlagSet("deliveries "+verb, pflag.ContinueOnError)
-	fs.SetOutput(stdout)
-	cfgPath := fs.StringP("config", "c", os.Getenv("MISTRAL_TAP_CONFIG"), "configuration file (for state_dir or the PostgreSQL store)")
-	stateDir := fs.String("state-dir", "", "state directory (overrides the config's state_dir)")
-	callback := fs.String("callback", "", "only this callback")
-	state := fs.String("state", "", "list: only dead, pending or delivered")
-	since := fs.String("since", "", "only events at or after T (RFC 3339, or a duration ago like 2h)")
-	limit := fs.Int("limit", 100, "list: at most this many")
-	asJSON := fs.Bool("json", false, "list: JSON lines instead of a table")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	a, err := parseDeliveriesArgs(verb, args[1:], stdout)
+	if err != nil {
+		return err
 	}
 
-	st, err := openDeliveries(ctx, *cfgPath, *stateDir)
+	st, err := openDeliveries(ctx, a.cfgPath, a.stateDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	var sinceT time.Time
-	if *since != "" {
-		if sinceT, err = parseSince(*since, time.Now()); err != nil {
+	var since time.Time
+	if a.since != "" {
+		if since, err = parseSince(a.since, time.Now()); err != nil {
 			return usageError{err}
 		}
 	}
+	if verb == "list" {
+		return listDeliveries(ctx, st, a, since, stdout)
+	}
+	return replayDeliveries(ctx, st, a, since, stdout)
+}
 
-	switch verb {
-	case "list":
-		f := store.Filter{Callback: *callback, State: store.State(*state), Since: sinceT, Limit: *limit}
-		if f.State != "" && !f.State.Valid() {
-			return usageError{fmt.Errorf("--state %q: want dead, pending or delivered", *state)}
-		}
-		ds, err := st.List(ctx, f)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			for _, d := range ds {
-				if err := enc.Encode(d); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tCALLBACK\tEVENT\tSTATE\tATTEMPTS\tSTATUS\tUPDATED\tLAST ERROR")
+// deliveriesArgs are the flags and arguments of both verbs; each verb
+// ignores what it does not use, as the usage text says.
+type deliveriesArgs struct {
+	cfgPath, stateDir string
+	callback, state   string
+	since             string
+	limit             int
+	asJSON            bool
+	ids               []string // what follows the flags: replay's delivery id
+}
+
+func parseDeliveriesArgs(verb string, args []string, stdout io.Writer) (deliveriesArgs, error) {
+	var a deliveriesArgs
+	fs := pflag.NewFlagSet("deliveries "+verb, pflag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVarP(&a.cfgPath, "config", "c", os.Getenv("MISTRAL_TAP_CONFIG"), "configuration file (for state_dir or the PostgreSQL store)")
+	fs.StringVar(&a.stateDir, "state-dir", "", "state directory (overrides the config's state_dir)")
+	fs.StringVar(&a.callback, "callback", "", "only this callback")
+	fs.StringVar(&a.state, "state", "", "list: only dead, pending or delivered")
+	fs.StringVar(&a.since, "since", "", "only events at or after T (RFC 3339, or a duration ago like 2h)")
+	fs.IntVar(&a.limit, "limit", 100, "list: at most this many")
+	fs.BoolVar(&a.asJSON, "json", false, "list: JSON lines instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return a, usageError{err}
+	}
+	a.ids = fs.Args()
+	return a, nil
+}
+
+// listDeliveries prints the deliveries the flags select, as JSON lines
+// (for scripts) or a table (for people).
+func listDeliveries(ctx context.Context, st deliveryStore, a deliveriesArgs, since time.Time, stdout io.Writer) error {
+	f := store.Filter{Callback: a.callback, State: store.State(a.state), Since: since, Limit: a.limit}
+	if f.State != "" && !f.State.Valid() {
+		return usageError{fmt.Errorf("--state %q: want dead, pending or delivered", a.state)}
+	}
+	ds, err := st.List(ctx, f)
+	if err != nil {
+		return err
+	}
+	if a.asJSON {
+		enc := json.NewEncoder(stdout)
 		for _, d := range ds {
-			status := "-"
-			if d.LastStatus != 0 {
-				status = fmt.Sprint(d.LastStatus)
+			if err := enc.Encode(d); err != nil {
+				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Callback, d.EventType, d.State,
-				d.Attempts, status, d.UpdatedAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 80))
 		}
-		return tw.Flush()
-	default: // replay
-		f := store.ReplayFilter{Callback: *callback, Since: sinceT}
-		if fs.NArg() > 1 {
-			return usageError{fmt.Errorf("replay takes at most one delivery id")}
-		}
-		if fs.NArg() == 1 {
-			f.ID = fs.Arg(0)
-		}
-		if f.ID == "" && f.Callback == "" && f.Since.IsZero() {
-			return usageError{fmt.Errorf("replay needs an ID, --callback or --since")}
-		}
-		n, err := st.Replay(ctx, f, time.Now())
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "replayed %d delivery(ies)\n", n)
 		return nil
 	}
+	return writeDeliveriesTable(stdout, ds)
+}
+
+// writeDeliveriesTable prints one line per delivery; the last error is cut
+// to one line of 80 runes so that a receiver's long answer keeps the table
+// readable.
+func writeDeliveriesTable(stdout io.Writer, ds []store.Delivery) error {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCALLBACK\tEVENT\tSTATE\tATTEMPTS\tSTATUS\tUPDATED\tLAST ERROR")
+	for _, d := range ds {
+		status := "-"
+		if d.LastStatus != 0 {
+			status = fmt.Sprint(d.LastStatus)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Callback, d.EventType, d.State,
+			d.Attempts, status, d.UpdatedAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 80))
+	}
+	return tw.Flush()
+}
+
+// replayDeliveries makes the selected deliveries pending again. It needs a
+// selector: replaying the whole store by accident would resend everything.
+func replayDeliveries(ctx context.Context, st deliveryStore, a deliveriesArgs, since time.Time, stdout io.Writer) error {
+	f := store.ReplayFilter{Callback: a.callback, Since: since}
+	if len(a.ids) > 1 {
+		return usageError{fmt.Errorf("replay takes at most one delivery id")}
+	}
+	if len(a.ids) == 1 {
+		f.ID = a.ids[0]
+	}
+	if f.ID == "" && f.Callback == "" && f.Since.IsZero() {
+		return usageError{fmt.Errorf("replay needs an ID, --callback or --since")}
+	}
+	n, err := st.Replay(ctx, f, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %d delivery(ies)\n", n)
+	return nil
 }
 
 // deliveryStore is what the command needs from either store.
