@@ -126,32 +126,10 @@ func (a *app) run(ctx context.Context, o Options) error {
 	if a.opsLn != nil {
 		back.start("ops", func(ctx context.Context) error { return serve(ctx, "ops", a.opsLn, a.opsHandler, a.log) })
 	}
-	if p := a.single; p != nil {
-		back.start("dispatcher", a.disp.Run)
-		if r, ok := a.st.(interface{ Run(context.Context) error }); ok {
-			back.start("store", r.Run)
-		}
-		middle.start("tracker", p.tr.Run)
-		if a.registry != nil {
-			// A single instance's dispatcher always runs: its registry
-			// activates listeners from the start (it retries until the
-			// dispatcher accepts them).
-			a.registry.SetActive(true)
-		}
-		front.start("watcher", p.w.Run)
-		front.start("housekeeping", func(ctx context.Context) error {
-			return p.tr.Housekeep(ctx, a.st, 0, a.log.With("component", "track"))
-		})
+	if a.single != nil {
+		a.startSingle(front, middle, back)
 	} else {
-		// The proxy stops first, the forwarder then flushes what it
-		// tapped, and the leader (if this replica is it) stops its
-		// pipeline in a single instance's order and resigns.
-		// All three wait for the shared schema (schemaGate): a replica
-		// started while the database is down proxies meanwhile.
-		gate := a.node.schema
-		back.start("schema", gate.Run)
-		middle.start("forwarder", gate.after(a.node.fwd.Run))
-		back.start("replica", gate.after(func(ctx context.Context) error { return a.node.run(ctx, a.disp) }))
+		a.startReplica(middle, back)
 	}
 	if a.registry != nil {
 		// Every replica syncs its registry (Match needs the listeners);
@@ -162,6 +140,50 @@ func (a *app) run(ctx context.Context, o Options) error {
 		}
 		middle.start("listeners", sync)
 	}
+	a.startFront(front, o.Reload)
+	a.logRunning()
+	if o.Ready != nil {
+		o.Ready(a.ln.Addr().String())
+	}
+	return a.shutdown(ctx, failed, front, middle, back)
+}
+
+// startSingle starts a single instance's pipeline: it owns its store, so
+// the dispatcher, tracker and watcher always run here.
+func (a *app) startSingle(front, middle, back *stage) {
+	p := a.single
+	back.start("dispatcher", a.disp.Run)
+	if r, ok := a.st.(interface{ Run(context.Context) error }); ok {
+		back.start("store", r.Run)
+	}
+	middle.start("tracker", p.tr.Run)
+	if a.registry != nil {
+		// A single instance's dispatcher always runs: its registry
+		// activates listeners from the start (it retries until the
+		// dispatcher accepts them).
+		a.registry.SetActive(true)
+	}
+	front.start("watcher", p.w.Run)
+	front.start("housekeeping", func(ctx context.Context) error {
+		return p.tr.Housekeep(ctx, a.st, 0, a.log.With("component", "track"))
+	})
+}
+
+// startReplica starts a replica on the shared store. The proxy stops
+// first, the forwarder then flushes what it tapped, and the leader (if this
+// replica is it) stops its pipeline in a single instance's order and
+// resigns. All three wait for the shared schema (schemaGate): a replica
+// started while the database is down proxies meanwhile.
+func (a *app) startReplica(middle, back *stage) {
+	gate := a.node.schema
+	back.start("schema", gate.Run)
+	middle.start("forwarder", gate.after(a.node.fwd.Run))
+	back.start("replica", gate.after(func(ctx context.Context) error { return a.node.run(ctx, a.disp) }))
+}
+
+// startFront starts what takes input: the proxy, the workbook cache, the
+// admin endpoint and the reloader (with manual reload requests, if any).
+func (a *app) startFront(front *stage, reload <-chan struct{}) {
 	front.start("proxy", func(ctx context.Context) error { return a.serveProxy(ctx) })
 	front.start("workbooks", a.wb.Run)
 	if a.adminLn != nil {
@@ -169,15 +191,17 @@ func (a *app) run(ctx context.Context, o Options) error {
 	}
 	if a.reloader != nil {
 		front.start("reloader", a.reloader.Run)
-		if o.Reload != nil {
-			front.start("reload-signal", func(ctx context.Context) error { return forwardReloads(ctx, o.Reload, a.reloader.Trigger) })
+		if reload != nil {
+			front.start("reload-signal", func(ctx context.Context) error { return forwardReloads(ctx, reload, a.reloader.Trigger) })
 		}
 	}
-	a.logRunning()
-	if o.Ready != nil {
-		o.Ready(a.ln.Addr().String())
-	}
+}
 
+// shutdown waits for ctx to end or a component to fail, then stops the
+// stages in dependency order: input first, then (once in-flight proxy
+// requests have finished) the tracker, then delivery and reporting. It
+// returns the failure, if any.
+func (a *app) shutdown(ctx context.Context, failed <-chan error, front, middle, back *stage) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
