@@ -130,12 +130,7 @@ func (n *haNode) listen(ctx context.Context) {
 func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatcher) {
 	n.pg.SetFence(&pgstore.Fence{Lease: leaseName, Holder: n.id, Term: l.Term})
 	log := n.log.With("term", l.Term)
-	var feed *ha.Feed
-	p, err := n.pb.build(ctx, func(tr *track.Tracker) watch.Observer {
-		feed = ha.NewFeed(ha.FeedOptions{Queue: n.pg, Observer: n.pb.metrics.CountObservations(tr), Barrier: disp,
-			Wake: n.feedWake, Logger: log.With("component", "feed")})
-		return feed.Before(n.pb.metrics.CountObservations(tr))
-	})
+	p, feed, err := n.takeOver(ctx, disp, log)
 	if err != nil {
 		log.Error("taking over failed; stepping down", "err", err)
 		return
@@ -143,65 +138,119 @@ func (n *haNode) lead(ctx context.Context, l *ha.Lease, disp *notifier.Dispatche
 	n.cur.Store(p)
 	defer n.cur.Store(nil)
 
-	front, stopFront := context.WithCancel(context.WithoutCancel(ctx))
-	middle, stopMiddle := context.WithCancel(context.WithoutCancel(ctx))
-	back, stopBack := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopFront()
-	defer stopMiddle()
-	defer stopBack()
-	errs := make(chan error, 5)
-	var fw, mw, bw sync.WaitGroup
-	start := func(wg *sync.WaitGroup, name string, f func() error) {
-		wg.Go(func() {
-			defer func() {
-				if r := recover(); r != nil {
-					errs <- fmt.Errorf("%s panicked: %v", name, r)
-				}
-			}()
-			if err := f(); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
+	s := newTermStages(ctx)
+	defer s.cancel()
+	n.startTerm(s, p, feed, disp, log)
+	select {
+	case <-ctx.Done():
+	case err := <-s.errs:
+		log.Error("leader component failed; stepping down", "err", err)
 	}
-	start(&bw, "dispatcher", func() error { return disp.Run(back) })
+	n.stopTerm(s)
+	log.Info("leader pipeline stopped")
+}
+
+// takeOver builds the term's pipeline from what the store holds, with a
+// Feed that hands the tracker the shared observations queue (what every
+// replica's tap forwarded); the watcher consumes it before each poll.
+func (n *haNode) takeOver(ctx context.Context, disp *notifier.Dispatcher, log *slog.Logger) (*pipeline, *ha.Feed, error) {
+	var feed *ha.Feed
+	p, err := n.pb.build(ctx, func(tr *track.Tracker) watch.Observer {
+		feed = ha.NewFeed(ha.FeedOptions{Queue: n.pg, Observer: n.pb.metrics.CountObservations(tr), Barrier: disp,
+			Wake: n.feedWake, Logger: log.With("component", "feed")})
+		return feed.Before(n.pb.metrics.CountObservations(tr))
+	})
+	return p, feed, err
+}
+
+// termStages are a term's three stages (front: feed, watcher,
+// housekeeping; middle: tracker; back: dispatcher), each with its own
+// context detached from the term's, so that stopTerm stops them in order
+// rather than all at once when the lease is lost.
+type termStages struct {
+	front, middle, back             context.Context
+	stopFront, stopMiddle, stopBack context.CancelFunc
+	fw, mw, bw                      sync.WaitGroup
+	// errs has room for every component, so none blocks on reporting.
+	errs chan error
+}
+
+func newTermStages(ctx context.Context) *termStages {
+	s := &termStages{errs: make(chan error, 5)}
+	s.front, s.stopFront = context.WithCancel(context.WithoutCancel(ctx))
+	s.middle, s.stopMiddle = context.WithCancel(context.WithoutCancel(ctx))
+	s.back, s.stopBack = context.WithCancel(context.WithoutCancel(ctx))
+	return s
+}
+
+// cancel releases the stages' contexts (back, middle, front) whatever
+// happened; after stopTerm it changes nothing.
+func (s *termStages) cancel() {
+	s.stopBack()
+	s.stopMiddle()
+	s.stopFront()
+}
+
+// start runs f on wg; its error, or a panic turned into one, goes to errs,
+// which ends the term.
+func (s *termStages) start(wg *sync.WaitGroup, name string, f func() error) {
+	wg.Go(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.errs <- fmt.Errorf("%s panicked: %v", name, r)
+			}
+		}()
+		if err := f(); err != nil {
+			s.errs <- fmt.Errorf("%s: %w", name, err)
+		}
+	})
+}
+
+// startTerm starts the term's components back to front, as a single
+// instance does, and activates the stored listeners once the dispatcher
+// runs. The watcher waits until the feed has drained what replicas tapped
+// before this term: those observations are older than what the engine
+// shows now, and the tracker would drop them as stale after a poll.
+func (n *haNode) startTerm(s *termStages, p *pipeline, feed *ha.Feed, disp *notifier.Dispatcher, log *slog.Logger) {
+	s.start(&s.bw, "dispatcher", func() error { return disp.Run(s.back) })
 	if n.listeners != nil {
 		n.listeners.SetActive(true)
 	}
-	start(&mw, "tracker", func() error { return p.tr.Run(middle) })
+	s.start(&s.mw, "tracker", func() error { return p.tr.Run(s.middle) })
 	drained := make(chan struct{})
-	start(&fw, "feed", func() error {
+	s.start(&s.fw, "feed", func() error {
 		// What replicas tapped before this term goes first (Feed.Drain).
-		n.fwd.WaitFlushed(front, 2*time.Second)
-		if err := feed.Drain(front); err != nil && front.Err() == nil {
+		n.fwd.WaitFlushed(s.front, 2*time.Second)
+		if err := feed.Drain(s.front); err != nil && s.front.Err() == nil {
 			log.Warn("draining the observations queue failed; the watcher starts anyway", "err", err)
 		}
 		close(drained)
-		return feed.Run(front)
+		return feed.Run(s.front)
 	})
-	start(&fw, "watcher", func() error {
+	s.start(&s.fw, "watcher", func() error {
 		select {
 		case <-drained:
-		case <-front.Done():
+		case <-s.front.Done():
 			return nil
 		}
-		return p.w.Run(front)
+		return p.w.Run(s.front)
 	})
-	start(&fw, "housekeeping", func() error { return p.tr.Housekeep(front, n.pb.st, 0, log.With("component", "track")) })
-	select {
-	case <-ctx.Done():
-	case err := <-errs:
-		log.Error("leader component failed; stepping down", "err", err)
-	}
-	stopFront()
-	fw.Wait()
-	stopMiddle()
-	mw.Wait()
+	s.start(&s.fw, "housekeeping", func() error { return p.tr.Housekeep(s.front, n.pb.st, 0, log.With("component", "track")) })
+}
+
+// stopTerm stops the stages front to back, each after the one before has
+// returned, so that the tracker records what the front handed it and the
+// dispatcher delivers what the tracker queued.
+func (n *haNode) stopTerm(s *termStages) {
+	s.stopFront()
+	s.fw.Wait()
+	s.stopMiddle()
+	s.mw.Wait()
 	if n.listeners != nil {
 		// Another replica may lead next: this one stops activating
 		// before its dispatcher stops.
 		n.listeners.SetActive(false)
 	}
-	stopBack()
-	bw.Wait()
-	log.Info("leader pipeline stopped")
+	s.stopBack()
+	s.bw.Wait()
 }
