@@ -177,6 +177,24 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 	}
 	wf := ev.WorkflowName()
 	ns := ev.Namespace()
+	if ok, why := r.namesMatch(ev, wf, ns, explain); !ok {
+		return false, why
+	}
+	if r.workbook != "" {
+		if ok, why := r.workbookMatch(ev, wb, wf, ns, explain); !ok {
+			return false, why
+		}
+	}
+	if !explain {
+		return true, ""
+	}
+	return true, r.explainMatch(ev, wf, ns)
+}
+
+// namesMatch checks the namespace, workflow and task filters against the
+// event's workflow wf and namespace ns. As match, it formats a reason only
+// when explain is set, so that a refusal does not allocate.
+func (r *rule) namesMatch(ev *event.Event, wf, ns string, explain bool) (bool, string) {
 	if r.namespace != nil && *r.namespace != ns {
 		if !explain {
 			return false, ""
@@ -199,24 +217,33 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 			return false, fmt.Sprintf("task %q does not match %q", ev.TaskName(), r.task)
 		}
 	}
-	if r.workbook != "" {
-		got, ok := workbookOf(wb, ev, wf, ns)
-		switch {
-		case !ok:
-			if !explain {
-				return false, ""
-			}
-			return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (not in any known workbook)", wf, r.workbook)
-		case got != r.workbook:
-			if !explain {
-				return false, ""
-			}
-			return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (it is in %s)", wf, r.workbook, got)
+	return true, ""
+}
+
+// workbookMatch checks the workbook filter (set): the event's workflow wf
+// in namespace ns must belong to it in the workbook index. The reason
+// tells an unknown workflow from one in another workbook, the usual
+// mistakes.
+func (r *rule) workbookMatch(ev *event.Event, wb WorkbookIndex, wf, ns string, explain bool) (bool, string) {
+	got, ok := workbookOf(wb, ev, wf, ns)
+	switch {
+	case !ok:
+		if !explain {
+			return false, ""
 		}
+		return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (not in any known workbook)", wf, r.workbook)
+	case got != r.workbook:
+		if !explain {
+			return false, ""
+		}
+		return false, fmt.Sprintf("workbook: %s is not a workflow of workbook %s (it is in %s)", wf, r.workbook, got)
 	}
-	if !explain {
-		return true, ""
-	}
+	return true, ""
+}
+
+// explainMatch says why a matching event matched: one reason per filter
+// the callback sets, in the order match checks them.
+func (r *rule) explainMatch(ev *event.Event, wf, ns string) string {
 	var why []string
 	why = append(why, fmt.Sprintf("event type %s in %s", ev.Type, r.eventList))
 	if r.project != "" {
@@ -238,7 +265,7 @@ func (r *rule) match(ev *event.Event, wb WorkbookIndex, explain bool) (bool, str
 	if r.workbook != "" {
 		why = append(why, fmt.Sprintf("%s is a workflow of workbook %s", wf, r.workbook))
 	}
-	return true, strings.Join(why, "; ")
+	return strings.Join(why, "; ")
 }
 
 // Names returns the callback names in config order.

@@ -88,6 +88,22 @@ func TestProjectFilter(t *testing.T) {
 			t.Errorf("explain %s: %q lacks %q", cb, reasons[cb], want)
 		}
 	}
+	// A match gives one reason per filter set, the project's among them.
+	matched := map[string]string{}
+	for _, d := range m.Explain(inProject(execEv(event.WorkflowLaunched, "ops.main", ""), altID)) {
+		if d.Matched {
+			matched[d.Callback] = d.Reason
+		}
+	}
+	for _, tc := range []struct{ cb, want string }{
+		{"all", `event type WORKFLOW_LAUNCHED in [*]`},
+		{"ops-wb", `event type WORKFLOW_LAUNCHED in [*]; ops.main is a workflow of workbook ops`},
+		{"ops-wb-alt", `event type WORKFLOW_LAUNCHED in [*]; project "alt"; ops.main is a workflow of workbook ops`},
+	} {
+		if matched[tc.cb] != tc.want {
+			t.Errorf("explain %s: %q, want %q", tc.cb, matched[tc.cb], tc.want)
+		}
+	}
 }
 
 // Without a name resolver a project name matches nothing: a project filter

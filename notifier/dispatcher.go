@@ -568,6 +568,29 @@ func (d *Dispatcher) startLaneHeld(rt Route, def config.Delivery, pending int, h
 // in-flight sends Options.Grace to finish (cancelling them after), records
 // their outcomes and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	prune := time.NewTicker(min(d.o.Retention/4, time.Minute))
+	defer prune.Stop()
+	d.pruneUntilDone(ctx, prune.C)
+	d.waitLanes()
+	d.waitSends()
+	d.mu.Lock()
+	d.running = false
+	d.lanes = map[string]*lane{}
+	c := d.c
+	d.mu.Unlock()
+	c.stop() // flushes recorded outcomes
+	d.sendCtx, d.cancelSend = context.WithCancel(context.Background())
+	return nil
+}
+
+// start marks the dispatcher running under ctx and starts the lanes of the
+// routed callbacks and listeners with their pending rows, all under d.mu:
+// SetRouting, which takes it too, then sees either a dispatcher not
+// running (and leaves the reconciling to Run) or one with all its lanes.
+func (d *Dispatcher) start(ctx context.Context) error {
 	d.mu.Lock()
 	if d.running {
 		d.mu.Unlock()
@@ -582,6 +605,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.running, d.runCtx = true, ctx
 	rt := d.routing.Load()
 	lr := *d.lroutes.Load()
+	d.abandonUnrouted(ctx, rt, counts)
+	for name, r := range rt.Routes {
+		d.startLane(r, rt.Delivery, counts[name])
+	}
+	// Listeners added before a previous Run ended (a fail-over and back)
+	// are still routed: their lanes start again.
+	for name, r := range lr {
+		d.startLane(r, rt.Delivery, counts[name])
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// abandonUnrouted gives up the pending rows (counts, by callback) of
+// callbacks no longer configured and of listeners since removed. d.mu is
+// held by the caller.
+func (d *Dispatcher) abandonUnrouted(ctx context.Context, rt *Routing, counts map[string]int) {
 	gone := d.deletedListeners(ctx, counts)
 	for name := range counts {
 		if _, ok := rt.Routes[name]; ok {
@@ -594,28 +634,25 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		// Other listeners' rows wait for AddListener.
 	}
-	for name, r := range rt.Routes {
-		d.startLane(r, rt.Delivery, counts[name])
-	}
-	// Listeners added before a previous Run ended (a fail-over and back)
-	// are still routed: their lanes start again.
-	for name, r := range lr {
-		d.startLane(r, rt.Delivery, counts[name])
-	}
-	d.mu.Unlock()
+}
 
-	prune := time.NewTicker(min(d.o.Retention/4, time.Minute))
-	defer prune.Stop()
-loop:
+// pruneUntilDone prunes on every tick until ctx is done.
+func (d *Dispatcher) pruneUntilDone(ctx context.Context, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
-		case <-prune.C:
+			return
+		case <-tick:
 			d.prune(ctx)
 		}
 	}
+}
 
+// waitLanes waits for every lane to end; lanes stop taking work when the
+// Run context is done. The lanes are copied under d.mu and waited for
+// without it: holding it for the whole drain would block every other
+// caller of the dispatcher.
+func (d *Dispatcher) waitLanes() {
 	d.mu.Lock()
 	lanes := make([]*lane, 0, len(d.lanes))
 	for _, l := range d.lanes {
@@ -625,6 +662,11 @@ loop:
 	for _, l := range lanes {
 		<-l.done // lanes stop taking work on ctx done
 	}
+}
+
+// waitSends waits for in-flight sends to end, for at most the grace
+// period: then they are cancelled, and waited for again.
+func (d *Dispatcher) waitSends() {
 	sent := make(chan struct{})
 	go func() { d.sends.Wait(); close(sent) }()
 	select {
@@ -634,14 +676,6 @@ loop:
 		d.cancelSend()
 		<-sent
 	}
-	d.mu.Lock()
-	d.running = false
-	d.lanes = map[string]*lane{}
-	c := d.c
-	d.mu.Unlock()
-	c.stop() // flushes recorded outcomes
-	d.sendCtx, d.cancelSend = context.WithCancel(context.Background())
-	return nil
 }
 
 // prune deletes delivered rows past their retention and, with History,

@@ -572,68 +572,143 @@ func (s *Store) commit(ctx context.Context, writes ...Write) error {
 		return fmt.Errorf("store: beginning commit: %w", err)
 	}
 	defer tx.Rollback()
-	// The transaction's handles on the statements prepared at Open: on the
-	// writer's single connection database/sql reuses them as they are.
-	var ins, ups, upd, dis, hist *sql.Stmt
-	stmt := func(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
-		if *p == nil {
-			*p = tx.StmtContext(ctx, shared)
-		}
-		return *p
-	}
+	c := commitTx{ctx: ctx, tx: tx}
 	for _, w := range writes {
-		for i, d := range w.Insert {
-			res, err := stmt(&ins, s.ins).ExecContext(ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
-				string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
-				d.LastError, d.LastStatus, string(d.Event))
-			if err != nil {
-				return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
-			}
-			if i < len(w.Inserted) {
-				n, err := res.RowsAffected()
-				if err != nil {
-					return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
-				}
-				w.Inserted[i] = n > 0
-			}
-		}
-		for _, r := range w.Events {
-			if _, err := stmt(&hist, s.hist).ExecContext(ctx, r.ID, r.RootID, r.EntityID, r.Type, int64(r.Seq),
-				ms(r.CreatedAt), string(r.Event)); err != nil {
-				return fmt.Errorf("store: recording event %s: %w", r.ID, err)
-			}
-		}
-		for _, st := range w.States {
-			if _, err := stmt(&ups, s.ups).ExecContext(ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
-				st.RetryCount, int64(st.LastSeq), ns(st.RequestedAt), int(st.Policies), st.StartedAt); err != nil {
-				return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
-			}
-		}
-		for _, u := range w.Updates {
-			if _, err := stmt(&upd, s.upd).ExecContext(ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
-				u.LastStatus, ms(u.UpdatedAt), u.ID); err != nil {
-				return fmt.Errorf("store: updating delivery %s: %w", u.ID, err)
-			}
-		}
-		for _, d := range w.Disable {
-			if _, err := stmt(&dis, s.dis).ExecContext(ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
-				return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
-			}
-		}
-		for _, c := range w.Checkpoints {
-			if _, err := tx.ExecContext(ctx, upsertCheckpoint, c.Key, c.Value); err != nil {
-				return fmt.Errorf("store: saving checkpoint %s: %w", c.Key, err)
-			}
-		}
-		for _, b := range w.Breakers {
-			if _, err := tx.ExecContext(ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, ms(b.OpenedAt),
-				ms(b.NextProbe), b.Backoff.Milliseconds(), ms(b.UpdatedAt)); err != nil {
-				return fmt.Errorf("store: saving breaker of %s: %w", b.Callback, err)
-			}
+		if err := s.apply(&c, w); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: committing: %w", err)
+	}
+	return nil
+}
+
+// commitTx is one commit's transaction with its handles on the statements
+// prepared at Open, each taken on first use: on the writer's single
+// connection database/sql reuses them as they are.
+type commitTx struct {
+	ctx                      context.Context
+	tx                       *sql.Tx
+	ins, ups, upd, dis, hist *sql.Stmt
+}
+
+// stmt returns the transaction's handle *p on shared, taking it once.
+func (c *commitTx) stmt(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
+	if *p == nil {
+		*p = c.tx.StmtContext(c.ctx, shared)
+	}
+	return *p
+}
+
+// apply writes one Write in c, in a fixed order (deliveries, history,
+// states, updates, disabled callbacks, checkpoints, breakers); the first
+// error ends it.
+func (s *Store) apply(c *commitTx, w Write) error {
+	if err := c.insertDeliveries(s.ins, w.Insert, w.Inserted); err != nil {
+		return err
+	}
+	if err := c.recordEvents(s.hist, w.Events); err != nil {
+		return err
+	}
+	if err := c.saveStates(s.ups, w.States); err != nil {
+		return err
+	}
+	if err := c.updateDeliveries(s.upd, w.Updates); err != nil {
+		return err
+	}
+	if err := c.disableCallbacks(s.dis, w.Disable); err != nil {
+		return err
+	}
+	if err := c.saveCheckpoints(w.Checkpoints); err != nil {
+		return err
+	}
+	return c.saveBreakers(w.Breakers)
+}
+
+// insertDeliveries inserts ds and, for each i < len(inserted), sets
+// inserted[i] to whether ds[i] was new (an existing id is left alone).
+func (c *commitTx) insertDeliveries(shared *sql.Stmt, ds []Delivery, inserted []bool) error {
+	for i, d := range ds {
+		res, err := c.stmt(&c.ins, shared).ExecContext(c.ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
+			string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
+			d.LastError, d.LastStatus, string(d.Event))
+		if err != nil {
+			return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
+		}
+		if i < len(inserted) {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
+			}
+			inserted[i] = n > 0
+		}
+	}
+	return nil
+}
+
+// recordEvents adds rs to the history.
+func (c *commitTx) recordEvents(shared *sql.Stmt, rs []Recorded) error {
+	for _, r := range rs {
+		if _, err := c.stmt(&c.hist, shared).ExecContext(c.ctx, r.ID, r.RootID, r.EntityID, r.Type, int64(r.Seq),
+			ms(r.CreatedAt), string(r.Event)); err != nil {
+			return fmt.Errorf("store: recording event %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// saveStates upserts the tracker's entity states.
+func (c *commitTx) saveStates(shared *sql.Stmt, sts []event.EntityState) error {
+	for _, st := range sts {
+		if _, err := c.stmt(&c.ups, shared).ExecContext(c.ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
+			st.RetryCount, int64(st.LastSeq), ns(st.RequestedAt), int(st.Policies), st.StartedAt); err != nil {
+			return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
+		}
+	}
+	return nil
+}
+
+// updateDeliveries records attempt outcomes.
+func (c *commitTx) updateDeliveries(shared *sql.Stmt, us []Update) error {
+	for _, u := range us {
+		if _, err := c.stmt(&c.upd, shared).ExecContext(c.ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
+			u.LastStatus, ms(u.UpdatedAt), u.ID); err != nil {
+			return fmt.Errorf("store: updating delivery %s: %w", u.ID, err)
+		}
+	}
+	return nil
+}
+
+// disableCallbacks marks callbacks disabled.
+func (c *commitTx) disableCallbacks(shared *sql.Stmt, ds []Disabled) error {
+	for _, d := range ds {
+		if _, err := c.stmt(&c.dis, shared).ExecContext(c.ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
+			return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// saveCheckpoints upserts checkpoints by key (a statement not prepared at
+// Open).
+func (c *commitTx) saveCheckpoints(cs []Checkpoint) error {
+	for _, cp := range cs {
+		if _, err := c.tx.ExecContext(c.ctx, upsertCheckpoint, cp.Key, cp.Value); err != nil {
+			return fmt.Errorf("store: saving checkpoint %s: %w", cp.Key, err)
+		}
+	}
+	return nil
+}
+
+// saveBreakers upserts circuit breaker states by callback (a statement not
+// prepared at Open).
+func (c *commitTx) saveBreakers(bs []Breaker) error {
+	for _, b := range bs {
+		if _, err := c.tx.ExecContext(c.ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, ms(b.OpenedAt),
+			ms(b.NextProbe), b.Backoff.Milliseconds(), ms(b.UpdatedAt)); err != nil {
+			return fmt.Errorf("store: saving breaker of %s: %w", b.Callback, err)
+		}
 	}
 	return nil
 }

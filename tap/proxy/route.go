@@ -41,43 +41,63 @@ func normalizePrefix(p string) string {
 // path prefix under which the client sees /v2; a path outside it is never
 // tapped (it is still forwarded).
 func classify(prefix, method, path string) route {
+	rest, ok := v2Rest(prefix, path)
+	if !ok {
+		return route{}
+	}
+	first, tail, _ := strings.Cut(rest, "/")
+	switch first {
+	case "workbooks", "workflows":
+		return definitionRoute(method)
+	case "executions", "tasks":
+		return entityRoute(first, tail, method, strings.Count(rest, "/")+1)
+	}
+	return route{}
+}
+
+// v2Rest returns what follows /v2/ in a client path under prefix, and
+// false for any path that must not be tapped: outside the prefix, with a
+// dot segment, or with an empty segment.
+func v2Rest(prefix, path string) (string, bool) {
 	if prefix != "" {
 		rest, ok := strings.CutPrefix(path, prefix)
 		if !ok || (rest != "" && rest[0] != '/') {
-			return route{}
+			return "", false
 		}
 		path = rest
 	}
 	if hasDotSegment(path) {
-		return route{}
+		return "", false
 	}
 	// Pecan accepts a trailing slash; so do we.
 	path = strings.TrimSuffix(path, "/")
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
-		return route{}
+		return "", false
 	}
 	// No strings.Split: this runs for every request, and only the number
 	// of segments, the first and the third matter. An empty segment ("//",
 	// or a slash left at either end) leaves the path untapped.
 	if rest == "" || rest[0] == '/' || rest[len(rest)-1] == '/' || strings.Contains(rest, "//") {
-		return route{}
+		return "", false
 	}
-	first, tail, _ := strings.Cut(rest, "/")
-	nseg := strings.Count(rest, "/") + 1
+	return rest, true
+}
 
-	switch first {
-	case "workbooks", "workflows":
-		switch method {
-		case http.MethodPost, http.MethodPut, http.MethodDelete:
-			return route{workbooks: true}
-		}
-		return route{}
-	case "executions", "tasks":
-	default:
-		return route{}
+// definitionRoute: only writes to workbooks and workflows matter (they
+// change which workflow belongs to which workbook); reads are not tapped.
+func definitionRoute(method string) route {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
+		return route{workbooks: true}
 	}
+	return route{}
+}
 
+// entityRoute routes a request under /v2/executions or /v2/tasks (first),
+// whose path after first is tail and which has nseg segments in all. Only
+// GET, POST and PUT can carry states worth tapping.
+func entityRoute(first, tail, method string, nseg int) route {
 	get := method == http.MethodGet
 	write := method == http.MethodPost || method == http.MethodPut
 	if !get && !write {
@@ -100,15 +120,23 @@ func classify(prefix, method, path string) route {
 		return route{kind: kind}
 	case 3:
 		if kind == event.KindExecution && get {
-			_, third, _ := strings.Cut(tail, "/")
-			switch third {
-			case "tasks":
-				return route{kind: event.KindTask, list: true}
-			case "executions":
-				// Sub-workflow executions of an execution.
-				return route{kind: event.KindExecution, list: true}
-			}
+			return subListRoute(tail)
 		}
+	}
+	return route{}
+}
+
+// subListRoute routes GET /v2/executions/<id>/<third> (tail is
+// "<id>/<third>"): the lists of an execution's tasks and of its
+// sub-workflow executions.
+func subListRoute(tail string) route {
+	_, third, _ := strings.Cut(tail, "/")
+	switch third {
+	case "tasks":
+		return route{kind: event.KindTask, list: true}
+	case "executions":
+		// Sub-workflow executions of an execution.
+		return route{kind: event.KindExecution, list: true}
 	}
 	return route{}
 }
