@@ -23,7 +23,10 @@
 //     ListenerPrefix + id beside the file's, matched by the matcher given to
 //     SetListenerMatcher. AddListener backfills one from the event history
 //     (Options.History) atomically with Accept: every event of its roots
-//     reaches it exactly once, in order per root. A reload of the file
+//     reaches it exactly once, in order per root. AddListenerWith's Ready
+//     runs after every event that did not see the route is in the history
+//     and before any Accept is matched against the route (Accepts wait for
+//     it). A reload of the file
 //     (SetRouting) leaves them alone; RemoveListener dead-letters their
 //     pending deliveries. Status and the sender's metrics label show them
 //     as one class, ListenerClass, never per id.

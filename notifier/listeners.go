@@ -47,28 +47,52 @@ func (d *Dispatcher) SetListenerMatcher(m Matcher) {
 	d.bar.Unlock()
 }
 
-// AddListener starts delivering to a listener's route (rt.Callback.Name is
-// ListenerPrefix + id; rt.Callback must be complete, retry policy included)
-// and backfills it with the recorded events of roots that keep accepts
-// (keep nil: all; called in root, then sequence order). It returns how many
-// deliveries the backfill added.
+// AddListener is AddListenerWith without Ready.
+func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots Roots, keep func(*event.Event) bool) (int, error) {
+	return d.AddListenerWith(ctx, rt, ListenerOptions{Roots: roots, Keep: keep})
+}
+
+// ListenerOptions are what AddListenerWith backfills a listener with.
+type ListenerOptions struct {
+	// Roots whose recorded events are backfilled; nil: none.
+	Roots Roots
+	// Keep chooses the events of the backfill (nil: all); called in root,
+	// then sequence order.
+	Keep func(*event.Event) bool
+	// Ready, if set, runs once the barrier is durable (every event that
+	// did not see the route is in the history) and before any Accept is
+	// matched against the route: Accepts wait for it, so it must be short
+	// and must not call the Dispatcher. A listener whose matching depends
+	// on what came before (a sub-execution's subtree) learns it here. An
+	// error fails AddListenerWith, the route removed before any Accept
+	// saw it.
+	Ready func(ctx context.Context) error
+}
+
+// AddListenerWith starts delivering to a listener's route
+// (rt.Callback.Name is ListenerPrefix + id; rt.Callback must be complete,
+// retry policy included) and backfills it with the recorded events of
+// o.Roots that o.Keep accepts. It returns how many deliveries the backfill
+// added.
 //
-// It is atomic with respect to Accept: no event of roots is missed or
+// It is atomic with respect to Accept: no event of the roots is missed or
 // delivered twice, and per root the sequence order holds. (1) Under bar,
 // which every Accept holds shared until its write is submitted, the route
 // is added and its lane started held (it sends nothing), and a barrier write
 // is submitted; once the barrier is durable, every write that did not see
-// the route is durable too, history included. (2) The history is read and
-// inserted as deliveries (ids that exist, because a later Accept saw the
-// route, are left alone) and handed to the lane, which orders them by
-// sequence before the live ones. (3) The lane is released.
+// the route is durable too, history included. With o.Ready, bar is held
+// until Ready returns (the committer never takes bar, so the barrier
+// completes). (2) The history is read and inserted as deliveries (ids that
+// exist, because a later Accept saw the route, are left alone) and handed
+// to the lane, which orders them by sequence before the live ones. (3) The
+// lane is released.
 //
 // A route already added is left as it is and 0 returned, so the caller
-// may call it again at every sync. Calls of AddListener and RemoveListener
-// run one at a time. It fails with ErrNotRunning while Run
+// may call it again at every sync. Calls of AddListenerWith and
+// RemoveListener run one at a time. It fails with ErrNotRunning while Run
 // is not running; on any other failure the route is removed again (its
 // rows, if any, stay pending) and the caller retries.
-func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots Roots, keep func(*event.Event) bool) (int, error) {
+func (d *Dispatcher) AddListenerWith(ctx context.Context, rt Route, o ListenerOptions) (int, error) {
 	name := rt.Callback.Name
 	if !IsListener(name) {
 		return 0, fmt.Errorf("notifier: listener route %q does not start with %q", name, ListenerPrefix)
@@ -77,35 +101,17 @@ func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots Roots, kee
 	// land after the removal's dead-lettering and stay pending.
 	d.lops.Lock()
 	defer d.lops.Unlock()
-	d.bar.Lock()
-	d.mu.Lock()
-	if !d.running {
-		d.mu.Unlock()
-		d.bar.Unlock()
-		return 0, ErrNotRunning
+	l, err := d.goLive(ctx, rt, o.Ready)
+	if l == nil || err != nil {
+		return 0, err
 	}
-	if _, ok := (*d.lroutes.Load())[name]; ok {
-		d.mu.Unlock()
-		d.bar.Unlock()
-		return 0, nil
-	}
-	d.setListenerRoute(name, &rt)
-	l := d.startLaneHeld(rt, d.routing.Load().Delivery, 0, true)
-	c := d.c
-	d.mu.Unlock()
-	barrier := make(chan error, 1)
-	serr := c.submit(store.Write{}, func(err error) { barrier <- err })
-	d.bar.Unlock()
-	if serr == nil {
-		serr = <-barrier
-	}
-	n, err := 0, serr
 	var rs []string
-	if err == nil && roots != nil {
-		rs, err = roots(ctx)
+	if o.Roots != nil {
+		rs, err = o.Roots(ctx)
 	}
+	n := 0
 	if err == nil {
-		n, err = d.backfill(ctx, l, rs, keep)
+		n, err = d.backfill(ctx, l, rs, o.Keep)
 	}
 	if err != nil {
 		d.dropListener(name, l)
@@ -113,6 +119,54 @@ func (d *Dispatcher) AddListener(ctx context.Context, rt Route, roots Roots, kee
 	}
 	l.release()
 	return n, nil
+}
+
+// goLive adds rt's route and its held lane under bar, waits for the
+// barrier and runs ready (if any) before Accepts may match against the
+// route. It returns a nil lane and nil error when the route was already
+// added; on failure the route is gone.
+func (d *Dispatcher) goLive(ctx context.Context, rt Route, ready func(context.Context) error) (*lane, error) {
+	name := rt.Callback.Name
+	d.bar.Lock()
+	d.mu.Lock()
+	if !d.running {
+		d.mu.Unlock()
+		d.bar.Unlock()
+		return nil, ErrNotRunning
+	}
+	if _, ok := (*d.lroutes.Load())[name]; ok {
+		d.mu.Unlock()
+		d.bar.Unlock()
+		return nil, nil
+	}
+	d.setListenerRoute(name, &rt)
+	l := d.startLaneHeld(rt, d.routing.Load().Delivery, 0, true)
+	c := d.c
+	d.mu.Unlock()
+	barrier := make(chan error, 1)
+	err := c.submit(store.Write{}, func(err error) { barrier <- err })
+	if ready == nil {
+		// Nothing to learn first: Accepts may go on while the barrier
+		// commits.
+		d.bar.Unlock()
+	}
+	if err == nil {
+		err = <-barrier
+	}
+	if err == nil && ready != nil {
+		err = ready(ctx)
+	}
+	if ready != nil {
+		if err != nil {
+			d.setListenerRoute(name, nil) // before any Accept matched it
+		}
+		d.bar.Unlock()
+	}
+	if err != nil {
+		d.dropListener(name, l)
+		return nil, fmt.Errorf("notifier: adding listener %s: %w", name, err)
+	}
+	return l, nil
 }
 
 // Roots names the roots whose history a new listener is backfilled with.

@@ -481,3 +481,63 @@ func TestRemoveListenerDuringASend(t *testing.T) {
 		}
 	}
 }
+
+// Ready runs once the barrier is durable (an event accepted before is in
+// the history) and while no Accept can match against the route (bar is
+// held); a failing Ready leaves no route behind, and a later add works.
+func TestAddListenerReady(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		err  error // Ready's answer
+	}{{"ready", nil}, {"ready fails", boom}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeSender()
+			h, m := listenerHarness(t, s, nil)
+			name := ListenerPrefix + "L"
+			m.set(name)
+			ctx := context.Background()
+			if err := h.d.Accept(ctx, evs("r", 1), nil); err != nil {
+				t.Fatal(err)
+			}
+			ran := false
+			ready := func(ctx context.Context) error {
+				ran = true
+				if h.d.bar.TryRLock() {
+					h.d.bar.RUnlock()
+					t.Error("an Accept could match against the route during Ready")
+				}
+				if hist, err := h.st.History(ctx, []string{"r"}); err != nil || len(hist) != 1 {
+					t.Errorf("history during Ready: %d events, %v; want the one accepted before", len(hist), err)
+				}
+				return tc.err
+			}
+			n, err := h.d.AddListenerWith(ctx, listenerRoute("L"), ListenerOptions{Roots: RootsOf("r"), Ready: ready})
+			if !ran {
+				t.Fatal("Ready not run")
+			}
+			if tc.err == nil {
+				if err != nil || n != 1 {
+					t.Fatalf("AddListenerWith = %d, %v; want 1 backfilled", n, err)
+				}
+				return
+			}
+			if !errors.Is(err, boom) {
+				t.Fatalf("AddListenerWith = %d, %v; want Ready's error", n, err)
+			}
+			if _, ok := (*h.d.lroutes.Load())[name]; ok {
+				t.Fatal("route left after a failed Ready")
+			}
+			// Not matched live: the route is gone; the next add backfills it.
+			if err := h.d.Accept(ctx, evs("r", 2)[1:], nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.rows(store.Filter{Callback: name}); len(got) != 0 {
+				t.Fatalf("%d deliveries to a listener whose add failed", len(got))
+			}
+			if n := h.addListener("L", []string{"r"}, nil); n != 2 {
+				t.Fatalf("add after the failure backfilled %d, want 2", n)
+			}
+		})
+	}
+}

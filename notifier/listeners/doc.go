@@ -56,11 +56,14 @@
 //     be found in Mistral.
 //   - A literal workflow_name is recorded in the workflow's project, which
 //     for a public workflow is its owner's; a glob in the caller's.
-//   - A sub-execution listener learns its subtree from the events it sees
-//     (the history before its route goes live, the backfill, then live
-//     events). A grandchild started in the milliseconds between that
-//     history read and AddListener could be missed; a root execution's
-//     listener has no such window (it matches by root id).
+//   - A sub-execution listener learns its subtree from the events it sees,
+//     in causal order: its root's history, read by its Ready
+//     (notifier.ListenerOptions) once every event accepted before its route
+//     went live is recorded and before any Accept is matched against the
+//     route, then live events. No grandchild is missed. Accepts wait for
+//     that one read, for sub-execution listeners only; a failed read fails
+//     the activation (the next sync retries). A root execution's listener
+//     matches by root id and needs none.
 //   - An execution or task listener is removed Settle (5s) after its
 //     scope's final event (terminal event of the scoped entity, seen live
 //     or in the backfill), once the dispatcher reports its lane idle. A

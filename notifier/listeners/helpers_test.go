@@ -23,6 +23,7 @@ type memStore struct {
 	fail      error
 	deleted   []string
 	history   map[string][]store.Recorded // by root
+	histFail  error                       // History's answer, when set
 }
 
 func (m *memStore) CreateListener(_ context.Context, l store.Listener, perProject int) error {
@@ -156,6 +157,9 @@ func (f *fakeAuth) Caller(_ context.Context, token string) (Grant, error) {
 func (m *memStore) History(_ context.Context, roots []string) ([]store.Recorded, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.histFail != nil {
+		return nil, m.histFail
+	}
 	var out []store.Recorded
 	for _, r := range roots {
 		out = append(out, m.history[r]...)

@@ -135,8 +135,8 @@ type signalDispatcher struct {
 	removed chan string
 }
 
-func (s *signalDispatcher) AddListener(ctx context.Context, rt notifier.Route, roots notifier.Roots, keep func(*event.Event) bool) (int, error) {
-	n, err := s.Dispatcher.AddListener(ctx, rt, roots, keep)
+func (s *signalDispatcher) AddListenerWith(ctx context.Context, rt notifier.Route, o notifier.ListenerOptions) (int, error) {
+	n, err := s.Dispatcher.AddListenerWith(ctx, rt, o)
 	if err == nil {
 		s.added <- struct{}{}
 	}

@@ -40,7 +40,7 @@ type Source interface {
 
 // HistoryReader, when the Source has it (both stores do), lets the
 // registry learn a sub-execution listener's subtree from the history before
-// its route goes live (see prime).
+// any event is matched against its route (see prime).
 type HistoryReader interface {
 	History(ctx context.Context, roots []string) ([]store.Recorded, error)
 }
@@ -56,7 +56,7 @@ type RootsReader interface {
 
 // Dispatcher runs the listeners' routes; *notifier.Dispatcher is one.
 type Dispatcher interface {
-	AddListener(ctx context.Context, rt notifier.Route, roots notifier.Roots, keep func(*event.Event) bool) (int, error)
+	AddListenerWith(ctx context.Context, rt notifier.Route, o notifier.ListenerOptions) (int, error)
 	RemoveListener(name, reason string)
 	ListenerIdle(name string) bool
 }
@@ -291,9 +291,6 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	if err != nil {
 		return r.failure(l.ID, err)
 	}
-	if l.RootID != "" && (l.Scope == ScopeExecution || l.Scope == ScopeTask) {
-		r.prime(ctx, lv, []string{l.RootID})
-	}
 	if !r.index(lv) {
 		return nil // deactivated meanwhile
 	}
@@ -301,8 +298,15 @@ func (r *Registry) activate(ctx context.Context, l store.Listener) error {
 	// notifier.Roots): an execution started while this listener is being
 	// activated (a new leader draining its queue) is then in the backfill
 	// or matched live, never in neither.
-	roots := func(ctx context.Context) ([]string, error) { return r.backfillRoots(ctx, l) }
-	n, err := r.o.Dispatcher.AddListener(ctx, rt, roots, func(ev *event.Event) bool { return lv.match(ev, r.o.Now) })
+	o := notifier.ListenerOptions{
+		Roots: func(ctx context.Context) ([]string, error) { return r.backfillRoots(ctx, l) },
+		Keep:  func(ev *event.Event) bool { return lv.match(ev, r.o.Now) },
+	}
+	if lv.execs != nil && l.RootID != "" {
+		// Only a sub-execution listener holds Accepts up (see prime).
+		o.Ready = func(ctx context.Context) error { return r.prime(ctx, lv, []string{l.RootID}) }
+	}
+	n, err := r.o.Dispatcher.AddListenerWith(ctx, rt, o)
 	switch {
 	case errors.Is(err, notifier.ErrNotRunning):
 		// Not started yet, or stopping: the next sync tries again.
@@ -349,21 +353,22 @@ func (r *Registry) backfillRoots(ctx context.Context, l store.Listener) ([]strin
 	return slices.Compact(roots), nil
 }
 
-// prime feeds a sub-execution listener the history of its root before
-// its route goes live. The backfill does the same, but live events are
-// matched while it runs: one of a grandchild could come before the
-// backfill has seen the task that started it. Priming narrows that window
-// to the events derived between this read and AddListener. A failure only
-// leaves the window wide, so it is logged, not returned.
-func (r *Registry) prime(ctx context.Context, lv *live, roots []string) {
+// prime feeds a sub-execution listener the history of its root; it is
+// the listener's Ready, run by the dispatcher once every event that did not
+// see the route is in the history and before any Accept is matched against
+// it. The backfill feeds it the same events, but live events are matched
+// while it runs: a grandchild's first event would come before the backfill
+// has seen the task that started it, and be rejected. A failure fails the
+// activation (the next sync retries): going live without the subtree
+// would lose such events.
+func (r *Registry) prime(ctx context.Context, lv *live, roots []string) error {
 	hr, ok := r.o.Store.(HistoryReader)
-	if !ok || lv.execs == nil || len(roots) == 0 {
-		return
+	if !ok || len(roots) == 0 {
+		return nil
 	}
 	recs, err := hr.History(ctx, roots)
 	if err != nil {
-		r.log.Warn("listeners: reading history to prime a sub-execution listener", "listener", lv.l.ID, "err", err)
-		return
+		return fmt.Errorf("reading the history of its root: %w", err)
 	}
 	for _, rec := range recs {
 		var ev event.Event
@@ -372,6 +377,7 @@ func (r *Registry) prime(ctx context.Context, lv *live, roots []string) {
 		}
 		lv.inSubtree(&ev)
 	}
+	return nil
 }
 
 // failure logs an activation failure once per listener; the next syncs

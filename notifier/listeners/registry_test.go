@@ -28,6 +28,7 @@ type fakeDispatcher struct {
 	busy    map[string]bool     // routes with pending deliveries
 	fail    error
 	added   chan string
+	readied []string // routes added with a Ready
 	// live, if set, runs after the route is added and before the backfill,
 	// as an Accept racing with AddListener does.
 	live func()
@@ -40,27 +41,34 @@ func newFakeDispatcher() *fakeDispatcher {
 	}
 }
 
-func (d *fakeDispatcher) AddListener(ctx context.Context, rt notifier.Route, rootsOf notifier.Roots, keep func(*event.Event) bool) (int, error) {
+func (d *fakeDispatcher) AddListenerWith(ctx context.Context, rt notifier.Route, o notifier.ListenerOptions) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {
 		return 0, d.fail
 	}
-	var roots []string
-	if rootsOf != nil {
-		var err error
-		if roots, err = rootsOf(ctx); err != nil {
+	name := rt.Callback.Name
+	if o.Ready != nil {
+		d.readied = append(d.readied, name)
+		// As the dispatcher: before any Accept matches the route.
+		if err := o.Ready(ctx); err != nil {
 			return 0, err
 		}
 	}
-	name := rt.Callback.Name
+	var roots []string
+	if o.Roots != nil {
+		var err error
+		if roots, err = o.Roots(ctx); err != nil {
+			return 0, err
+		}
+	}
 	d.routes[name], d.roots[name] = rt, roots
 	if d.live != nil {
 		d.live()
 	}
 	for _, r := range roots {
 		for _, ev := range d.history[r] {
-			if keep(ev) {
+			if o.Keep(ev) {
 				d.kept[name] = append(d.kept[name], ev.ID)
 			}
 		}
@@ -478,8 +486,8 @@ func TestRegistryRunChanged(t *testing.T) {
 }
 
 // TestRegistryPrime: a live event of a grandchild matched while the
-// backfill has not yet run is in the subtree, because the registry learnt
-// the subtree from the history before adding the route.
+// backfill has not yet run is in the subtree, because the listener's Ready
+// learnt the subtree from the history before any Accept matched the route.
 func TestRegistryPrime(t *testing.T) {
 	tr := newTree()
 	e := newRegEnv(t)
@@ -545,5 +553,40 @@ func TestRegistryRootsSince(t *testing.T) {
 	e.sync(t)
 	if want := t0.Add(time.Hour - 10*time.Minute); !rs.since.Equal(want) {
 		t.Fatalf("RootsSince(%v) for an old listener, want now - CatchUp (%v)", rs.since, want)
+	}
+}
+
+// Only a sub-execution listener passes a Ready (it holds Accepts up while
+// it reads its root's history); the other scopes never do. A history that
+// cannot be read fails the activation rather than going live without the
+// subtree.
+func TestRegistryReadyOnlySubExecution(t *testing.T) {
+	e := newRegEnv(t)
+	e.r.SetActive(true)
+	e.add(t, "root", ScopeExecution, "P", "P", "proj-a")
+	e.add(t, "sub", ScopeExecution, "S", "P", "proj-a")
+	e.add(t, "task", ScopeTask, "TS", "P", "proj-a")
+	e.add(t, "wf", ScopeWorkflow, "child", "", "proj-a")
+	e.add(t, "wb", ScopeWorkbook, "wb", "", "proj-a")
+	e.sync(t)
+	if len(e.d.routes) != 5 {
+		t.Fatalf("%d routes added, want 5", len(e.d.routes))
+	}
+	if want := []string{RouteName("sub")}; !slices.Equal(e.d.readied, want) {
+		t.Fatalf("routes added with a Ready: %v, want %v", e.d.readied, want)
+	}
+
+	e.st.histFail = errors.New("history down")
+	e.add(t, "sub2", ScopeExecution, "S2", "P", "proj-a")
+	if err := e.r.sync(t.Context()); err == nil || !strings.Contains(err.Error(), "history down") {
+		t.Fatalf("sync = %v, want the history failure", err)
+	}
+	if _, ok := e.d.routes[RouteName("sub2")]; ok || e.r.get("sub2") != nil {
+		t.Fatal("sub-execution listener active although its subtree could not be read")
+	}
+	e.st.histFail = nil
+	e.sync(t)
+	if _, ok := e.d.routes[RouteName("sub2")]; !ok {
+		t.Fatal("not activated once the history could be read")
 	}
 }
