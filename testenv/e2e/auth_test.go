@@ -206,7 +206,7 @@ func newAuthEnv(t *testing.T, w *authWorld, keystone, extra string, tune func(*T
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(workDir, strings.NewReplacer("/", "_").Replace(t.Name()))
+	dir := testDir(t)
 	e.tapCfg = TapConfig{
 		Listen:      fmt.Sprintf("127.0.0.1:%d", port),
 		Upstream:    w.url,

@@ -105,7 +105,7 @@ func newEnvTuned(t *testing.T, extraCallbacks string, tune func(*TapConfig)) *en
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(workDir, strings.NewReplacer("/", "_").Replace(t.Name()))
+	dir := testDir(t)
 	e.tapCfg = TapConfig{
 		Listen:      fmt.Sprintf("127.0.0.1:%d", port),
 		Upstream:    mistralURL,
@@ -134,6 +134,18 @@ func (e *env) launch(tune func(*TapConfig)) *env {
 	})
 	e.api = NewClient(e.tap.URL)
 	return e
+}
+
+// testDir is a new directory in workDir for t's configs, state and logs,
+// named after the test: new for every run of it, so that -count=2 does not
+// start from the state and log of the run before.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(workDir, strings.NewReplacer("/", "_").Replace(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func (e *env) startTap() {

@@ -39,10 +39,11 @@ func haEnv(t *testing.T, n int) (*env, []*Tap, []TapConfig) {
 	var taps []*Tap
 	var cfgs []TapConfig
 	var targets []*url.URL
+	base := testDir(t)
 	for i := range n {
 		port, _ := FreePort()
 		ops, _ := FreePort()
-		dir := filepath.Join(workDir, strings.NewReplacer("/", "_").Replace(t.Name()), fmt.Sprintf("r%d", i))
+		dir := filepath.Join(base, fmt.Sprintf("r%d", i))
 		cfg := TapConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstream: mistralURL, StateDir: filepath.Join(dir, "state"),
 			MistralURL: hook, EnvelopeURL: envl, Ops: fmt.Sprintf("127.0.0.1:%d", ops),
 			Store: fmt.Sprintf("store: {driver: postgres, dsn: %q, lease_ttl: 3s}\nlisteners: {key: e2e-ha-sealing-key-0123456789abcdef}", dsn)}
