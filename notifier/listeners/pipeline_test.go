@@ -19,6 +19,32 @@ import (
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
 
+// realPieces are what a pipeline test delivers through: a SQLite store, a
+// receiver behind an httptest server, and a sender allowed to reach it;
+// all closed when the test ends.
+func realPieces(t *testing.T) (*store.Store, *receiver.Receiver, *httptest.Server, *send.Client) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "tap.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rcv := receiver.New()
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	sender, err := send.New(send.Options{AllowNetworks: []string{"127.0.0.0/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rcv, srv, sender
+}
+
+// fastBase is a listener base callback whose retries are quick.
+func fastBase() config.Callback {
+	return config.Callback{Timeout: 5 * time.Second, Ordering: "root", Concurrency: 2,
+		Retry: config.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 2, MaxAge: time.Minute}}
+}
+
 // TestPipeline runs a listener through the real pieces: the handler
 // stores it in SQLite, the registry activates it in a running dispatcher
 // (History on), events accepted before the registration arrive through the
@@ -27,18 +53,7 @@ import (
 func TestPipeline(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	st, err := store.Open(filepath.Join(t.TempDir(), "tap.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rcv := receiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	sender, err := send.New(send.Options{AllowNetworks: []string{"127.0.0.0/8"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, rcv, srv, sender := realPieces(t)
 	disp, err := notifier.New(notifier.Options{Store: st, Sender: sender, History: true})
 	if err != nil {
 		t.Fatal(err)
@@ -49,8 +64,7 @@ func TestPipeline(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	base := config.Callback{Timeout: 5 * time.Second, Ordering: "root", Concurrency: 2,
-		Retry: config.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 2, MaxAge: time.Minute}}
+	base := fastBase()
 	sd := &signalDispatcher{Dispatcher: disp, added: make(chan struct{}, 1), removed: make(chan string, 1)}
 	reg, err := NewRegistry(RegistryOptions{Store: st, Dispatcher: sd, Sealer: e.sealer, Base: base, Now: clock, Interval: 5 * time.Millisecond})
 	if err != nil {

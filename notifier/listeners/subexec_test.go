@@ -3,16 +3,12 @@ package listeners
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mistral-tap/mistral-tap/config"
 	"github.com/mistral-tap/mistral-tap/notifier"
-	"github.com/mistral-tap/mistral-tap/notifier/send"
 	"github.com/mistral-tap/mistral-tap/notifier/store"
 	"github.com/mistral-tap/mistral-tap/tap/event"
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
@@ -60,18 +56,7 @@ func (b *beforeAdd) AddListenerWith(ctx context.Context, rt notifier.Route, o no
 func TestSubExecutionWindow(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	st, err := store.Open(filepath.Join(t.TempDir(), "tap.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rcv := receiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	sender, err := send.New(send.Options{AllowNetworks: []string{"127.0.0.0/8"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, rcv, srv, sender := realPieces(t)
 	tr := newTree()
 	for i := range tr.evs {
 		tr.evs[i].Time = time.Now().UTC()
@@ -85,6 +70,7 @@ func TestSubExecutionWindow(t *testing.T) {
 		}
 	}
 	hist := &historyHook{Store: st, after: func() { accept(tr.evs[4]) }} // SS launched, live
+	var err error
 	disp, err = notifier.New(notifier.Options{Store: hist, Sender: sender, History: true})
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +78,7 @@ func TestSubExecutionWindow(t *testing.T) {
 	e := newEnv(t, 0)
 	e.h.o.Store = st
 	e.h.o.Now = time.Now
-	base := config.Callback{Timeout: 5 * time.Second, Ordering: "root", Concurrency: 2,
-		Retry: config.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 2, MaxAge: time.Minute}}
+	base := fastBase()
 	var once sync.Once
 	bd := &beforeAdd{Dispatcher: disp, added: make(chan struct{}, 1),
 		before: func() { once.Do(func() { accept(tr.evs[3]) }) }} // TS launched, in the window

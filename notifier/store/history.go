@@ -61,7 +61,7 @@ func (s *Store) History(ctx context.Context, roots []string) ([]Recorded, error)
 				rows.Close()
 				return nil, fmt.Errorf("store: reading history: %w", err)
 			}
-			r.Seq, r.CreatedAt, r.Event = uint64(seq), fromMS(created), []byte(body)
+			r.Seq, r.CreatedAt, r.Event = uint64(seq), FromMillis(created), []byte(body)
 			out = append(out, r)
 		}
 		err = rows.Err()
@@ -104,7 +104,7 @@ func (s *Store) RootsSince(ctx context.Context, since time.Time) ([]string, erro
 }
 
 func (s *Store) roots(ctx context.Context, what, query string, since time.Time) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, query, ms(since))
+	rows, err := s.r.QueryContext(ctx, query, Millis(since))
 	if err != nil {
 		return nil, s.note(fmt.Errorf("store: %s: %w", what, err))
 	}
@@ -126,7 +126,7 @@ func (s *Store) roots(ctx context.Context, what, query string, since time.Time) 
 // PruneHistory deletes recorded events older than before (event time) and
 // returns how many it deleted.
 func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM history WHERE created_at < ?`, ms(before))
+	res, err := s.w.ExecContext(ctx, `DELETE FROM history WHERE created_at < ?`, Millis(before))
 	if err != nil {
 		return 0, s.note(fmt.Errorf("store: pruning history: %w", err))
 	}

@@ -97,7 +97,7 @@ func (s *Store) createListener(ctx context.Context, l Listener, perProject int) 
 		spec = []byte{} // NOT NULL
 	}
 	if _, err := tx.ExecContext(ctx, insertListener, l.ID, l.ProjectID, l.Scope, l.ScopeValue, l.RootID,
-		EncodeEvents(l.Events), spec, ms(l.CreatedAt), ms(l.UpdatedAt), ms(l.ExpiresAt)); err != nil {
+		EncodeEvents(l.Events), spec, Millis(l.CreatedAt), Millis(l.UpdatedAt), Millis(l.ExpiresAt)); err != nil {
 		return fmt.Errorf("store: creating listener %s: %w", l.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -119,7 +119,7 @@ func scanListener(sc interface{ Scan(...any) error }) (Listener, error) {
 		return Listener{}, err
 	}
 	l.Events = ev
-	l.CreatedAt, l.UpdatedAt, l.ExpiresAt = fromMS(created), fromMS(updated), fromMS(expires)
+	l.CreatedAt, l.UpdatedAt, l.ExpiresAt = FromMillis(created), FromMillis(updated), FromMillis(expires)
 	return l, nil
 }
 

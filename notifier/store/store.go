@@ -531,30 +531,32 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-func ms(t time.Time) int64 {
+// Millis and FromMillis are how both stores keep a time: milliseconds
+// since the epoch, 0 for the zero time.
+func Millis(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixMilli()
 }
 
-func fromMS(v int64) time.Time {
+func FromMillis(v int64) time.Time {
 	if v == 0 {
 		return time.Time{}
 	}
 	return time.UnixMilli(v).UTC()
 }
 
-// ns and fromNS store a time with nanosecond precision (an entity state's
+// Nanos and FromNanos keep a time with nanosecond precision (an entity state's
 // request time, which orders sightings within one second).
-func ns(t time.Time) int64 {
+func Nanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixNano()
 }
 
-func fromNS(v int64) time.Time {
+func FromNanos(v int64) time.Time {
 	if v == 0 {
 		return time.Time{}
 	}
@@ -631,7 +633,7 @@ func (s *Store) apply(c *commitTx, w Write) error {
 func (c *commitTx) insertDeliveries(shared *sql.Stmt, ds []Delivery, inserted []bool) error {
 	for i, d := range ds {
 		res, err := c.stmt(&c.ins, shared).ExecContext(c.ctx, d.ID, d.EventID, d.Callback, d.RootID, int64(d.Seq), d.EventType,
-			string(d.State), d.Attempts, ms(d.NextAt), ms(d.CreatedAt), ms(d.ReplayedAt), ms(d.UpdatedAt),
+			string(d.State), d.Attempts, Millis(d.NextAt), Millis(d.CreatedAt), Millis(d.ReplayedAt), Millis(d.UpdatedAt),
 			d.LastError, d.LastStatus, string(d.Event))
 		if err != nil {
 			return fmt.Errorf("store: inserting delivery %s: %w", d.ID, err)
@@ -651,7 +653,7 @@ func (c *commitTx) insertDeliveries(shared *sql.Stmt, ds []Delivery, inserted []
 func (c *commitTx) recordEvents(shared *sql.Stmt, rs []Recorded) error {
 	for _, r := range rs {
 		if _, err := c.stmt(&c.hist, shared).ExecContext(c.ctx, r.ID, r.RootID, r.EntityID, r.Type, int64(r.Seq),
-			ms(r.CreatedAt), string(r.Event)); err != nil {
+			Millis(r.CreatedAt), string(r.Event)); err != nil {
 			return fmt.Errorf("store: recording event %s: %w", r.ID, err)
 		}
 	}
@@ -662,7 +664,7 @@ func (c *commitTx) recordEvents(shared *sql.Stmt, rs []Recorded) error {
 func (c *commitTx) saveStates(shared *sql.Stmt, sts []event.EntityState) error {
 	for _, st := range sts {
 		if _, err := c.stmt(&c.ups, shared).ExecContext(c.ctx, st.ID, string(st.Kind), st.RootID, st.State, st.UpdatedAt,
-			st.RetryCount, int64(st.LastSeq), ns(st.RequestedAt), int(st.Policies), st.StartedAt); err != nil {
+			st.RetryCount, int64(st.LastSeq), Nanos(st.RequestedAt), int(st.Policies), st.StartedAt); err != nil {
 			return fmt.Errorf("store: saving state of %s: %w", st.ID, err)
 		}
 	}
@@ -672,8 +674,8 @@ func (c *commitTx) saveStates(shared *sql.Stmt, sts []event.EntityState) error {
 // updateDeliveries records attempt outcomes.
 func (c *commitTx) updateDeliveries(shared *sql.Stmt, us []Update) error {
 	for _, u := range us {
-		if _, err := c.stmt(&c.upd, shared).ExecContext(c.ctx, string(u.State), u.Attempts, ms(u.NextAt), u.LastError,
-			u.LastStatus, ms(u.UpdatedAt), u.ID); err != nil {
+		if _, err := c.stmt(&c.upd, shared).ExecContext(c.ctx, string(u.State), u.Attempts, Millis(u.NextAt), u.LastError,
+			u.LastStatus, Millis(u.UpdatedAt), u.ID); err != nil {
 			return fmt.Errorf("store: updating delivery %s: %w", u.ID, err)
 		}
 	}
@@ -683,7 +685,7 @@ func (c *commitTx) updateDeliveries(shared *sql.Stmt, us []Update) error {
 // disableCallbacks marks callbacks disabled.
 func (c *commitTx) disableCallbacks(shared *sql.Stmt, ds []Disabled) error {
 	for _, d := range ds {
-		if _, err := c.stmt(&c.dis, shared).ExecContext(c.ctx, d.Name, d.Reason, d.URL, ms(d.Since)); err != nil {
+		if _, err := c.stmt(&c.dis, shared).ExecContext(c.ctx, d.Name, d.Reason, d.URL, Millis(d.Since)); err != nil {
 			return fmt.Errorf("store: disabling callback %s: %w", d.Name, err)
 		}
 	}
@@ -705,8 +707,8 @@ func (c *commitTx) saveCheckpoints(cs []Checkpoint) error {
 // prepared at Open).
 func (c *commitTx) saveBreakers(bs []Breaker) error {
 	for _, b := range bs {
-		if _, err := c.tx.ExecContext(c.ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, ms(b.OpenedAt),
-			ms(b.NextProbe), b.Backoff.Milliseconds(), ms(b.UpdatedAt)); err != nil {
+		if _, err := c.tx.ExecContext(c.ctx, upsertBreaker, b.Callback, b.URL, b.State, b.Failures, Millis(b.OpenedAt),
+			Millis(b.NextProbe), b.Backoff.Milliseconds(), Millis(b.UpdatedAt)); err != nil {
 			return fmt.Errorf("store: saving breaker of %s: %w", b.Callback, err)
 		}
 	}
@@ -729,7 +731,7 @@ func scanDelivery(sc interface{ Scan(...any) error }, withEvent bool) (Delivery,
 		return Delivery{}, fmt.Errorf("store: reading delivery: %w", err)
 	}
 	d.Seq, d.State = uint64(seq), State(state)
-	d.NextAt, d.CreatedAt, d.ReplayedAt, d.UpdatedAt = fromMS(next), fromMS(created), fromMS(replayed), fromMS(updated)
+	d.NextAt, d.CreatedAt, d.ReplayedAt, d.UpdatedAt = FromMillis(next), FromMillis(created), FromMillis(replayed), FromMillis(updated)
 	if withEvent {
 		d.Event = json.RawMessage(body)
 	}
@@ -778,7 +780,7 @@ func (s *Store) PendingSummary(ctx context.Context, callback string) (int, time.
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("store: summarising pending deliveries of %s: %w", callback, err)
 	}
-	return n, fromMS(replayed.Int64), nil
+	return n, FromMillis(replayed.Int64), nil
 }
 
 // CountPending returns the number of pending deliveries per callback.
@@ -805,7 +807,7 @@ func (s *Store) CountPending(ctx context.Context) (map[string]int, error) {
 // configuration). It returns how many it changed.
 func (s *Store) Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error) {
 	res, err := s.w.ExecContext(ctx, `UPDATE deliveries SET state = 'dead', last_error = ?, updated_at = ?
-		WHERE callback = ? AND state = 'pending'`, reason, ms(now), callback)
+		WHERE callback = ? AND state = 'pending'`, reason, Millis(now), callback)
 	if err != nil {
 		return 0, fmt.Errorf("store: abandoning deliveries of %s: %w", callback, err)
 	}
@@ -852,7 +854,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Delivery, error) {
 	}
 	if !f.Since.IsZero() {
 		q += ` AND created_at >= ?`
-		args = append(args, ms(f.Since))
+		args = append(args, Millis(f.Since))
 	}
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -896,7 +898,7 @@ func (s *Store) Replay(ctx context.Context, f ReplayFilter, now time.Time) (int,
 	}
 	q := `UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, replayed_at = ?,
 		updated_at = ? WHERE state = 'dead'`
-	args := []any{ms(now), ms(now), ms(now)}
+	args := []any{Millis(now), Millis(now), Millis(now)}
 	if f.ID != "" {
 		q += ` AND id = ?`
 		args = append(args, f.ID)
@@ -907,7 +909,7 @@ func (s *Store) Replay(ctx context.Context, f ReplayFilter, now time.Time) (int,
 	}
 	if !f.Since.IsZero() {
 		q += ` AND created_at >= ?`
-		args = append(args, ms(f.Since))
+		args = append(args, Millis(f.Since))
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -933,7 +935,7 @@ func (s *Store) Replay(ctx context.Context, f ReplayFilter, now time.Time) (int,
 // Prune deletes delivered rows last updated before before and returns how
 // many it deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < ?`, ms(before))
+	res, err := s.w.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < ?`, Millis(before))
 	if err != nil {
 		return 0, fmt.Errorf("store: pruning delivered rows: %w", err)
 	}
@@ -955,7 +957,7 @@ func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]Disabled, err
 		if err := rows.Scan(&d.Name, &d.Reason, &d.URL, &since); err != nil {
 			return nil, fmt.Errorf("store: reading disabled callbacks: %w", err)
 		}
-		d.Since = fromMS(since)
+		d.Since = FromMillis(since)
 		out[d.Name] = d
 	}
 	return out, rows.Err()
@@ -973,7 +975,7 @@ func (s *Store) Breaker(ctx context.Context, callback string) (b Breaker, ok boo
 	if err != nil {
 		return Breaker{}, false, s.note(fmt.Errorf("store: reading breaker of %s: %w", callback, err))
 	}
-	b.OpenedAt, b.NextProbe, b.UpdatedAt = fromMS(opened), fromMS(next), fromMS(updated)
+	b.OpenedAt, b.NextProbe, b.UpdatedAt = FromMillis(opened), FromMillis(next), FromMillis(updated)
 	b.Backoff = time.Duration(backoff) * time.Millisecond
 	return b, true, nil
 }
@@ -1005,7 +1007,7 @@ func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 			return nil, fmt.Errorf("store: loading entity states: %w", err)
 		}
 		st.Kind, st.LastSeq = event.Kind(kind), uint64(seq)
-		st.RequestedAt, st.Policies = fromNS(reqNs), event.PolicyFlags(pol)
+		st.RequestedAt, st.Policies = FromNanos(reqNs), event.PolicyFlags(pol)
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {

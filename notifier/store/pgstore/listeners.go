@@ -45,7 +45,7 @@ func (s *Store) CreateListener(ctx context.Context, l store.Listener, perProject
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO listeners (`+listenerCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		l.ID, l.ProjectID, l.Scope, l.ScopeValue, l.RootID, store.EncodeEvents(l.Events), spec,
-		ms(l.CreatedAt), ms(l.UpdatedAt), ms(l.ExpiresAt))
+		store.Millis(l.CreatedAt), store.Millis(l.UpdatedAt), store.Millis(l.ExpiresAt))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return fmt.Errorf("pgstore: listener %s already exists", l.ID)
@@ -72,7 +72,7 @@ func scanListener(sc pgx.Row) (store.Listener, error) {
 		return store.Listener{}, err
 	}
 	l.Events = ev
-	l.CreatedAt, l.UpdatedAt, l.ExpiresAt = fromMS(created), fromMS(updated), fromMS(expires)
+	l.CreatedAt, l.UpdatedAt, l.ExpiresAt = store.FromMillis(created), store.FromMillis(updated), store.FromMillis(expires)
 	return l, nil
 }
 
@@ -135,7 +135,7 @@ func (s *Store) History(ctx context.Context, roots []string) ([]store.Recorded, 
 		if err := rows.Scan(&r.ID, &r.RootID, &r.EntityID, &r.Type, &seq, &created, &body); err != nil {
 			return nil, s.wrap("reading history", err)
 		}
-		r.Seq, r.CreatedAt, r.Event = uint64(seq), fromMS(created), []byte(body)
+		r.Seq, r.CreatedAt, r.Event = uint64(seq), store.FromMillis(created), []byte(body)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -158,7 +158,7 @@ func (s *Store) RootsSince(ctx context.Context, since time.Time) ([]string, erro
 }
 
 func (s *Store) roots(ctx context.Context, what, query string, since time.Time) ([]string, error) {
-	rows, err := s.pool.Query(ctx, strings.Replace(query, "?", "$1", 1), ms(since))
+	rows, err := s.pool.Query(ctx, strings.Replace(query, "?", "$1", 1), store.Millis(since))
 	if err != nil {
 		return nil, s.wrap(what, err)
 	}
@@ -180,6 +180,6 @@ func (s *Store) roots(ctx context.Context, what, query string, since time.Time) 
 
 // PruneHistory is store.Store.PruneHistory.
 func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int, error) {
-	n, err := s.exec(ctx, "pruning history", false, `DELETE FROM history WHERE created_at < $1`, ms(before))
+	n, err := s.exec(ctx, "pruning history", false, `DELETE FROM history WHERE created_at < $1`, store.Millis(before))
 	return int(n), err
 }

@@ -201,36 +201,6 @@ func (s *Store) queueFence(b *pgx.Batch) bool {
 	return true
 }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
-// ns and fromNS store a time with nanosecond precision (an entity state's
-// request time, which orders sightings within one second).
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, v).UTC()
-}
-
 // Commit's statements, as in notifier/store.
 const (
 	upsertCheckpoint = `INSERT INTO checkpoints (key, value) VALUES ($1, $2)
@@ -289,14 +259,14 @@ func (s *Store) Commit(ctx context.Context, writes ...store.Write) error {
 	queueUpdates(b, writes)
 	for _, w := range writes {
 		for _, d := range w.Disable {
-			b.Queue(disableCallback, d.Name, d.Reason, d.URL, ms(d.Since))
+			b.Queue(disableCallback, d.Name, d.Reason, d.URL, store.Millis(d.Since))
 		}
 		for _, c := range w.Checkpoints {
 			b.Queue(upsertCheckpoint, c.Key, c.Value)
 		}
 		for _, k := range w.Breakers {
-			b.Queue(upsertBreaker, k.Callback, k.URL, k.State, int32(k.Failures), ms(k.OpenedAt), ms(k.NextProbe),
-				k.Backoff.Milliseconds(), ms(k.UpdatedAt))
+			b.Queue(upsertBreaker, k.Callback, k.URL, k.State, int32(k.Failures), store.Millis(k.OpenedAt), store.Millis(k.NextProbe),
+				k.Backoff.Milliseconds(), store.Millis(k.UpdatedAt))
 		}
 	}
 	if b.Len() == 0 || (fenced && b.Len() == 1) {
@@ -353,8 +323,8 @@ func queueInserts(b *pgx.Batch, writes []store.Write) []string {
 		for _, d := range w.Insert {
 			id, ev, cb, root = append(id, d.ID), append(ev, d.EventID), append(cb, d.Callback), append(root, d.RootID)
 			seq, typ, state = append(seq, int64(d.Seq)), append(typ, d.EventType), append(state, string(d.State))
-			attempts, next, created = append(attempts, int32(d.Attempts)), append(next, ms(d.NextAt)), append(created, ms(d.CreatedAt))
-			replayed, updated = append(replayed, ms(d.ReplayedAt)), append(updated, ms(d.UpdatedAt))
+			attempts, next, created = append(attempts, int32(d.Attempts)), append(next, store.Millis(d.NextAt)), append(created, store.Millis(d.CreatedAt))
+			replayed, updated = append(replayed, store.Millis(d.ReplayedAt)), append(updated, store.Millis(d.UpdatedAt))
 			lastErr, status, body = append(lastErr, d.LastError), append(status, int32(d.LastStatus)), append(body, string(d.Event))
 		}
 	}
@@ -372,7 +342,7 @@ func queueHistory(b *pgx.Batch, writes []store.Write) {
 	for _, w := range writes {
 		for _, r := range w.Events {
 			id, root, entity, typ = append(id, r.ID), append(root, r.RootID), append(entity, r.EntityID), append(typ, r.Type)
-			seq, created, body = append(seq, int64(r.Seq)), append(created, ms(r.CreatedAt)), append(body, string(r.Event))
+			seq, created, body = append(seq, int64(r.Seq)), append(created, store.Millis(r.CreatedAt)), append(body, string(r.Event))
 		}
 	}
 	if len(id) > 0 {
@@ -390,13 +360,13 @@ func queueStates(b *pgx.Batch, writes []store.Write) {
 		for _, st := range w.States {
 			if i, ok := at[st.ID]; ok {
 				kind[i], root[i], state[i], upd[i], retry[i], seq[i] = string(st.Kind), st.RootID, st.State, st.UpdatedAt, int32(st.RetryCount), int64(st.LastSeq)
-				reqNs[i], pol[i], started[i] = ns(st.RequestedAt), int32(st.Policies), st.StartedAt
+				reqNs[i], pol[i], started[i] = store.Nanos(st.RequestedAt), int32(st.Policies), st.StartedAt
 				continue
 			}
 			at[st.ID] = len(id)
 			id, kind, root, state = append(id, st.ID), append(kind, string(st.Kind)), append(root, st.RootID), append(state, st.State)
 			upd, retry, seq = append(upd, st.UpdatedAt), append(retry, int32(st.RetryCount)), append(seq, int64(st.LastSeq))
-			reqNs, pol, started = append(reqNs, ns(st.RequestedAt)), append(pol, int32(st.Policies)), append(started, st.StartedAt)
+			reqNs, pol, started = append(reqNs, store.Nanos(st.RequestedAt)), append(pol, int32(st.Policies)), append(started, st.StartedAt)
 		}
 	}
 	if len(id) > 0 {
@@ -413,12 +383,12 @@ func queueUpdates(b *pgx.Batch, writes []store.Write) {
 	for _, w := range writes {
 		for _, u := range w.Updates {
 			if i, ok := at[u.ID]; ok {
-				state[i], attempts[i], next[i], lastErr[i], status[i], updated[i] = string(u.State), int32(u.Attempts), ms(u.NextAt), u.LastError, int32(u.LastStatus), ms(u.UpdatedAt)
+				state[i], attempts[i], next[i], lastErr[i], status[i], updated[i] = string(u.State), int32(u.Attempts), store.Millis(u.NextAt), u.LastError, int32(u.LastStatus), store.Millis(u.UpdatedAt)
 				continue
 			}
 			at[u.ID] = len(id)
-			id, state, attempts, next = append(id, u.ID), append(state, string(u.State)), append(attempts, int32(u.Attempts)), append(next, ms(u.NextAt))
-			lastErr, status, updated = append(lastErr, u.LastError), append(status, int32(u.LastStatus)), append(updated, ms(u.UpdatedAt))
+			id, state, attempts, next = append(id, u.ID), append(state, string(u.State)), append(attempts, int32(u.Attempts)), append(next, store.Millis(u.NextAt))
+			lastErr, status, updated = append(lastErr, u.LastError), append(status, int32(u.LastStatus)), append(updated, store.Millis(u.UpdatedAt))
 		}
 	}
 	if len(id) > 0 {
@@ -465,7 +435,7 @@ func scanDelivery(sc pgx.Row, withEvent bool) (store.Delivery, error) {
 		return store.Delivery{}, fmt.Errorf("pgstore: reading delivery: %w", err)
 	}
 	d.Seq, d.State, d.Attempts, d.LastStatus = uint64(seq), store.State(state), int(attempts), int(status)
-	d.NextAt, d.CreatedAt, d.ReplayedAt, d.UpdatedAt = fromMS(next), fromMS(created), fromMS(replayed), fromMS(updated)
+	d.NextAt, d.CreatedAt, d.ReplayedAt, d.UpdatedAt = store.FromMillis(next), store.FromMillis(created), store.FromMillis(replayed), store.FromMillis(updated)
 	if withEvent {
 		d.Event = json.RawMessage(body)
 	}
@@ -511,7 +481,7 @@ func (s *Store) PendingSummary(ctx context.Context, callback string) (int, time.
 	if replayed != nil {
 		r = *replayed
 	}
-	return int(n), fromMS(r), nil
+	return int(n), store.FromMillis(r), nil
 }
 
 // CountPending is store.Store.CountPending.
@@ -539,7 +509,7 @@ func (s *Store) CountPending(ctx context.Context) (map[string]int, error) {
 // Abandon is store.Store.Abandon; fenced.
 func (s *Store) Abandon(ctx context.Context, callback, reason string, now time.Time) (int, error) {
 	n, err := s.exec(ctx, "abandoning deliveries of "+callback, true, `UPDATE deliveries SET state = 'dead',
-		last_error = $1, updated_at = $2 WHERE callback = $3 AND state = 'pending'`, reason, ms(now), callback)
+		last_error = $1, updated_at = $2 WHERE callback = $3 AND state = 'pending'`, reason, store.Millis(now), callback)
 	return int(n), err
 }
 
@@ -570,7 +540,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Delivery, err
 		q += ` AND state = '` + string(f.State) + `'`
 	}
 	if !f.Since.IsZero() {
-		q += ` AND created_at >= ` + arg(ms(f.Since))
+		q += ` AND created_at >= ` + arg(store.Millis(f.Since))
 	}
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -587,7 +557,7 @@ func (s *Store) Replay(ctx context.Context, f store.ReplayFilter, now time.Time)
 	}
 	q := `UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, replayed_at = $1,
 		updated_at = $1 WHERE state = 'dead'`
-	args := []any{ms(now)}
+	args := []any{store.Millis(now)}
 	if f.ID != "" {
 		args = append(args, f.ID)
 		q += fmt.Sprintf(` AND id = $%d`, len(args))
@@ -597,7 +567,7 @@ func (s *Store) Replay(ctx context.Context, f store.ReplayFilter, now time.Time)
 		q += fmt.Sprintf(` AND callback = $%d`, len(args))
 	}
 	if !f.Since.IsZero() {
-		args = append(args, ms(f.Since))
+		args = append(args, store.Millis(f.Since))
 		q += fmt.Sprintf(` AND created_at >= $%d`, len(args))
 	}
 	b := &pgx.Batch{}
@@ -625,7 +595,7 @@ func (s *Store) Replay(ctx context.Context, f store.ReplayFilter, now time.Time)
 // Prune is store.Store.Prune.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	n, err := s.exec(ctx, "pruning delivered rows", false,
-		`DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < $1`, ms(before))
+		`DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < $1`, store.Millis(before))
 	return int(n), err
 }
 
@@ -643,7 +613,7 @@ func (s *Store) DisabledCallbacks(ctx context.Context) (map[string]store.Disable
 		if err := rows.Scan(&d.Name, &d.Reason, &d.URL, &since); err != nil {
 			return nil, s.wrap("reading disabled callbacks", err)
 		}
-		d.Since = fromMS(since)
+		d.Since = store.FromMillis(since)
 		out[d.Name] = d
 	}
 	if err := rows.Err(); err != nil {
@@ -666,7 +636,7 @@ func (s *Store) Breaker(ctx context.Context, callback string) (store.Breaker, bo
 		return store.Breaker{}, false, s.wrap("reading breaker of "+callback, err)
 	}
 	b.Failures = int(failures)
-	b.OpenedAt, b.NextProbe, b.UpdatedAt = fromMS(opened), fromMS(next), fromMS(updated)
+	b.OpenedAt, b.NextProbe, b.UpdatedAt = store.FromMillis(opened), store.FromMillis(next), store.FromMillis(updated)
 	b.Backoff = time.Duration(backoff) * time.Millisecond
 	return b, true, nil
 }
@@ -695,7 +665,7 @@ func (s *Store) LoadStates(ctx context.Context) ([]event.EntityState, error) {
 			return nil, s.wrap("loading entity states", err)
 		}
 		st.Kind, st.LastSeq, st.RetryCount = event.Kind(kind), uint64(seq), int(retry)
-		st.RequestedAt, st.Policies = fromNS(reqNs), event.PolicyFlags(pol)
+		st.RequestedAt, st.Policies = store.FromNanos(reqNs), event.PolicyFlags(pol)
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {
