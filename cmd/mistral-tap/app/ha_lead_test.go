@@ -82,16 +82,22 @@ func TestLeaderTerm(t *testing.T) {
 	}
 }
 
-// waitLogs waits up to 15s until every string is in the log.
+// waitLogs waits up to 15s until every string is in the log, looking
+// again at each write.
 func waitLogs(t *testing.T, logs *syncBuffer, want []string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.After(15 * time.Second)
 	for _, w := range want {
-		for !strings.Contains(logs.String(), w) {
-			if time.Now().After(deadline) {
-				t.Fatalf("log lacks %q:\n%s", w, logs.String())
+		for {
+			text, wrote := logs.next()
+			if strings.Contains(text, w) {
+				break
 			}
-			time.Sleep(20 * time.Millisecond)
+			select {
+			case <-wrote:
+			case <-deadline:
+				t.Fatalf("log lacks %q:\n%s", w, text)
+			}
 		}
 	}
 }

@@ -23,16 +23,33 @@ import (
 	"github.com/mistral-tap/mistral-tap/testenv/receiver"
 )
 
-// syncBuffer collects log output from many goroutines.
+// syncBuffer collects log output from many goroutines; wrote is closed
+// and replaced at every write, for tests that wait for a line.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wrote != nil {
+		close(s.wrote)
+		s.wrote = nil
+	}
 	return s.b.Write(p)
+}
+
+// next returns the buffer's contents and a channel closed at the next
+// write.
+func (s *syncBuffer) next() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wrote == nil {
+		s.wrote = make(chan struct{})
+	}
+	return s.b.String(), s.wrote
 }
 
 func (s *syncBuffer) String() string {
