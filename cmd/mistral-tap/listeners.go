@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/mistral-tap/mistral-tap/config/redact"
 )
 
 const listenersUsage = `Usage:
@@ -204,26 +206,17 @@ func (c listenersClient) doURL(ctx context.Context, method, target string, body 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, redactQuery(target), err)
+		return nil, fmt.Errorf("%s %s: %w", method, redact.URL(target), err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, redactQuery(target), err)
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, redact.URL(target), err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, redactQuery(target), resp.Status, faultString(b))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, redact.URL(target), resp.Status, faultString(b))
 	}
 	return b, nil
-}
-
-func redactQuery(target string) string {
-	u, err := url.Parse(target)
-	if err != nil {
-		return "?"
-	}
-	u.User, u.RawQuery = nil, ""
-	return u.String()
 }
 
 // faultString is the message of a Mistral fault body (or of Keystone's
@@ -284,7 +277,7 @@ func (c listenersClient) list(ctx context.Context, limit int, asJSON bool, stdou
 			Next      string           `json:"next"`
 		}
 		if err := json.Unmarshal(b, &env); err != nil {
-			return fmt.Errorf("GET %s: not a listener list: %w", redactQuery(target), err)
+			return fmt.Errorf("GET %s: not a listener list: %w", redact.URL(target), err)
 		}
 		all = append(all, env.Listeners...)
 		target = env.Next
